@@ -1,0 +1,78 @@
+"""Checkpoints that carry their own model and data config (nanoGPT style), loadable with weights_only=True."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline import __version__
+from pipeline.config import DataConfig, ModelConfig, RunConfig, run_config_from_dict
+from pipeline.data import Normalization
+from pipeline.fileio import atomic_path
+from pipeline.model import SequenceModel
+
+FORMAT = "lstm-onnx-pipeline/checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable checkpoint; the message says why."""
+
+
+@dataclass
+class Checkpoint:
+    config: RunConfig
+    state_dict: dict
+    normalization: Normalization
+    feature_names: list[str]
+    target_names: list[str]
+    metrics: dict
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.config.model
+
+    @property
+    def data_config(self) -> DataConfig:
+        return self.config.data
+
+    def build_model(self) -> SequenceModel:
+        model = SequenceModel(self.config.model)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+    def save(self, path: str | Path) -> None:
+        payload = {
+            "format": FORMAT,
+            "version": __version__,
+            "config": dataclasses.asdict(self.config),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "normalization": self.normalization.to_dict(),
+            "feature_names": list(self.feature_names),
+            "target_names": list(self.target_names),
+            "metrics": self.metrics,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+                              f"train one with `lstm-pipeline train`") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an lstm-onnx-pipeline checkpoint (format {FORMAT} expected)")
+    try:
+        config = run_config_from_dict(payload["config"])
+        ckpt = Checkpoint(config, payload["state_dict"], Normalization.from_dict(payload["normalization"]),
+                          payload["feature_names"], payload["target_names"], payload.get("metrics", {}))
+        ckpt.build_model()  # proves the weights fit the config
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is damaged: {str(exc).splitlines()[0]}") from None
+    return ckpt

@@ -1,0 +1,81 @@
+"""The Runner interface: activate / infer / deactivate check state and feeds, then call `_impl` hooks."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+class RunnerError(RuntimeError):
+    """A runner was used wrongly, or its runtime failed; the message says how to fix it."""
+
+
+class RunnerUnavailable(RunnerError):
+    """The runtime is not installed or cannot run this model; reported as skipped, not failed."""
+
+
+class Runner:
+    """Base class. Subclasses set `name` and implement `_activate`, `_infer` and `_deactivate`.
+
+    Use as a context manager:  `with OnnxRuntimeRunner(path) as r: outputs = r.infer(feeds)`.
+    """
+
+    name = "runner"
+
+    def __init__(self) -> None:
+        self.is_active = False
+        self.latencies_ms: list[float] = []
+
+    # -- public API, state-checked
+    def activate(self) -> "Runner":
+        if self.is_active:
+            raise RunnerError(f"{self.name} is already active; call deactivate() first")
+        self._activate()
+        self.is_active = True
+        return self
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.is_active:
+            raise RunnerError(f"{self.name} is not active; call activate() or use `with runner:`")
+        self._check_feeds(feeds)
+        start = time.perf_counter()
+        outputs = self._infer(feeds)
+        self.latencies_ms.append((time.perf_counter() - start) * 1e3)
+        return outputs
+
+    def deactivate(self) -> None:
+        if not self.is_active:
+            raise RunnerError(f"{self.name} is not active")
+        self._deactivate()
+        self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names `infer` requires."""
+        return self._input_names()
+
+    # -- hooks
+    def _activate(self) -> None:
+        pass
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _deactivate(self) -> None:
+        pass
+
+    def _input_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
+        expected = set(self.input_names)
+        missing, extra = expected - set(feeds), set(feeds) - expected
+        if missing or extra:
+            raise RunnerError(f"{self.name}: feeds must be exactly {sorted(expected)}; "
+                              f"missing {sorted(missing)}, unexpected {sorted(extra)}")

@@ -1,0 +1,28 @@
+"""Run a set of runners on the same feeds and compare each with a reference runner."""
+from __future__ import annotations
+
+from runtimes.base import Runner, RunnerError, RunnerUnavailable
+from runtimes.compare import ParityReport, Tolerances, compare_outputs
+
+
+def run_parity(reference: Runner, runners: list[Runner], feeds: dict, tolerances: Tolerances | None = None,
+               outputs: list[str] | None = None, skipped: dict[str, str] | None = None) -> ParityReport:
+    """Compare `outputs` (default: everything the reference returns) of each runner with the reference."""
+    tolerances = tolerances or Tolerances()
+    report = ParityReport(reference.name, skipped=dict(skipped or {}),
+                          inputs={k: list(v.shape) for k, v in feeds.items()})
+    with reference:
+        expected = reference.infer(feeds)
+    names = outputs or list(expected)
+    for runner in runners:
+        try:
+            with runner:
+                actual = runner.infer({k: feeds[k] for k in runner.input_names})
+        except RunnerUnavailable as exc:
+            report.skipped[runner.name] = str(exc)
+            continue
+        except (RunnerError, KeyError) as exc:
+            report.errors[runner.name] = str(exc)
+            continue
+        report.rows += compare_outputs(runner.name, actual, expected, tolerances, names)
+    return report
