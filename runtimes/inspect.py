@@ -1,0 +1,53 @@
+"""Describe an ONNX model: I/O, node counts, LSTM nodes (is P present?), our metadata."""
+from __future__ import annotations
+
+from collections import Counter
+
+from runtimes import metadata
+
+LSTM_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
+
+
+def _dims(vi) -> list:
+    return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+
+def describe(model) -> dict:
+    from onnx import helper
+
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    lstms = []
+    for node in model.graph.node:
+        if node.op_type == "LSTM":
+            present = {n: node.input[k] for k, n in enumerate(LSTM_INPUTS) if k < len(node.input) and node.input[k]}
+            lstms.append({"name": node.name, "inputs": {n: inits.get(v, v) for n, v in present.items()},
+                          "attributes": {a.name: helper.get_attribute_value(a) for a in node.attribute},
+                          "peepholes": "P" in present})
+    for info in lstms:
+        info["attributes"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info["attributes"].items()}
+    return {
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "ir_version": model.ir_version,
+        "inputs": {vi.name: _dims(vi) for vi in model.graph.input},
+        "outputs": {vi.name: _dims(vi) for vi in model.graph.output},
+        "nodes": dict(Counter(n.op_type for n in model.graph.node)),
+        "lstm": lstms,
+        "metadata": metadata.decode({p.key: p.value for p in model.metadata_props}),
+    }
+
+
+def format_description(info: dict) -> str:
+    lines = [f"opset {info['opset']}, IR {info['ir_version']}", "inputs:"]
+    lines += [f"  {k}: {v}" for k, v in info["inputs"].items()]
+    lines += ["outputs:"] + [f"  {k}: {v}" for k, v in info["outputs"].items()]
+    lines += ["nodes: " + ", ".join(f"{k}×{v}" for k, v in sorted(info["nodes"].items()))]
+    for lstm in info["lstm"]:
+        attrs = ", ".join(f"{k}={v}" for k, v in lstm["attributes"].items())
+        lines.append(f"LSTM {lstm['name']}: {attrs}; P {'present ' + str(lstm['inputs']['P']) if lstm['peepholes'] else 'absent'}")
+    meta = info["metadata"]
+    if meta:
+        lines.append("metadata:")
+        for k, v in meta.items():
+            text = str(v)
+            lines.append(f"  {k}: {text if len(text) < 100 else text[:97] + '...'}")
+    return "\n".join(lines)
