@@ -15,15 +15,15 @@ TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
 TORCH_TO_ONNX_PEEPHOLES = (0, 2, 1)
 
 
-def reorder_gates(packed: np.ndarray) -> np.ndarray:
-    """[4H, ...] in PyTorch's i, f, g, o order -> ONNX's i, o, f, c order."""
-    blocks = np.split(np.asarray(packed), 4, axis=0)
-    return np.concatenate([blocks[k] for k in TORCH_TO_ONNX_GATES], axis=0)
+def reorder_gates(packed):
+    """[4H, ...] in PyTorch's i, f, g, o order -> ONNX's i, o, f, c order (numpy array or torch tensor)."""
+    H = packed.shape[0] // 4
+    return packed[[k * H + j for k in TORCH_TO_ONNX_GATES for j in range(H)]]
 
 
-def reorder_peepholes(peep: np.ndarray) -> np.ndarray:
-    """[3, H] rows (p_i, p_f, p_o) -> flat [3H] in ONNX's (p_i, p_o, p_f) order."""
-    return np.concatenate([np.asarray(peep)[k] for k in TORCH_TO_ONNX_PEEPHOLES])
+def reorder_peepholes(peep):
+    """[3, H] rows (p_i, p_f, p_o) -> flat [3H] in ONNX's (p_i, p_o, p_f) order (numpy or torch)."""
+    return peep[list(TORCH_TO_ONNX_PEEPHOLES)].reshape(-1)
 
 
 @dataclass

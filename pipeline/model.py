@@ -78,6 +78,11 @@ class PeepholeLSTM(nn.Module):
             raise ValueError(f"expected input of shape [.., .., {self.input_size}], got {list(x.shape)}")
         if self.batch_first:
             x = x.transpose(0, 1)
+        if torch.onnx.is_in_onnx_export():
+            from exporters.torch_onnx import onnx_lstm_forward
+
+            out, state = onnx_lstm_forward(self, x, hx, lengths)
+            return (out.transpose(0, 1) if self.batch_first else out), state
         S, B, _ = x.shape
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         h0, c0 = hx if hx is not None else (x.new_zeros(LD, B, H), x.new_zeros(LD, B, H))
