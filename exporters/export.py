@@ -1,6 +1,7 @@
 """Checkpoint -> ONNX: the shared skeleton (I/O, layout, layers, head, metadata) around a per-form layer."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,16 +10,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from exporters import native
+from exporters import decomposed, native, unrolled
 from exporters.graph import FLOAT, GraphBuilder, final_features
 from exporters.opsets import check_opset, ir_version_for
 from exporters.weights import layer_weights
 from pipeline import __version__
 from pipeline.checkpoint import Checkpoint
 from pipeline.fileio import atomic_path
-from runtimes import metadata
+from runtimes import capabilities, metadata
 
-FORMS = {"native": native.lstm_layer}
+FORMS = {"native": native.lstm_layer, "decomposed": decomposed.lstm_layer, "unrolled": unrolled.lstm_layer}
+DTYPES = {"float32": FLOAT, "float16": TensorProto.FLOAT16}
+QUANTIZATIONS = ("int8",)
 
 
 class ExportError(ValueError):
@@ -27,30 +30,96 @@ class ExportError(ValueError):
 
 @dataclass
 class ExportOptions:
-    form: str = "native"
+    form: str = "native"  # native | decomposed | unrolled | auto (needs target)
     stateful: bool = False  # h0/c0 inputs and hn/cn outputs
     lengths: bool = False  # a per-item `lengths` input mapped to sequence_lens
     opset: int | None = None
+    target: str | None = None  # a runtime of runtimes.capabilities, for form "auto"
+    seq_len: int | None = None  # unrolled only: the static sequence length
+    batch_size: int | None = None  # unrolled only: the static batch size (default 1)
+    dtype: str = "float32"  # float32 | float16 (computation; I/O stay float32)
+    quantize: str | None = None  # int8: dynamic quantization of the weights by onnxruntime
+    via: str = "graph"  # graph: built from the weights | torch.onnx: traced by torch.onnx.export(dynamo=True)
 
 
-def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str = "") -> onnx.ModelProto:
+def resolve_options(ckpt: Checkpoint, options: ExportOptions) -> ExportOptions:
+    """Check the options against each other and the model; pick the form for `auto`. Raises ExportError."""
+    import dataclasses
+
     cfg = ckpt.model_config
-    if options.form not in FORMS:
-        raise ExportError(f"unknown form {options.form!r}; choose one of: {', '.join(FORMS)}")
+    form = options.form
+    if form == "auto":
+        if not options.target:
+            raise ExportError(f"--form auto needs --target: one of {', '.join(capabilities.RUNTIMES)}")
+        try:
+            form = capabilities.choose_form(options.target, peepholes=cfg.peephole, lengths=options.lengths,
+                                            dtype=options.dtype, quantize=bool(options.quantize))
+        except KeyError as exc:
+            raise ExportError(exc.args[0]) from None
+    elif options.target and options.target not in capabilities.RUNTIMES:
+        raise ExportError(f"unknown target {options.target!r}; choose one of: {', '.join(capabilities.RUNTIMES)}")
+    if form not in FORMS:
+        raise ExportError(f"unknown form {form!r}; choose one of: {', '.join(FORMS)}, auto")
     if options.stateful and cfg.bidirectional:
         raise ExportError("--stateful needs a unidirectional model: a bidirectional LSTM reads the whole "
                           "sequence backwards, so it cannot be streamed chunk by chunk")
+    batch_size = options.batch_size
+    if form == "unrolled":
+        if not options.seq_len or options.seq_len < 1:
+            raise ExportError("--form unrolled needs --seq-len N (>= 1): its shapes are static")
+        batch_size = batch_size or 1
+        if batch_size < 1:
+            raise ExportError("--batch-size must be >= 1")
+    elif options.seq_len is not None or options.batch_size is not None:
+        raise ExportError("--seq-len and --batch-size only apply to --form unrolled (other forms keep "
+                          "batch and sequence dynamic)")
+    if options.dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {options.dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if options.dtype == "float16" and form == "native":
+        raise ExportError("--dtype float16 needs --form decomposed or unrolled: ONNX Runtime's CPU LSTM "
+                          "kernel is float32-only, and ORT CUDA moves an LSTM with P to the CPU")
+    if options.via not in ("graph", "torch.onnx"):
+        raise ExportError(f"unknown --via {options.via!r}; choose graph or torch.onnx")
+    if options.via == "torch.onnx" and (form != "native" or options.dtype != "float32"):
+        raise ExportError("--via torch.onnx makes the native float32 form only; use --via graph for "
+                          f"--form {form} --dtype {options.dtype}")
+    if options.quantize is not None:
+        if options.quantize not in QUANTIZATIONS:
+            raise ExportError(f"unknown quantization {options.quantize!r}; choose one of: "
+                              f"{', '.join(QUANTIZATIONS)}")
+        if options.dtype != "float32":
+            raise ExportError("--quantize int8 quantizes float32 weights: drop --dtype float16")
+    return dataclasses.replace(options, form=form, batch_size=batch_size)
+
+
+def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str = "") -> onnx.ModelProto:
+    """The float model (quantization, if asked, comes after: see export_checkpoint)."""
+    cfg = ckpt.model_config
+    options = resolve_options(ckpt, options)
     opset = check_opset(options.opset)
+    if options.via == "torch.onnx":
+        from exporters.torch_onnx import export_via_torch
+
+        model = export_via_torch(ckpt, dataclasses.replace(options, opset=opset))
+        _annotate(model, ckpt, options, opset, checkpoint_sha256)
+        return model
     D, H, L = cfg.num_directions, cfg.hidden_size, cfg.num_layers
-    g = GraphBuilder("lstm_onnx_pipeline")
-    seq_dims = ["batch", "seq"] if cfg.batch_first else ["seq", "batch"]
+    static = options.form == "unrolled"
+    g = GraphBuilder("lstm_onnx_pipeline", DTYPES[options.dtype],
+                     options.seq_len if static else None, options.batch_size if static else None)
+    batch, seq = (options.batch_size, options.seq_len) if static else ("batch", "seq")
+    seq_dims = [batch, seq] if cfg.batch_first else [seq, batch]
     x = g.input("x", FLOAT, seq_dims + [cfg.input_size])
     xt = g.op("Transpose", x, perm=[1, 0, 2]) if cfg.batch_first else x  # [S, B, I]
-    seq_lens = g.input("lengths", TensorProto.INT32, ["batch"]) if options.lengths else None
+    seq_lens = g.input("lengths", TensorProto.INT32, [batch]) if options.lengths else None
     h0 = c0 = None
     if options.stateful:
-        h0 = g.input("h0", FLOAT, [L * D, "batch", H])
-        c0 = g.input("c0", FLOAT, [L * D, "batch", H])
+        h0 = g.input("h0", FLOAT, [L * D, batch, H])
+        c0 = g.input("c0", FLOAT, [L * D, batch, H])
+    if g.float_type != FLOAT:  # I/O stay float32, so feeds and the Predictor do not change
+        xt = g.op("Cast", xt, to=g.float_type)
+        if options.stateful:
+            h0, c0 = g.op("Cast", h0, to=g.float_type), g.op("Cast", c0, to=g.float_type)
     layer = FORMS[options.form]
     sd = ckpt.state_dict
     y_hs, y_cs = [], []
@@ -62,10 +131,11 @@ def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str
         xt, y_h, y_c = layer(g, xt, layer_weights(sd, k, D), k, D, seq_lens, h0_k, c0_k)
         y_hs.append(y_h)
         y_cs.append(y_c)
-    _head(g, ckpt, xt, y_hs[-1])
+    _head(g, ckpt, xt, y_hs[-1], batch, seq)
     if options.stateful:
         for name, parts in (("hn", y_hs), ("cn", y_cs)):
-            g.output(g.op("Concat", *parts, axis=0) if L > 1 else parts[0], name, FLOAT, [L * D, "batch", H])
+            g.output(_to_float(g, g.op("Concat", *parts, axis=0) if L > 1 else parts[0]), name, FLOAT,
+                     [L * D, batch, H])
     model = helper.make_model(g.graph(), opset_imports=[helper.make_opsetid("", opset)],
                               ir_version=ir_version_for(opset), producer_name="lstm-onnx-pipeline",
                               producer_version=__version__)
@@ -73,23 +143,28 @@ def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str
     return model
 
 
-def _head(g: GraphBuilder, ckpt: Checkpoint, y: str, y_h: str) -> None:
+def _head(g: GraphBuilder, ckpt: Checkpoint, y: str, y_h: str, batch, seq) -> None:
     cfg = ckpt.model_config
     w = _np(ckpt.state_dict["head.weight"])  # [O, D*H]
     b = _np(ckpt.state_dict["head.bias"])
     if cfg.head == "sequence":
-        out = g.op("Add", g.op("MatMul", y, g.const(w.T.copy(), "head.weight_t")), g.const(b, "head.bias"))
+        out = g.op("Add", g.op("MatMul", y, g.fconst(w.T.copy(), "head.weight_t")), g.fconst(b, "head.bias"))
         if cfg.batch_first:
             out = g.op("Transpose", out, perm=[1, 0, 2])
-        dims = (["batch", "seq"] if cfg.batch_first else ["seq", "batch"]) + [cfg.output_size]
+        dims = ([batch, seq] if cfg.batch_first else [seq, batch]) + [cfg.output_size]
     else:
         features = final_features(g, y_h, cfg.num_directions)
-        out = g.op("Gemm", features, g.const(w, "head.weight"), g.const(b, "head.bias"), transB=1)
-        dims = ["batch", cfg.output_size]
-    g.output(out, "y", FLOAT, dims)
+        out = g.op("Gemm", features, g.fconst(w, "head.weight"), g.fconst(b, "head.bias"), transB=1)
+        dims = [batch, cfg.output_size]
+    g.output(_to_float(g, out), "y", FLOAT, dims)
 
 
-def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha256: str) -> None:
+def _to_float(g: GraphBuilder, value: str) -> str:
+    return value if g.float_type == FLOAT else g.op("Cast", value, to=FLOAT)
+
+
+def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha256: str,
+              accuracy: dict | None = None) -> None:
     import dataclasses
 
     io = {"inputs": {"x": "normalized features, " + ("[batch, seq, F]" if ckpt.model_config.batch_first
@@ -104,7 +179,10 @@ def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha25
         "version": __version__, "form": options.form, "config": dataclasses.asdict(ckpt.config),
         "normalization": ckpt.normalization.to_dict(), "feature_names": ckpt.feature_names,
         "target_names": ckpt.target_names, "checkpoint_sha256": sha256, "io": io,
-        "stateful": options.stateful, "opset": opset})
+        "stateful": options.stateful, "opset": opset, "dtype": options.dtype,
+        "quantization": options.quantize or "none", "target": options.target or "",
+        **({"seq_len": options.seq_len, "batch_size": options.batch_size} if options.form == "unrolled" else {}),
+        **({"accuracy": accuracy} if accuracy else {})})
     helper.set_model_props(model, props)
 
 
@@ -118,13 +196,55 @@ def file_sha256(path: str | Path) -> str:
 
 def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions | None = None,
                       checkpoint_sha256: str = "", validate: bool = True) -> onnx.ModelProto:
-    """Build, validate against PyTorch, then write atomically. Nothing is written if validation fails."""
+    """Build, validate against PyTorch, then write atomically. Nothing is written if validation fails.
+
+    float16 and int8 exports also carry (in metadata `accuracy`) what they cost against float32 on the
+    checkpoint's validation set.
+    """
+    import dataclasses
+
+    from exporters.precision import PrecisionError, accuracy_loss, quantize_int8
     from exporters.validate import validate_model
 
-    options = options or ExportOptions()
+    options = resolve_options(ckpt, options or ExportOptions())
     model = build_model(ckpt, options, checkpoint_sha256)
     if validate:
-        validate_model(model, ckpt, options)
+        validate_model(model, ckpt, options, options.dtype)
+    if options.quantize or options.dtype != "float32":
+        float_model = model
+        if options.dtype != "float32":
+            float_model = build_model(ckpt, dataclasses.replace(options, dtype="float32"), checkpoint_sha256)
+        else:
+            try:
+                model = quantize_int8(model)
+            except PrecisionError as exc:
+                raise ExportError(str(exc)) from None
+            if validate:
+                validate_model(model, ckpt, options, "int8")
+        accuracy = accuracy_loss(ckpt, float_model, model)
+        _annotate(model, ckpt, options, check_opset(options.opset), checkpoint_sha256, accuracy)
     with atomic_path(out) as tmp:
         onnx.save(model, tmp)
     return model
+
+
+def precision_of(options: ExportOptions) -> str:
+    """The tolerance key (runtimes.tolerances) of an export."""
+    return options.quantize or options.dtype
+
+
+def export_summary(model: onnx.ModelProto) -> str:
+    """One line: form, precision, size, and the accuracy a reduced precision cost."""
+    meta = metadata.decode({p.key: p.value for p in model.metadata_props})
+    lstm = sum(n.op_type == "LSTM" for n in model.graph.node)
+    line = (f"form {meta.get('form')}" + (f" (auto for {meta['target']})" if meta.get("target") else "")
+            + f", {meta.get('dtype')}" + (f", {meta['quantization']}" if meta.get("quantization") != "none" else "")
+            + f", {len(model.graph.node)} nodes ({lstm} LSTM), {model.ByteSize() / 1024:.1f} KiB, "
+              f"opset {next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))}")
+    acc = meta.get("accuracy")
+    if acc and "metric" in acc:
+        line += (f"; validation {acc['metric']} {acc['candidate']:.6g} vs float32 {acc['float32']:.6g} "
+                 f"(delta {acc['delta']:+.3g}, max abs {acc['max_abs']:.3g}, {acc['items']} items)")
+    elif acc:
+        line += f"; accuracy not measured: {acc['skipped']}"
+    return line

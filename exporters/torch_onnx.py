@@ -11,6 +11,11 @@ for symbolic dims and for parity at sizes the export never saw, so a frozen axis
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import warnings
+
 import torch
 from torch import nn
 
@@ -81,7 +86,24 @@ def export_via_torch(ckpt, options, example_batch: int = 2, example_seq: int = 5
         kwargs.update(h0=torch.zeros(state_shape), c0=torch.zeros(state_shape))
         dyn.update(h0={1: B}, c0={1: B})
     outputs = ["y", "hn", "cn"] if options.stateful else ["y"]
-    program = torch.onnx.export(model, (), kwargs=kwargs, dynamo=True, dynamic_shapes=dyn,
-                                input_names=list(kwargs), output_names=outputs, opset_version=options.opset,
-                                verbose=False, optimize=True)
-    return program.model_proto
+    with _quiet():
+        program = torch.onnx.export(model, (), kwargs=kwargs, dynamo=True, dynamic_shapes=dyn,
+                                    input_names=list(kwargs), output_names=outputs,
+                                    opset_version=options.opset, verbose=False, optimize=True)
+    proto = program.model_proto
+    proto.producer_name = "lstm-onnx-pipeline (torch.onnx)"
+    return proto
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.onnx prints progress lines and registration warnings; a CLI export should print one line."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
