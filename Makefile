@@ -8,14 +8,19 @@ CONFIG ?=
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/lstm-pipeline
 
-.PHONY: demo test test-gpu train export verify install clean help
+.PHONY: demo test test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo     train -> export -> verify on the built-in task (creates $(VENV))"
 	@echo "make test     run the test suite"
+	@echo "make report   test metrics + plots (loss, forecast vs actual) of $(ART)/model.pt -> $(ART)/report/"
+	@echo "make experiment-peepholes  peephole vs plain LSTM, timing task + CO2, several seeds -> $(ART)/peepholes/"
 	@echo "make train | export | verify   one step of the chain"
 	@echo "make test-gpu GPU tests (need CUDA + onnxruntime-gpu)"
+	@echo "make bench    runner x form x threads benchmark -> $(ART)/bench/ (table, JSON, PNG)"
+	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
+	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: batching on vs off"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +49,52 @@ demo: $(ART)/model.onnx
 	$(CLI) inspect $(ART)/model.onnx
 	$(CLI) verify $(ART)/model.pt $(ART)/model.onnx
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed node-deps
 	$(PY) -m pytest -q
 
 test-gpu: $(VENV)/.installed
 	$(PY) -m pytest -q -m gpu
 
+# A few minutes on 2 cores. BENCH_ARGS="--provider cpu --provider cuda" on a GPU machine.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed
+	$(CLI) bench -o $(ART)/bench $(BENCH_ARGS)
+
+forms-report: $(ART)/model.pt
+	$(PY) benchmarks/forms.py $< --json $(ART)/forms.json $(FORMS_ARGS)
+
+# Serving: one model with h0/c0 (sessions) and lengths (padded batches).
+$(ART)/model-serve.onnx: $(ART)/model.pt
+	$(CLI) export $< -o $@ --stateful --lengths
+
+SERVE_ARGS ?=
+serve: $(ART)/model-serve.onnx
+	$(CLI) serve $< $(SERVE_ARGS)
+
+LOADTEST_ARGS ?= --clients 64 --seconds 10
+loadtest: $(ART)/model-serve.onnx
+	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS)
+
+# onnxruntime-node's postinstall downloads CUDA binaries from outside the registry; `skip` keeps the CPU
+# binary that the package ships. Without npm the Node parity test skips and says why.
+NODE_DIR := examples/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --onnxruntime-node-install=skip
+	touch $@
+
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(NODE_DIR)/node_modules/.installed; \
+	else echo "npm not found: the Node.js parity test will be skipped"; fi
+
 clean:
 	rm -rf $(ART)
+
+# Test metrics and PNG plots of the trained checkpoint (CONFIG=configs/co2.toml make report for real data).
+report: $(ART)/model.pt
+	$(CLI) report $< -o $(ART)/report
+
+# Peephole vs plain LSTM over seeds; one torch thread per run, EXP_JOBS runs side by side (~10 min on 2 cores).
+EXP_SEEDS ?= 3
+EXP_JOBS ?= 2
+experiment-peepholes: $(VENV)/.installed
+	$(PY) benchmarks/experiment_peepholes.py --out $(ART)/peepholes --seeds $(EXP_SEEDS) --jobs $(EXP_JOBS)

@@ -9,13 +9,40 @@ FLOAT = TensorProto.FLOAT
 
 
 class GraphBuilder:
-    def __init__(self, name: str):
+    """`float_type` is the element type of the computation (FLOAT or FLOAT16); `fconst` casts to it.
+
+    `seq_len`/`batch_size` are set for static-shape forms (unrolled) and None when the axes are symbolic.
+    """
+
+    def __init__(self, name: str, float_type: int = FLOAT, seq_len: int | None = None,
+                 batch_size: int | None = None, _counts: dict | None = None):
         self.name = name
+        self.float_type = float_type
+        self.seq_len, self.batch_size = seq_len, batch_size
         self.nodes: list[onnx.NodeProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int] = {} if _counts is None else _counts
+        self._cache: dict = {}
+
+    def subgraph(self, name: str) -> "GraphBuilder":
+        """A builder for a control-flow body; it shares our name counter, so no name shadows an outer one."""
+        return GraphBuilder(self.fresh(name), self.float_type, self.seq_len, self.batch_size, self._counts)
+
+    @property
+    def np_float(self):
+        return helper.tensor_dtype_to_np_dtype(self.float_type)
+
+    def fconst(self, array: np.ndarray, name: str) -> str:
+        """A floating-point initializer in the computation's precision."""
+        return self.const(np.asarray(array).astype(self.np_float), name)
+
+    def cached(self, key, make):
+        """One node or initializer per key (e.g. a step index reused by every layer of an unrolled graph)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def fresh(self, base: str) -> str:
         n = self._counts.get(base, 0)
@@ -25,6 +52,16 @@ class GraphBuilder:
     def input(self, name: str, elem_type: int, shape: list) -> str:
         self.inputs.append(helper.make_tensor_value_info(name, elem_type, shape))
         return name
+
+    def value_input(self, name: str, elem_type: int, shape: list | None = None) -> str:
+        """A (sub)graph input under a fresh name; returns the name."""
+        name = self.fresh(name)
+        self.inputs.append(helper.make_tensor_value_info(name, elem_type, shape))
+        return name
+
+    def value_output(self, value: str, elem_type: int, shape: list | None = None) -> None:
+        """Declare an existing value as a (sub)graph output, without an Identity."""
+        self.outputs.append(helper.make_tensor_value_info(value, elem_type, shape))
 
     def output(self, value: str, name: str, elem_type: int, shape: list) -> None:
         self.node("Identity", [value], [name])

@@ -3,10 +3,15 @@
     from runtimes.embed import Predictor
     pred = Predictor.load("model.onnx")            # provider="cpu" | "cuda" | ...
     y = pred.predict(raw_x)                        # raw features [batch, seq, F]; raw targets out
+    y = pred.predict(raw_x, lengths=[5, 3])        # padded batch: item k uses its first lengths[k] steps
     stepper = pred.stream()                        # needs a model exported with --stateful
     for x_t in frames: y_t = stepper.step(x_t)     # x_t [batch, F] or [batch, k, F]
+
+Normalization comes from the model's metadata: apps pass raw features and get raw targets back.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -27,11 +32,20 @@ class Predictor:
         self.num_features = int(session.get_inputs()[0].shape[-1])
         self.inputs = {i.name: i for i in session.get_inputs()}
         self.output_names = [o.name for o in session.get_outputs()]
+        self.has_lengths = "lengths" in self.inputs
+        if self.stateful:
+            self.num_states, _, self.hidden_size = self.inputs["h0"].shape
         norm = meta.get("normalization")
         self._norm = {k: np.asarray(v, np.float32) for k, v in norm.items()} if norm else None
+        if self._norm is not None:
+            # x_n = (x - mean) / std as one multiply-add: x * scale + shift.
+            self._scale = (1.0 / self._norm["input_std"]).astype(np.float32)
+            self._shift = (-self._norm["input_mean"] * self._scale).astype(np.float32)
 
     @classmethod
-    def load(cls, path, provider: str = "cpu", threads: int = 0) -> "Predictor":
+    def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool = True) -> "Predictor":
+        """`threads`: intra-op threads (0: onnxruntime's default). `spinning=False` stops idle worker threads
+        from busy-waiting, which a server running several sessions next to an event loop wants."""
         import onnxruntime as ort
 
         from runtimes.ort import resolve_provider
@@ -39,6 +53,8 @@ class Predictor:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=[resolve_provider(provider)])
         except Exception as exc:  # onnxruntime's own exception types
@@ -50,16 +66,18 @@ class Predictor:
     def stateful(self) -> bool:
         return "h0" in self.inputs
 
+    # -- normalization
     def normalize(self, x: np.ndarray) -> np.ndarray:
         if self._norm is None:
             return x
-        return ((x - self._norm["input_mean"]) / self._norm["input_std"]).astype(np.float32)
+        return x * self._scale + self._shift
 
     def denormalize(self, y: np.ndarray) -> np.ndarray:
         if self._norm is None or self.head == "classify":
             return y
         return y * self._norm["target_std"] + self._norm["target_mean"]
 
+    # -- checks
     def check_input(self, x) -> np.ndarray:
         try:
             x = np.asarray(x, dtype=np.float32)
@@ -70,40 +88,117 @@ class Predictor:
                                  f"[batch, seq, {self.num_features}]")
         if 0 in x.shape[:2]:
             raise PredictorError(f"input shape {list(x.shape)} is empty: need at least one sequence and step")
-        if not np.isfinite(x).all():
+        # A sum is finite iff no element is NaN/Inf, unless it overflows: then check element-wise.
+        with np.errstate(over="ignore"):
+            finite_sum = np.isfinite(x.sum())
+        if not finite_sum and not np.isfinite(x).all():
             raise PredictorError("input contains NaN or Inf")
         return x
 
+    def _check_lengths(self, lengths, batch: int, seq: int) -> np.ndarray:
+        try:
+            lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError):
+            raise PredictorError("lengths must be integers") from None
+        if len(lengths) != batch or lengths.min() < 1 or lengths.max() > seq:
+            raise PredictorError(f"lengths must be {batch} integers in 1..{seq}, got {lengths.tolist()}")
+        return lengths.astype(np.int32)
+
+    # -- running
     def feeds(self, x: np.ndarray, lengths=None, normalize: bool = True) -> dict:
         """Batch-major raw x [B, S, F] -> the model's feeds (normalized, in its layout)."""
         x = self.check_input(x)
         xn = self.normalize(x) if normalize else x
         feeds = {"x": xn if self.batch_first else np.ascontiguousarray(xn.transpose(1, 0, 2))}
         if lengths is not None:
-            if "lengths" not in self.inputs:
+            if not self.has_lengths:
                 raise PredictorError("this model has no `lengths` input: export it with --lengths")
-            lengths = np.asarray(lengths, dtype=np.int32).reshape(-1)
-            if len(lengths) != x.shape[0] or lengths.min() < 1 or lengths.max() > x.shape[1]:
-                raise PredictorError(f"lengths must be {x.shape[0]} values in 1..{x.shape[1]}")
-            feeds["lengths"] = lengths
-        elif "lengths" in self.inputs:
+            feeds["lengths"] = self._check_lengths(lengths, x.shape[0], x.shape[1])
+        elif self.has_lengths:
             feeds["lengths"] = np.full(x.shape[0], x.shape[1], np.int32)
         return feeds
 
     def run(self, feeds: dict) -> dict:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 
+    def zero_state(self, batch: int) -> np.ndarray:
+        return np.zeros((self.num_states, batch, self.hidden_size), np.float32)
+
+    def _batch_major_y(self, y: np.ndarray) -> np.ndarray:
+        return y.transpose(1, 0, 2) if self.head == "sequence" and not self.batch_first else y
+
     def predict(self, x, lengths=None, normalize: bool = True) -> np.ndarray:
-        """Raw x [batch, seq, F] -> y in raw target units (logits for classifiers); batch-major."""
+        """Raw x [batch, seq, F] -> y in raw target units (logits for classifiers); batch-major.
+
+        `lengths`: valid steps per item of a padded batch. A model exported with --lengths runs the batch
+        once; any other model runs each group of equal length on its own. Either way item k sees only its
+        first lengths[k] steps. For sequence heads, y past an item's length is 0.
+        """
+        if lengths is not None and not self.has_lengths:
+            x = self.check_input(x)
+            return self._predict_grouped(x, self._check_lengths(lengths, x.shape[0], x.shape[1]), normalize)
         feeds = self.feeds(x, lengths, normalize)
         if self.stateful:
-            n_states, _, hidden = self.inputs["h0"].shape
-            zeros = np.zeros((n_states, feeds["x"].shape[0 if self.batch_first else 1], hidden), np.float32)
+            zeros = self.zero_state(feeds["x"].shape[0 if self.batch_first else 1])
             feeds.update(h0=zeros, c0=zeros)
-        y = self.run(feeds)["y"]
-        if self.head == "sequence" and not self.batch_first:
-            y = y.transpose(1, 0, 2)
-        return self.denormalize(y) if normalize else y
+        y = self._batch_major_y(self.run(feeds)["y"])
+        y = self.denormalize(y) if normalize else y
+        if lengths is not None and self.head == "sequence":
+            y = y.copy()
+            y[np.arange(y.shape[1])[None, :] >= feeds["lengths"][:, None]] = 0.0
+        return y
+
+    def _predict_grouped(self, x: np.ndarray, lengths: np.ndarray, normalize: bool) -> np.ndarray:
+        out = None
+        for n in np.unique(lengths):
+            idx = np.flatnonzero(lengths == n)
+            y = self.predict(x[idx, :n], normalize=normalize)
+            if out is None:
+                shape = (x.shape[0], x.shape[1], y.shape[2]) if self.head == "sequence" else (x.shape[0],) + y.shape[1:]
+                out = np.zeros(shape, np.float32)
+            if self.head == "sequence":
+                out[idx, :n] = y
+            else:
+                out[idx] = y
+        return out
+
+    def run_ragged(self, xs: list[np.ndarray], states: list | None = None) -> list[dict]:
+        """Items of different lengths in as few runs as the model allows; what a server batches.
+
+        xs: raw [S_k, F] per item (already checked). states: per item None or (h [L, H], c [L, H]).
+        Returns per item {"y": [O] or [S_k, O] in raw units, and for stateful models "hn", "cn" [L, H]}.
+        With a `lengths` input the items are padded into one run; otherwise each equal-length group runs
+        alone. Either way an item's result equals running it by itself.
+        """
+        states = states or [None] * len(xs)
+        lens = np.array([len(x) for x in xs], np.int32)
+        groups = [np.arange(len(xs))] if self.has_lengths else [np.flatnonzero(lens == n) for n in np.unique(lens)]
+        results: list[dict] = [None] * len(xs)  # type: ignore[list-item]
+        for idx in groups:
+            self._run_group(xs, states, lens, idx, results)
+        return results
+
+    def _run_group(self, xs, states, lens, idx, results) -> None:
+        seq = int(lens[idx].max())
+        x = np.zeros((len(idx), seq, self.num_features), np.float32)
+        for row, k in enumerate(idx):
+            x[row, :lens[k]] = xs[k]
+        feeds = {"x": self.normalize(x) if self.batch_first else np.ascontiguousarray(self.normalize(x).transpose(1, 0, 2))}
+        if self.has_lengths:
+            feeds["lengths"] = lens[idx]
+        if self.stateful:
+            h0, c0 = self.zero_state(len(idx)), self.zero_state(len(idx))
+            for row, k in enumerate(idx):
+                if states[k] is not None:
+                    h0[:, row], c0[:, row] = states[k]
+            feeds.update(h0=h0, c0=c0)
+        out = self.run(feeds)
+        y = self.denormalize(self._batch_major_y(out["y"]))
+        for row, k in enumerate(idx):
+            item = {"y": y[row, :lens[k]] if self.head == "sequence" else y[row]}
+            if self.stateful:
+                item.update(hn=out["hn"][:, row].copy(), cn=out["cn"][:, row].copy())
+            results[k] = item
 
     def stream(self, batch: int = 1) -> "Stepper":
         if not self.stateful:
@@ -112,22 +207,54 @@ class Predictor:
 
 
 class Stepper:
-    """Carries h/c between calls: feeding a sequence in chunks equals one whole pass."""
+    """Carries h/c between calls: feeding a sequence in chunks equals one whole pass.
+
+    The per-step path is kept short (a streaming step of a small model costs tens of microseconds, so every
+    numpy call counts): output names and the `lengths` feed are cached, and h/c go back in as returned.
+    """
 
     def __init__(self, predictor: Predictor, batch: int):
         self.p = predictor
-        n_states, _, hidden = predictor.inputs["h0"].shape
-        self.h = np.zeros((n_states, batch, hidden), np.float32)
+        self.batch = batch
+        self.h = predictor.zero_state(batch)
         self.c = np.zeros_like(self.h)
+        self.steps = 0
+        self._run = predictor.session.run
+        self._names = ["y", "hn", "cn"]
+        self._lengths: dict[int, np.ndarray] = {}
+
+    def reset(self) -> None:
+        self.h[...] = 0.0
+        self.c[...] = 0.0
+        self.steps = 0
 
     def step(self, x) -> np.ndarray:
         """x: one step [batch, F] or a chunk [batch, k, F] of raw features; returns y for that chunk."""
-        x = np.asarray(x, dtype=np.float32)
-        feeds = self.p.feeds(x[:, None, :] if x.ndim == 2 else x)
-        feeds.update(h0=self.h, c0=self.c)
-        out = self.p.run(feeds)
-        self.h, self.c = out["hn"], out["cn"]
-        y = out["y"]
-        if self.p.head == "sequence" and not self.p.batch_first:
-            y = y.transpose(1, 0, 2)
-        return self.p.denormalize(y)
+        p = self.p
+        if type(x) is not np.ndarray or x.dtype != np.float32:
+            x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if x.ndim != 3 or x.shape[0] != self.batch or x.shape[2] != p.num_features or x.shape[1] == 0:
+            p.check_input(x)  # raises, saying what was expected
+            raise PredictorError(f"this stream carries state for batch {self.batch}, got batch {x.shape[0]}")
+        if p._norm is not None:
+            xn = x * p._scale
+            xn += p._shift
+        else:
+            xn = x
+        # One reduction instead of isfinite + all; a non-finite sum gets the exact check (overflow is legal).
+        if not math.isfinite(xn.sum()) and not np.isfinite(x).all():
+            raise PredictorError("input contains NaN or Inf")
+        feeds = {"x": xn if p.batch_first else np.ascontiguousarray(xn.transpose(1, 0, 2)), "h0": self.h, "c0": self.c}
+        if p.has_lengths:
+            k = x.shape[1]
+            if k not in self._lengths:
+                self._lengths[k] = np.full(self.batch, k, np.int32)
+            feeds["lengths"] = self._lengths[k]
+        y, self.h, self.c = self._run(self._names, feeds)
+        self.steps += x.shape[1]
+        if p._norm is not None and p.head != "classify":
+            y *= p._norm["target_std"]  # in place: y is a fresh array from this run
+            y += p._norm["target_mean"]
+        return p._batch_major_y(y)

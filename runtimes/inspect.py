@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from runtimes import metadata
+from runtimes import capabilities, metadata
 
 LSTM_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 
@@ -33,6 +33,8 @@ def describe(model) -> dict:
         "nodes": dict(Counter(n.op_type for n in model.graph.node)),
         "lstm": lstms,
         "metadata": metadata.decode({p.key: p.value for p in model.metadata_props}),
+        "needs": capabilities.model_features(model),
+        "native_runtimes": capabilities.native_support(model),  # runtime -> what stops it ([] = runs natively)
     }
 
 
@@ -44,6 +46,11 @@ def format_description(info: dict) -> str:
     for lstm in info["lstm"]:
         attrs = ", ".join(f"{k}={v}" for k, v in lstm["attributes"].items())
         lines.append(f"LSTM {lstm['name']}: {attrs}; P {'present ' + str(lstm['inputs']['P']) if lstm['peepholes'] else 'absent'}")
+    support = info.get("native_runtimes", {})
+    if support:
+        lines.append("needs: " + (", ".join(capabilities.FEATURES[f] for f in info["needs"]) or "plain ops only"))
+        lines.append("runs natively on: " + (", ".join(k for k, why in support.items() if not why) or "none"))
+        lines += [f"  not {k}: {'; '.join(why)}" for k, why in support.items() if why]
     meta = info["metadata"]
     if meta:
         lines.append("metadata:")

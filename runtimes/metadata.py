@@ -18,8 +18,15 @@ KEYS = {
     "io": "JSON: the model's inputs and outputs with their meaning",
     "stateful": "true if the model takes h0/c0 and returns hn/cn",
     "opset": "the default-domain opset",
+    "dtype": "float32 | float16: the precision of the computation (inputs and outputs stay float32)",
+    "quantization": "none | int8 (dynamic, onnxruntime's quantize_dynamic)",
+    "target": "the runtime that --form auto chose the form for (empty if chosen by hand)",
+    "seq_len": "unrolled only: the static sequence length",
+    "batch_size": "unrolled only: the static batch size",
+    "accuracy": "JSON: float16/int8 exports: loss against the float32 model on the validation set",
 }
-JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful"}
+JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful", "seq_len",
+             "batch_size", "accuracy"}
 
 
 def encode(values: dict) -> dict[str, str]:

@@ -18,9 +18,15 @@ DEFAULTS: dict[str, Tolerance] = {
     "float32": Tolerance(1e-5, 1e-5),
     # TF32 matmuls keep 10 mantissa bits; measured on an H100 with ORT CUDA: shifts of ~2.5e-4.
     "tf32": Tolerance(1e-3, 1e-3),
-    # float16 has 11 significant bits (eps 9.8e-4); errors grow over the recurrence.
-    "float16": Tolerance(1e-2, 1e-2),
-    # int8 dynamic quantization of W and R: a 1/255 step of each weight range, accumulated.
+    # float16 has 11 significant bits (eps 9.8e-4); errors grow over the recurrence. Measured (decomposed
+    # form, ORT CPU, vs float32): trained H50 model on its 360 validation windows (outputs up to ~3) max abs
+    # 7.4e-4; random H256 2-layer and H512 models at seq 100: <= 6.5e-5. 5e-3 leaves ~7x headroom, since a
+    # GPU's float16 kernels may accumulate differently.
+    "float16": Tolerance(5e-3, 5e-3),
+    # int8 dynamic quantization (onnxruntime quantize_dynamic, per-tensor weights, activations per call).
+    # Measured vs float32: the trained H50 model on its validation set max abs 0.025 (native, which
+    # also quantizes R) and 0.028 (decomposed); random H50..H512 models at seq 100: <= 1.7e-3. The error is
+    # a fraction of each weight range, so it does not shrink with the output: kept at 5e-2 (~1.8x headroom).
     "int8": Tolerance(5e-2, 5e-2),
 }
 

@@ -1,0 +1,113 @@
+"""Every export form of one checkpoint: node count, file size, ORT CPU latency at (1x1) and (64x100),
+and what float16 and int8 cost on the validation set. Prints a markdown table (the README's numbers).
+
+    python benchmarks/forms.py artifacts/model.pt [--repeat 20] [--threads 1] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = ((1, 1), (64, 100))  # (batch, seq)
+
+
+def variants():
+    """(label, ExportOptions kwargs, sizes it can run): unrolled is one export per static size."""
+    yield "native", dict(form="native"), SIZES
+    yield "decomposed", dict(form="decomposed"), SIZES
+    for batch, seq in SIZES:
+        yield f"unrolled {batch}x{seq}", dict(form="unrolled", batch_size=batch, seq_len=seq), ((batch, seq),)
+    yield "decomposed float16", dict(form="decomposed", dtype="float16"), SIZES
+    yield "native int8", dict(form="native", quantize="int8"), SIZES
+    yield "decomposed int8", dict(form="decomposed", quantize="int8"), SIZES
+
+
+def latency_ms(path: Path, cfg, batch: int, seq: int, repeat: int, threads: int) -> float:
+    """Median wall time of one ORT CPU run, after two warm-up runs."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    shape = (batch, seq, cfg.input_size) if cfg.batch_first else (seq, batch, cfg.input_size)
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    times = []
+    for k in range(repeat + 2):
+        start = time.perf_counter()
+        sess.run(None, feeds)
+        if k >= 2:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def measure(ckpt, repeat: int, threads: int) -> list[dict]:
+    from exporters.export import ExportOptions, export_checkpoint
+    from runtimes import metadata
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, kwargs, sizes in variants():
+            path = Path(tmp) / "m.onnx"
+            model = export_checkpoint(ckpt, path, ExportOptions(**kwargs))
+            row = {"form": label, "nodes": len(model.graph.node),
+                   "scan_body_nodes": sum(len(a.g.node) for n in model.graph.node for a in n.attribute
+                                          if a.name == "body"),
+                   "kib": path.stat().st_size / 1024,
+                   "accuracy": metadata.read(str(path)).get("accuracy")}
+            for batch, seq in sizes:
+                row[f"ms {batch}x{seq}"] = latency_ms(path, ckpt.model_config, batch, seq, repeat, threads)
+            rows.append(row)
+            print(f"measured {label}", file=sys.stderr)
+    return rows
+
+
+def to_markdown(rows: list[dict], cfg) -> str:
+    head = ["form", "nodes (+Scan body)", "file KiB"] + [f"ORT CPU ms {b}x{s}" for b, s in SIZES] + [
+        "validation metric vs float32", "max abs vs float32"]
+    lines = [f"model: layers {cfg.num_layers}, hidden {cfg.hidden_size}, input {cfg.input_size}, "
+             f"peepholes {cfg.peephole}, bidirectional {cfg.bidirectional}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        acc = r["accuracy"] or {}
+        metric = (f"{acc['metric']} {acc['candidate']:.5g} vs {acc['float32']:.5g} ({acc['delta']:+.2g})"
+                  if "metric" in acc else "")
+        cells = [r["form"], f"{r['nodes']}" + (f" (+{r['scan_body_nodes']})" if r["scan_body_nodes"] else ""),
+                 f"{r['kib']:.1f}"] + [f"{r[f'ms {b}x{s}']:.3f}" if f"ms {b}x{s}" in r else "-" for b, s in SIZES]
+        cells += [metric, f"{acc['max_abs']:.2g}" if "max_abs" in acc else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (0: ORT's default)")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args(argv)
+    from pipeline.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = measure(ckpt, args.repeat, args.threads)
+    print(to_markdown(rows, ckpt.model_config))
+    if args.json:
+        from pipeline.fileio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`lstm-pipeline bench`: runner x form x provider x threads, each runtime in its own worker process."""

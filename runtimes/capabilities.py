@@ -1,0 +1,139 @@
+"""The ONE table of what each runtime runs natively. It drives `export --form auto`, `inspect` and the
+README's table (render_markdown; a test keeps the README equal to it).
+
+A cell is YES (implemented and right), or says how it goes wrong. Only YES counts as native support.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+YES = "yes"
+REFUSED = "refused"  # a clear error at load or run time
+WRONG = "wrong"  # accepted, but the outputs are wrong and nothing says so
+CPU = "on CPU"  # runs, but the node is placed on the CPU (slow)
+UNTESTED = "untested"
+
+FEATURES = {
+    "peepholes": "LSTM with P",
+    "sequence_lens": "LSTM sequence_lens",
+    "layout_1": "LSTM layout=1",
+    "scan": "Scan",
+    "float16": "float16 plain ops",
+    "int8": "int8 LSTM (DynamicQuantizeLSTM)",
+}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    peepholes: str
+    sequence_lens: str
+    layout_1: str
+    scan: str
+    float16: str
+    int8: str
+    fallback: str  # the form `auto` picks when the native LSTM cannot do what the model needs
+    why: str
+
+
+RUNTIMES: dict[str, Runtime] = {
+    "ort-cpu": Runtime(
+        "ONNX Runtime, CPU EP", peepholes=YES, sequence_lens=YES, layout_1=REFUSED, scan=YES,
+        float16=YES, int8=YES, fallback="decomposed",
+        why="its LSTM kernel implements P and sequence_lens (float32 only; float16 runs as plain ops); "
+            "layout=1 is refused"),
+    "ort-cuda": Runtime(
+        "ONNX Runtime, CUDA EP", peepholes=CPU, sequence_lens=YES, layout_1=REFUSED, scan=YES,
+        float16=YES, int8=UNTESTED, fallback="decomposed",
+        why="an LSTM node with P is silently placed on the CPU (H100, H 512, B 256, S 100: 60 ms; "
+            "the Scan form ran entirely on CUDA in 14.5 ms; cuDNN LSTM without P 1.6 ms)"),
+    "openvino": Runtime(
+        "OpenVINO 2026.4 (ONNX frontend)", peepholes=WRONG, sequence_lens=WRONG, layout_1=UNTESTED, scan=YES,
+        float16=YES, int8=REFUSED, fallback="decomposed",
+        why="the frontend reads P, then builds an LSTM without peepholes: wrong outputs, no error; with "
+            "sequence_lens its final state differs too (measured, CPU: max abs 0.03-0.08); "
+            "DynamicQuantizeLSTM with P is refused"),
+    "tensorrt": Runtime(
+        "TensorRT (ONNX parser)", peepholes=YES, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
+        float16=UNTESTED, int8=REFUSED, fallback="unrolled",
+        why="the parser implements P"),
+    "onnx-reference": Runtime(
+        "onnx.reference (ReferenceEvaluator)", peepholes=YES, sequence_lens=WRONG, layout_1=UNTESTED, scan=YES,
+        float16=YES, int8=REFUSED, fallback="decomposed",
+        why="its LSTM ignores sequence_lens (onnx 1.23); the decomposed form's masking runs correctly"),
+    "onnx2torch": Runtime(
+        "onnx2torch", peepholes=REFUSED, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
+        float16=UNTESTED, int8=REFUSED, fallback="unrolled",
+        why="refuses an LSTM with P; the unrolled form uses only elementwise ops, MatMul, Gather, Concat"),
+}
+
+
+def runtime(key: str) -> Runtime:
+    try:
+        return RUNTIMES[key]
+    except KeyError:
+        raise KeyError(f"unknown target {key!r}; choose one of: {', '.join(RUNTIMES)}") from None
+
+
+def native_needs(peepholes: bool, lengths: bool, quantize: bool = False) -> list[str]:
+    """The native-LSTM features a model with these options relies on."""
+    return [f for f, on in (("peepholes", peepholes), ("sequence_lens", lengths), ("int8", quantize)) if on]
+
+
+def choose_form(target: str, peepholes: bool, lengths: bool = False, dtype: str = "float32",
+                quantize: bool = False) -> str:
+    """native if the target's LSTM does all the model needs in float32, else the target's fallback form."""
+    rt = runtime(target)
+    if dtype == "float32" and all(getattr(rt, f) == YES for f in native_needs(peepholes, lengths, quantize)):
+        return "native"
+    return rt.fallback
+
+
+def model_features(model) -> list[str]:
+    """What an onnx.ModelProto needs of a runtime, as FEATURES keys."""
+    from onnx import TensorProto
+
+    needs: set[str] = set()
+    for node in _all_nodes(model.graph):
+        if node.op_type == "LSTM":
+            if len(node.input) > 7 and node.input[7]:
+                needs.add("peepholes")
+            if len(node.input) > 4 and node.input[4]:
+                needs.add("sequence_lens")
+            if any(a.name == "layout" and a.i == 1 for a in node.attribute):
+                needs.add("layout_1")
+        elif node.op_type == "Scan":
+            needs.add("scan")
+        elif node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in node.attribute):
+            needs.add("float16")
+        if node.domain == "com.microsoft":
+            needs.add("int8")
+    return [f for f in FEATURES if f in needs]
+
+
+def native_support(model) -> dict[str, list[str]]:
+    """runtime key -> what stops it running `model` natively ([] = runs natively)."""
+    needs = model_features(model)
+    return {key: [f"{FEATURES[f]}: {getattr(rt, f)}" for f in needs if getattr(rt, f) != YES]
+            for key, rt in RUNTIMES.items()}
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.g is not None and attr.g.node:
+                yield from _all_nodes(attr.g)
+
+
+def render_markdown() -> str:
+    """The README's capability table."""
+    head = ["target", "runtime"] + list(FEATURES.values()) + ["auto, P", "auto, no P", "why"]
+    rows = [[f"`{key}`", rt.name] + [getattr(rt, f) for f in FEATURES]
+            + [choose_form(key, True), choose_form(key, False), rt.why] for key, rt in RUNTIMES.items()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+if __name__ == "__main__":  # python -m runtimes.capabilities: the table for the README
+    print(render_markdown())

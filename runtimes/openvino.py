@@ -1,0 +1,61 @@
+"""OpenVINO (optional: pip install .[openvino]). Known: its ONNX frontend drops the LSTM peepholes (P)."""
+from __future__ import annotations
+
+import numpy as np
+
+from runtimes.base import Runner, RunnerError, RunnerUnavailable
+
+INSTALL = "pip install 'lstm-onnx-pipeline[openvino]' (or pip install openvino)"
+
+
+class OpenVINORunner(Runner):
+    def __init__(self, model_path, device: str = "CPU", threads: int | None = None):
+        super().__init__()
+        self.model_path = model_path
+        self.device = device.upper()
+        self.threads = threads
+        self.name = f"openvino-{self.device.lower()}"
+        self.compiled = None
+
+    def _activate(self):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise RunnerUnavailable(f"openvino is not installed; to install: {INSTALL}") from None
+        core = ov.Core()
+        if self.device not in core.available_devices:
+            raise RunnerUnavailable(f"OpenVINO device {self.device} not present (have: "
+                                    f"{', '.join(core.available_devices)})")
+        config = {"INFERENCE_NUM_THREADS": self.threads} if self.threads else {}
+        if self.device == "CPU":
+            config["INFERENCE_PRECISION_HINT"] = "f32"  # else bf16/fp16 on CPUs that have it
+        try:
+            self.compiled = core.compile_model(str(self.model_path), self.device, config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long traces
+            raise RunnerError(f"OpenVINO could not compile the model: {str(exc).splitlines()[0]}") from None
+        self._inputs = [p.get_any_name() for p in self.compiled.inputs]
+        self._outputs = [_port_name(p, self._model_outputs()) for p in self.compiled.outputs]
+        self.request = self.compiled.create_infer_request()
+
+    def _model_outputs(self) -> list[str]:
+        import onnx
+
+        return [o.name for o in onnx.load(str(self.model_path), load_external_data=False).graph.output]
+
+    def _input_names(self):
+        if self.compiled is None:
+            raise RunnerError(f"{self.name} is not active")
+        return self._inputs
+
+    def _infer(self, feeds):
+        result = self.request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        return {name: np.array(result[port]) for name, port in zip(self._outputs, self.compiled.outputs)}
+
+    def _deactivate(self):
+        self.compiled = self.request = None
+
+
+def _port_name(port, wanted: list[str]) -> str:
+    """The port's name as the ONNX graph calls it: OpenVINO folds Identity outputs and keeps several names."""
+    names = port.get_names()
+    return next((n for n in wanted if n in names), port.get_any_name())

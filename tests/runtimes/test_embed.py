@@ -1,0 +1,103 @@
+"""runtimes.embed: raw-in/raw-out predictions against PyTorch, padded lengths, streaming, input checks."""
+import numpy as np
+import pytest
+
+from runtimes.embed import Predictor, PredictorError
+from runtimes.tolerances import default_tolerance
+from tests.serving import models
+
+TOL = default_tolerance("float32")
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    return models.checkpoint()
+
+
+@pytest.fixture(scope="module")
+def paths(ckpt, tmp_path_factory):
+    d = tmp_path_factory.mktemp("embed")
+    return {"plain": models.export(ckpt, d / "plain.onnx"),
+            "serve": models.export(ckpt, d / "serve.onnx", stateful=True, lengths=True),
+            "stateful": models.export(ckpt, d / "stateful.onnx", stateful=True)}
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, atol=TOL.atol, rtol=TOL.rtol)
+
+
+@pytest.mark.parametrize("kind", ["plain", "serve", "stateful"])
+def test_predict_is_raw_in_raw_out(ckpt, paths, kind):
+    x = np.stack(models.raw_inputs(np.random.default_rng(0), [6, 6]))
+    close(Predictor.load(paths[kind]).predict(x), models.torch_reference(ckpt, x))
+
+
+@pytest.mark.parametrize("kind", ["plain", "serve"])  # padded run with sequence_lens, and grouped by length
+def test_predict_with_lengths_equals_each_item_alone(ckpt, paths, kind):
+    rng = np.random.default_rng(1)
+    x = np.stack(models.raw_inputs(rng, [9, 9, 9]))
+    lengths = [9, 4, 1]
+    y = Predictor.load(paths[kind]).predict(x, lengths=lengths)
+    for k, n in enumerate(lengths):
+        close(y[k], models.torch_reference(ckpt, x[k:k + 1, :n])[0])
+
+
+def test_run_ragged_carries_states(paths):
+    p = Predictor.load(paths["serve"])
+    x = models.raw_inputs(np.random.default_rng(2), [7])[0]
+    first = p.run_ragged([x[:3]])[0]
+    second = p.run_ragged([x[3:], x[:2]], [(first["hn"], first["cn"]), None])
+    close(second[0]["y"], p.predict(x[None])[0])
+    close(second[1]["y"], p.predict(x[None, :2])[0])
+
+
+@pytest.mark.parametrize("kind", ["serve", "stateful"])
+def test_stream_in_chunks_equals_one_pass(ckpt, paths, kind):
+    x = np.stack(models.raw_inputs(np.random.default_rng(3), [10, 10]))
+    stepper = Predictor.load(paths[kind]).stream(batch=2)
+    t = 0
+    for k in (1, 4, 2, 3):
+        y = stepper.step(x[:, t] if k == 1 else x[:, t:t + k])
+        t += k
+        close(y, models.torch_reference(ckpt, x[:, :t]))
+    assert stepper.steps == 10
+    stepper.reset()
+    close(stepper.step(x[:, 0]), models.torch_reference(ckpt, x[:, :1]))
+
+
+def test_sequence_head_masks_padding(tmp_path):
+    ckpt = models.checkpoint(head="sequence")
+    p = Predictor.load(models.export(ckpt, tmp_path / "seq.onnx", lengths=True))
+    x = np.stack(models.raw_inputs(np.random.default_rng(4), [5, 5]))
+    y = p.predict(x, lengths=[5, 2])
+    close(y[1, :2], models.torch_reference(ckpt, x[1:, :2])[0])
+    assert (y[1, 2:] == 0).all()
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.zeros((1, 2, 4)), "expected [batch, seq, 3]"),
+    (np.zeros((1, 0, 3)), "empty"),
+    (np.full((1, 2, 3), np.nan), "NaN or Inf"),
+    (np.array([[[1.0, np.inf, 2.0]]]), "NaN or Inf"),
+    ([[["a", "b", "c"]]], "numbers"),
+])
+def test_bad_inputs_say_what_was_expected(paths, bad, words):
+    p = Predictor.load(paths["serve"])
+    with pytest.raises(PredictorError, match=words.replace("[", r"\[")):
+        p.predict(bad)
+
+
+def test_finite_values_whose_sum_overflows_pass_the_check(paths):
+    x = np.full((1, 2, 3), 2e38, np.float32)  # each value finite; their sum is inf in float32
+    assert Predictor.load(paths["serve"]).check_input(x) is not None
+
+
+def test_misuse_is_refused(paths):
+    with pytest.raises(PredictorError, match="--stateful"):
+        Predictor.load(paths["plain"]).stream()
+    with pytest.raises(PredictorError, match="lengths must be"):
+        Predictor.load(paths["serve"]).predict(np.zeros((2, 3, 3)), lengths=[4, 1])
+    with pytest.raises(PredictorError, match="batch 2"):
+        Predictor.load(paths["serve"]).stream(batch=2).step(np.zeros((1, 3)))
+    with pytest.raises(PredictorError, match="cannot load"):
+        Predictor.load(paths["plain"].parent / "missing.onnx")
