@@ -94,7 +94,7 @@ report: $(ART)/model.pt
 	$(CLI) report $< -o $(ART)/report
 
 # Peephole vs plain LSTM over seeds; one torch thread per run, EXP_JOBS runs side by side (~10 min on 2 cores).
-EXP_SEEDS ?= 3
+EXP_SEEDS ?= 6
 EXP_JOBS ?= 2
 experiment-peepholes: $(VENV)/.installed
 	$(PY) benchmarks/experiment_peepholes.py --out $(ART)/peepholes --seeds $(EXP_SEEDS) --jobs $(EXP_JOBS)

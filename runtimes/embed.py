@@ -183,7 +183,8 @@ class Predictor:
         x = np.zeros((len(idx), seq, self.num_features), np.float32)
         for row, k in enumerate(idx):
             x[row, :lens[k]] = xs[k]
-        feeds = {"x": self.normalize(x) if self.batch_first else np.ascontiguousarray(self.normalize(x).transpose(1, 0, 2))}
+        xn = self.normalize(x)
+        feeds = {"x": xn if self.batch_first else np.ascontiguousarray(xn.transpose(1, 0, 2))}
         if self.has_lengths:
             feeds["lengths"] = lens[idx]
         if self.stateful:

@@ -1,0 +1,120 @@
+"""Request bodies -> checked float32 arrays, or an ApiError that says what is wrong and what was expected."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, expected: str | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.expected = status, code, message, expected
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        err = {"code": self.code, "message": self.message}
+        if self.expected:
+            err["expected"] = self.expected
+        return {"error": err}
+
+
+def _no_constants(name: str):
+    raise ApiError(422, "non_finite", f"{name} is not a number: NaN and Infinity are not allowed",
+                   "finite numbers")
+
+
+def parse_json(body: bytes) -> dict:
+    try:
+        data = json.loads(body, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}",
+                       'a JSON object like {"inputs": ...}') from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "bad_body", f"body is a JSON {type(data).__name__}, not an object",
+                       'a JSON object like {"inputs": ...}')
+    return data
+
+
+def _is_number(v) -> bool:
+    return type(v) in (int, float)
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _locate(seq, num_features: int, where: str) -> str:
+    """The first reason a sequence is not [steps][num_features] numbers (slow; only on the failure path)."""
+    if not isinstance(seq, list):
+        return f"{where} is a {type(seq).__name__}, not a list of steps"
+    for t, step in enumerate(seq):
+        if not isinstance(step, list):
+            return f"{where}, step {t} is a {type(step).__name__}, not a list of {num_features} features"
+        if len(step) != num_features:
+            return f"{where}, step {t} has {len(step)} features, expected {num_features}"
+        for j, v in enumerate(step):
+            if not _is_number(v):
+                return f"{where}, step {t}, feature {j} is {json.dumps(v)}, not a number"
+            if not _finite(v):
+                return f"{where}, step {t}, feature {j} is not finite"
+    return f"{where} is malformed"
+
+
+def sequence(seq, num_features: int, max_steps: int, where: str, strict_types: bool) -> np.ndarray:
+    """One sequence [steps][features] -> float32 [S, F]. `strict_types`: also rule out JSON booleans, which
+    numpy would silently read as 0/1 inside a list of numbers (only needed when the body holds any)."""
+    shape = f"[steps][{num_features}] numbers"
+    if not isinstance(seq, list):
+        raise ApiError(422, "bad_shape", _locate(seq, num_features, where), shape)
+    if not seq:
+        raise ApiError(422, "empty_sequence", f"{where} is empty", f"1..{max_steps} steps")
+    if len(seq) > max_steps:
+        raise ApiError(422, "sequence_too_long", f"{where} has {len(seq)} steps, more than the limit {max_steps}",
+                       f"1..{max_steps} steps")
+    try:
+        arr = np.array(seq)
+    except (ValueError, TypeError):
+        arr = None
+    ok = (arr is not None and arr.dtype.kind in "iuf" and arr.shape == (len(seq), num_features)
+          and (not strict_types or all(_is_number(v) for step in seq for v in step)))
+    if not ok:
+        raise ApiError(422, "bad_input", _locate(seq, num_features, where), shape)
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():  # finite in JSON (e.g. 1e300) but beyond float32
+        raise ApiError(422, "non_finite", f"{where} holds values beyond float32's range", "finite float32 numbers")
+    return arr
+
+
+def predict_inputs(data: dict, num_features: int, max_items: int, max_steps: int, strict: bool) -> list[np.ndarray]:
+    expected = f'{{"inputs": [[[{num_features} numbers] per step] per sequence]}}, 1..{max_items} sequences'
+    batch = data.get("inputs")
+    if not isinstance(batch, list):
+        raise ApiError(422, "bad_body", 'missing "inputs" list' if batch is None else
+                       f'"inputs" is a {type(batch).__name__}, not a list of sequences', expected)
+    if not batch:
+        raise ApiError(422, "empty_batch", '"inputs" holds no sequences', expected)
+    if len(batch) > max_items:
+        raise ApiError(413, "too_many_sequences", f'"inputs" holds {len(batch)} sequences, more than the limit '
+                       f"{max_items}", expected)
+    if not isinstance(batch[0], list) or not batch[0] or not isinstance(batch[0][0], list):
+        raise ApiError(422, "bad_nesting", '"inputs" must be nested three deep: sequences, steps, features',
+                       expected)
+    return [sequence(seq, num_features, max_steps, f"sequence {k}", strict) for k, seq in enumerate(batch)]
+
+
+def step_inputs(data: dict, num_features: int, max_steps: int, strict: bool) -> np.ndarray:
+    expected = f'{{"inputs": [[{num_features} numbers] per step]}}, 1..{max_steps} steps'
+    chunk = data.get("inputs")
+    if not isinstance(chunk, list):
+        raise ApiError(422, "bad_body", 'missing "inputs" list' if chunk is None else
+                       f'"inputs" is a {type(chunk).__name__}, not a list of steps', expected)
+    if chunk and not isinstance(chunk[0], list):
+        raise ApiError(422, "bad_nesting", '"inputs" must be nested two deep: steps, features', expected)
+    return sequence(chunk, num_features, max_steps, "inputs", strict)

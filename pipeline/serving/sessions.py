@@ -1,0 +1,72 @@
+"""Streaming sessions: the server holds each stream's h/c between steps, with an idle TTL and a cap."""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class SessionLimit(RuntimeError):
+    pass
+
+
+class UnknownSession(KeyError):
+    pass
+
+
+@dataclass
+class Session:
+    id: str
+    h: np.ndarray  # [L, H]
+    c: np.ndarray
+    last_used: float
+    steps: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one step at a time per stream
+
+
+class SessionStore:
+    def __init__(self, num_states: int, hidden: int, ttl_s: float, max_sessions: int, clock=time.monotonic):
+        self.shape = (num_states, hidden)
+        self.ttl, self.max_sessions, self.clock = ttl_s, max_sessions, clock
+        self.sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def sweep(self) -> int:
+        """Drop sessions idle longer than the TTL; returns how many went."""
+        now = self.clock()
+        expired = [sid for sid, s in self.sessions.items() if now - s.last_used > self.ttl]
+        for sid in expired:
+            del self.sessions[sid]
+        return len(expired)
+
+    def create(self) -> Session:
+        self.sweep()
+        if len(self.sessions) >= self.max_sessions:
+            raise SessionLimit(f"session limit reached ({self.max_sessions} open); DELETE finished sessions "
+                               f"or wait for idle ones to expire ({self.ttl:g} s)")
+        sid = secrets.token_urlsafe(12)
+        session = Session(sid, np.zeros(self.shape, np.float32), np.zeros(self.shape, np.float32), self.clock())
+        self.sessions[sid] = session
+        return session
+
+    def get(self, sid: str) -> Session:
+        session = self.sessions.get(sid)
+        if session is None or self.clock() - session.last_used > self.ttl:
+            self.sessions.pop(sid, None)
+            raise UnknownSession(sid)
+        session.last_used = self.clock()
+        return session
+
+    def delete(self, sid: str) -> None:
+        if self.sessions.pop(sid, None) is None:
+            raise UnknownSession(sid)
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(min(self.ttl / 4, 30.0), 0.05))
+            self.sweep()

@@ -1,0 +1,32 @@
+"""Everything the server can be tuned by, with the defaults `lstm-pipeline serve` uses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServeSettings:
+    model: str = "artifacts/model-serve.onnx"
+    host: str = "127.0.0.1"  # loopback unless asked: the server has no authentication
+    port: int = 8000
+    provider: str = "cpu"
+    workers: int = 1  # inference threads running batches concurrently (one process: sessions live in it)
+    threads: int = 1  # onnxruntime intra-op threads per run
+    max_batch: int = 64  # sequences per run; 1 turns batching off
+    max_wait_ms: float = 2.0  # how long a partial batch waits for company
+    max_queue: int = 1024  # sequences waiting; beyond it requests get 503 + Retry-After
+    max_items: int = 256  # sequences per /v1/predict request
+    max_seq_len: int = 1024  # steps per sequence (or per session step)
+    max_body_bytes: int = 4 << 20
+    session_ttl_s: float = 300.0  # idle time after which a session is dropped
+    max_sessions: int = 1000
+    graceful_timeout_s: float = 30.0  # in-flight requests get this long to finish on shutdown
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "threads", "max_batch", "max_queue", "max_items", "max_seq_len",
+                     "max_body_bytes", "max_sessions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_wait_ms", "session_ttl_s", "graceful_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
