@@ -31,6 +31,14 @@ class OutputComparison:
     rtol: float
     passed: bool
     note: str = ""
+    known_wrong: str = ""  # why the capability table expects this runner to fail; then it does not fail the run
+
+    @property
+    def result(self) -> str:
+        if self.known_wrong:
+            return (f"XFAIL, known: {self.known_wrong}" if not self.passed
+                    else f"PASS, unexpectedly (capability table says: {self.known_wrong})")
+        return ("PASS" if self.passed else "FAIL") + (f" ({self.note})" if self.note else "")
 
 
 def compare_output(runner: str, output: str, actual: np.ndarray | None, expected: np.ndarray,
@@ -71,7 +79,7 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(r.passed for r in self.rows) and not self.errors
+        return bool(self.rows) and all(r.passed or r.known_wrong for r in self.rows) and not self.errors
 
     def to_dict(self) -> dict:
         return {"reference": self.reference, "passed": self.passed, "inputs": self.inputs,
@@ -84,7 +92,7 @@ class ParityReport:
     def _lines(self, sep: str, markdown: bool) -> list[str]:
         head = ["runner", "output", "max abs", "mean abs", "max rel", "tolerance", "result"]
         body = [[r.runner, r.output, f"{r.max_abs:.3g}", f"{r.mean_abs:.3g}", f"{r.max_rel:.3g}",
-                 f"{r.atol:g}/{r.rtol:g}", ("PASS" if r.passed else "FAIL") + (f" ({r.note})" if r.note else "")]
+                 f"{r.atol:g}/{r.rtol:g}", r.result]
                 for r in self.rows]
         body += [[name, "-", "", "", "", "", f"ERROR: {why}"] for name, why in self.errors.items()]
         body += [[name, "-", "", "", "", "", f"skipped: {why}"] for name, why in self.skipped.items()]

@@ -25,7 +25,7 @@ PROVIDERS = {
     "rocm": "ROCMExecutionProvider",
 }
 INSTALL_HINTS = {
-    "cuda": "pip install onnxruntime-gpu (and a CUDA 12 driver)",
+    "cuda": "pip install onnxruntime-gpu (and an NVIDIA driver)",
     "tensorrt": "pip install onnxruntime-gpu tensorrt (libnvinfer must be on the library path)",
     "openvino": "pip install onnxruntime-openvino",
     "dml": "pip install onnxruntime-directml",
