@@ -8,7 +8,7 @@ CONFIG ?=
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/lstm-pipeline
 
-.PHONY: demo test test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report
+.PHONY: demo test test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures
 .DEFAULT_GOAL := help
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test     run the test suite"
 	@echo "make report   test metrics + plots (loss, forecast vs actual) of $(ART)/model.pt -> $(ART)/report/"
 	@echo "make experiment-peepholes  peephole vs plain LSTM, timing task + CO2, several seeds -> $(ART)/peepholes/"
+	@echo "make docs-figures  rerun the experiment + a CO2 report; copy the table and PNGs shown in the README to docs/img/"
 	@echo "make train | export | verify   one step of the chain"
 	@echo "make test-gpu GPU tests (need CUDA + onnxruntime-gpu)"
 	@echo "make bench    runner x form x threads benchmark -> $(ART)/bench/ (table, JSON, PNG)"
@@ -98,3 +99,11 @@ EXP_SEEDS ?= 6
 EXP_JOBS ?= 2
 experiment-peepholes: $(VENV)/.installed
 	$(PY) benchmarks/experiment_peepholes.py --out $(ART)/peepholes --seeds $(EXP_SEEDS) --jobs $(EXP_JOBS)
+
+# The figures and table shown in the README (docs/img/): the experiment and a CO2 run report.
+docs-figures: experiment-peepholes
+	$(MAKE) report ART=$(ART)/co2 CONFIG=configs/co2.toml
+	mkdir -p docs/img
+	cp $(ART)/peepholes/peepholes.png $(ART)/peepholes/results.md docs/img/
+	cp $(ART)/co2/report/loss.png docs/img/co2-loss.png
+	cp $(ART)/co2/report/test.png docs/img/co2-test.png

@@ -35,11 +35,16 @@ class ModelConfig:
         return 2 if self.bidirectional else 1
 
 
+TASKS = ("synthetic", "csv", "adding", "spike_timing", "spike_delay")
+MISSING = ("error", "interpolate", "drop")
+SCHEDULES = ("none", "cosine", "plateau")
+
+
 @dataclass
 class DataConfig:
-    task: str = "synthetic"  # synthetic multivariate forecasting (the default task)
+    task: str = "synthetic"  # synthetic | csv | adding | spike_timing | spike_delay (see docs/tasks.md)
     num_features: int = 10
-    window: int = 50
+    window: int = 50  # input length (steps per sequence)
     horizon: int = 1
     stride: int = 1
     length: int = 2400  # time steps generated for the synthetic task
@@ -47,6 +52,32 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
+    # csv task: a file with a header row, one row per time step, in time order
+    csv: str = ""  # a relative path in a TOML config is resolved against the config's folder
+    features: list[str] = field(default_factory=list)  # input columns; empty: all but drop_columns
+    targets: list[str] = field(default_factory=list)  # predicted columns; empty: same as features
+    drop_columns: list[str] = field(default_factory=list)  # e.g. a date column
+    missing: str = "error"  # error | interpolate (linear, in time) | drop (rows)
+    difference: bool = False  # model first differences (x_t - x_{t-1}) instead of levels
+    # generated sequence tasks (adding, spike_timing, spike_delay)
+    num_samples: int = 2000  # sequences generated in all, split train/val/test by the fractions
+    test_window: int = 0  # length of the generated test sequences; 0: window. Longer tests extrapolation
+    period: int = 20  # spike_timing: steps between target spikes
+    delays: list[int] = field(default_factory=lambda: [20, 30, 40])  # spike_delay: the classes
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.missing not in MISSING:
+            raise ValueError(f"missing must be one of {MISSING}, got {self.missing!r}")
+        for name in ("window", "horizon", "stride", "num_samples", "period"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.test_window and self.task not in ("adding", "spike_timing", "spike_delay"):
+            raise ValueError("test_window applies only to the generated tasks (adding, spike_timing, spike_delay)")
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum to less than 1")
 
 
 @dataclass
@@ -55,9 +86,22 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
     seed: int = 0
-    threads: int = 0  # 0: leave torch's default
+    threads: int = 0  # torch intra-op threads; 0: leave torch's default
+    patience: int = 0  # early stopping: epochs without a val improvement; 0: never stop early
+    min_delta: float = 0.0  # an improvement must lower val loss by more than this
+    schedule: str = "none"  # none | cosine (to lr * min_lr_factor over `epochs`) | plateau (halve)
+    min_lr_factor: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.grad_clip < 0 or self.patience < 0 or self.threads < 0:
+            raise ValueError("lr must be > 0; grad_clip, patience and threads must be >= 0")
 
 
 @dataclass
@@ -87,5 +131,13 @@ def run_config_from_dict(values: dict) -> RunConfig:
 
 
 def load_run_config(path: str | Path) -> RunConfig:
+    """Read a TOML run config; a relative `data.csv` is taken relative to the config's folder."""
     with open(path, "rb") as fh:
-        return run_config_from_dict(tomllib.load(fh))
+        try:
+            values = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"not valid TOML: {exc}") from None
+    config = run_config_from_dict(values)
+    if config.data.csv and not Path(config.data.csv).is_absolute():
+        config.data.csv = str((Path(path).parent / config.data.csv).resolve())
+    return config

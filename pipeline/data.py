@@ -1,7 +1,10 @@
-"""Tasks and windows: the built-in synthetic forecasting task, splits by time, normalization from train."""
+"""Series and windows: the synthetic task, CSV time series, splits by time, normalization from train."""
 from __future__ import annotations
 
+import csv
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +31,12 @@ class Normalization:
                 ("input_mean", "input_std", "target_mean", "target_std")}
 
     @classmethod
+    def identity(cls, num_features: int, num_targets: int) -> "Normalization":
+        """For tasks whose inputs are already unit-scale; classifiers get no target statistics."""
+        return cls(np.zeros(num_features, np.float32), np.ones(num_features, np.float32),
+                   np.zeros(num_targets, np.float32), np.ones(num_targets, np.float32))
+
+    @classmethod
     def from_dict(cls, d: dict) -> "Normalization":
         return cls(*(np.asarray(d[k], dtype=np.float32) for k in
                      ("input_mean", "input_std", "target_mean", "target_std")))
@@ -36,7 +45,7 @@ class Normalization:
 @dataclass
 class Split:
     x: np.ndarray  # [N, window, F] float32, normalized
-    y: np.ndarray  # [N, T] float32, normalized
+    y: np.ndarray  # [N, T] float32 normalized; [N, window, T] for sequence tasks; [N] int64 classes
 
 
 @dataclass
@@ -84,27 +93,123 @@ def split_by_time(series: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.n
     n_train = n - n_val - n_test
     ctx = cfg.window + cfg.horizon - 1
     if min(n_train, n_val, n_test) <= ctx:
-        raise ValueError(f"{n} steps are too few to split into train/val/test with window {cfg.window}")
+        raise ValueError(f"{n} steps are too few to split into train/val/test with window {cfg.window} "
+                         f"+ horizon {cfg.horizon}: each split needs more than {ctx} steps")
     return (series[:n_train], series[n_train - ctx:n_train + n_val],
             series[n_train + n_val - ctx:])
 
 
+class CSVError(ValueError):
+    """The CSV cannot feed the task; the message names the file, column and row."""
+
+
+def read_csv(cfg: DataConfig) -> tuple[np.ndarray, list[str]]:
+    """The numeric columns of `cfg.csv` as [rows, columns] float64 with their names, missing values handled."""
+    path = Path(cfg.csv)
+    if not cfg.csv:
+        raise CSVError("task 'csv' needs data.csv: the path of a CSV file")
+    if not path.is_file():
+        raise CSVError(f"CSV not found: {path}")
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise CSVError(f"{path} is empty")
+    header = [h.strip() for h in rows[0]]
+    lines = [(i + 2, r) for i, r in enumerate(rows[1:]) if any(v.strip() for v in r)]  # blank lines skipped
+    for name in cfg.drop_columns:
+        if name not in header:
+            raise CSVError(f"{path}: drop_columns names {name!r}, which is not a column; columns: {', '.join(header)}")
+    wanted = list(dict.fromkeys(cfg.features or [h for h in header if h not in cfg.drop_columns]))
+    for name in wanted + list(cfg.targets):
+        if name not in header:
+            raise CSVError(f"{path}: no column {name!r}; columns: {', '.join(header)}")
+    names = wanted + [t for t in cfg.targets if t not in wanted]
+    cols = [header.index(n) for n in names]
+    values = np.empty((len(lines), len(cols)))
+    for r, (line, row) in enumerate(lines):
+        if len(row) != len(header):
+            raise CSVError(f"{path} line {line}: {len(row)} fields, the header has {len(header)}")
+        for j, c in enumerate(cols):
+            values[r, j] = _number(row[c], path, line, names[j])
+    return _fill_missing(values, names, cfg.missing, path, [line for line, _ in lines]), names
+
+
+def _number(text: str, path: Path, line: int, column: str) -> float:
+    text = text.strip()
+    if text == "" or text.lower() in ("na", "nan", "null", "none"):
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise CSVError(f"{path} line {line}, column {column!r}: {text!r} is not a number "
+                       f"(drop the column with data.drop_columns, or choose data.features)") from None
+    if math.isinf(value):
+        raise CSVError(f"{path} line {line}, column {column!r}: infinite value")
+    return value
+
+
+def _fill_missing(values: np.ndarray, names: list[str], how: str, path: Path, lines: list[int]) -> np.ndarray:
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    if how == "error":
+        r, c = np.argwhere(missing)[0]
+        raise CSVError(f"{path}: {int(missing.sum())} missing value(s), first at line {lines[r]}, column "
+                       f"{names[c]!r}; set data.missing = \"interpolate\" or \"drop\"")
+    if how == "drop":
+        return values[~missing.any(1)]
+    t = np.arange(len(values))
+    for c in range(values.shape[1]):
+        ok = ~missing[:, c]
+        if not ok.any():
+            raise CSVError(f"{path}: column {names[c]!r} has no values")
+        values[:, c] = np.interp(t, t[ok], values[ok, c])  # ends are held at the nearest value
+    return values
+
+
+def csv_dataset(cfg: DataConfig) -> Dataset:
+    values, names = read_csv(cfg)
+    if cfg.difference:
+        values = np.diff(values, axis=0)
+    inputs = list(dict.fromkeys(cfg.features)) if cfg.features else names
+    targets = list(cfg.targets) or inputs
+    try:
+        return build_dataset(values.astype(np.float32), names, targets, cfg, input_names=inputs)
+    except ValueError as exc:  # split_by_time / windows: too few rows for the window
+        raise CSVError(f"{cfg.csv}: {len(values)} usable rows: {exc}") from None
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
-    if cfg.task != "synthetic":
-        raise ValueError(f"unknown task {cfg.task!r}; known: synthetic")
-    series = synthetic_series(cfg)
-    names = [f"f{k}" for k in range(series.shape[1])]
-    return build_dataset(series, names, names, cfg)
+    """The dataset of `cfg.task`: synthetic and csv are series split by time; the rest are generated sequences."""
+    if cfg.task == "synthetic":
+        series = synthetic_series(cfg)
+        names = [f"f{k}" for k in range(series.shape[1])]
+        return build_dataset(series, names, names, cfg)
+    if cfg.task == "csv":
+        return csv_dataset(cfg)
+    from pipeline.tasks import generated_dataset
+
+    return generated_dataset(cfg)
 
 
 def build_dataset(series: np.ndarray, feature_names: list[str], target_names: list[str],
-                  cfg: DataConfig) -> Dataset:
+                  cfg: DataConfig, input_names: list[str] | None = None) -> Dataset:
+    """Split `series` [T, C] by time, fit normalization on train, window each split.
+
+    Columns are named by `feature_names`; the model reads `input_names` (default: all of them) and
+    predicts `target_names`.
+    """
+    input_names = input_names or feature_names
+    input_cols = [feature_names.index(n) for n in input_names]
     target_cols = [feature_names.index(n) for n in target_names]
     train_s, val_s, test_s = split_by_time(series, cfg)
-    norm = Normalization.fit(train_s, target_cols)
+    full = Normalization.fit(train_s, target_cols)
+    norm = Normalization(full.input_mean[input_cols], full.input_std[input_cols],
+                         full.target_mean, full.target_std)
 
     def make(segment: np.ndarray) -> Split:
         x, y = windows(segment, target_cols, cfg.window, cfg.horizon, cfg.stride)
+        x = x[:, :, input_cols]
         return Split((x - norm.input_mean) / norm.input_std, (y - norm.target_mean) / norm.target_std)
 
-    return Dataset(make(train_s), make(val_s), make(test_s), norm, feature_names, target_names)
+    return Dataset(make(train_s), make(val_s), make(test_s), norm, list(input_names), list(target_names))

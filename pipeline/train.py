@@ -1,7 +1,13 @@
-"""Training: short and reproducible. Progress bar per epoch, validation loss each epoch, best weights kept."""
+"""Training: reproducible, with early stopping, an LR schedule, gradient clipping and resume.
+
+Each epoch ends with a validation pass; the best-validation weights are kept. Beside the checkpoint `out`,
+`out.state` holds what resuming needs (last weights, optimizer, schedule, RNG states, history); it is
+rewritten atomically after every epoch, so an interrupted run resumes from its last finished epoch.
+"""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
 
@@ -11,9 +17,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.checkpoint import Checkpoint
-from pipeline.config import RunConfig
+from pipeline.config import RunConfig, run_config_from_dict
 from pipeline.data import Dataset, load_dataset
+from pipeline.fileio import atomic_path
+from pipeline.metrics import task_metrics
 from pipeline.model import SequenceModel
+
+STATE_SUFFIX = ".state"
+
+
+class ResumeError(ValueError):
+    """The training state cannot continue this run; the message says why."""
 
 
 def seed_everything(seed: int) -> None:
@@ -25,14 +39,29 @@ def loss_fn(config: RunConfig) -> nn.Module:
     return nn.CrossEntropyLoss() if config.model.head == "classify" else nn.MSELoss()
 
 
+def state_path(out: str | Path) -> Path:
+    return Path(str(out) + STATE_SUFFIX)
+
+
+@torch.no_grad()
+def predict(model: SequenceModel, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Model outputs for x [N, S, F], batch-major ([N, O] or [N, S, O]), in eval mode."""
+    model.eval()
+    outs = []
+    for s in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[s:s + batch_size])
+        if not model.config.batch_first:
+            xb = xb.transpose(0, 1)
+        y = model(xb)[0]
+        if model.config.head == "sequence" and not model.config.batch_first:
+            y = y.transpose(0, 1)
+        outs.append(y.numpy())
+    return np.concatenate(outs)
+
+
 @torch.no_grad()
 def evaluate(model: SequenceModel, x: np.ndarray, y: np.ndarray, criterion, batch_size: int = 256) -> float:
-    model.eval()
-    total = 0.0
-    for s in range(0, len(x), batch_size):
-        xb, yb = _batch(model, x[s:s + batch_size], y[s:s + batch_size])
-        total += criterion(model(xb)[0], yb).item() * len(xb if model.config.batch_first else yb)
-    return total / len(x)
+    return float(criterion(torch.from_numpy(predict(model, x, batch_size)), torch.from_numpy(y)))
 
 
 def _batch(model: SequenceModel, x: np.ndarray, y: np.ndarray):
@@ -46,46 +75,173 @@ def _batch(model: SequenceModel, x: np.ndarray, y: np.ndarray):
     return xb, yb
 
 
+def check_fit(config: RunConfig, data: Dataset) -> None:
+    """The model's input and output sizes must match the data; say which key to change if not."""
+    m = config.model
+    features = data.train.x.shape[2]
+    if m.input_size != features:
+        raise ValueError(f"model.input_size is {m.input_size} but the data has {features} input feature(s) "
+                         f"({', '.join(data.feature_names)}); set model.input_size = {features}")
+    outputs = len(data.target_names)
+    if m.output_size != outputs:
+        what = "classes" if m.head == "classify" else "targets"
+        raise ValueError(f"model.output_size is {m.output_size} but the data has {outputs} {what}; "
+                         f"set model.output_size = {outputs}")
+    classes = data.train.y.dtype.kind == "i"
+    if classes != (m.head == "classify"):
+        need = "classify" if classes else "last or sequence"
+        raise ValueError(f"task {config.data.task!r} needs model.head = {need}, got {m.head!r}")
+    if not classes and (data.train.y.ndim == 3) != (m.head == "sequence"):
+        raise ValueError(f"task {config.data.task!r} has {'per-step' if data.train.y.ndim == 3 else 'one'} "
+                         f"target(s) per sequence: model.head must be "
+                         f"{'sequence' if data.train.y.ndim == 3 else 'last'}, got {m.head!r}")
+
+
+def make_scheduler(config: RunConfig, opt: torch.optim.Optimizer):
+    t = config.train
+    if t.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs, eta_min=t.lr * t.min_lr_factor)
+    if t.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2,
+                                                          min_lr=t.lr * t.min_lr_factor)
+    return None
+
+
+def load_state_config(path: str | Path) -> RunConfig:
+    """The run config saved in a training-state file (what `train --resume` continues)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResumeError(f"no training state at {path}: `train -o CHECKPOINT` writes CHECKPOINT.state")
+    try:
+        return run_config_from_dict(torch.load(path, map_location="cpu", weights_only=True)["config"])
+    except Exception as exc:  # a corrupt file raises many types
+        raise ResumeError(f"{path} is not a readable training state ({type(exc).__name__})") from None
+
+
+class _Run:
+    """The mutable state of one training run: what `out.state` saves and resume restores."""
+
+    def __init__(self, config: RunConfig, model: SequenceModel):
+        self.config = config
+        self.model = model
+        self.opt = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+        self.scheduler = make_scheduler(config, self.opt)
+        self.gen = torch.Generator().manual_seed(config.train.seed)
+        self.epoch = 0
+        self.best_val = float("inf")
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.history: list[dict] = []
+        self.elapsed = 0.0
+
+    def state(self) -> dict:
+        return {"config": dataclasses.asdict(self.config), "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+                "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "best_val": self.best_val, "best_state": self.best_state, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "history": self.history, "elapsed": self.elapsed}
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def restore(self, path: Path) -> None:
+        saved = load_state_config(path)
+        s = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.model != self.config.model or saved.data != self.config.data:
+            raise ResumeError(f"{path} was trained with a different model or data config; resume needs the same")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        if self.scheduler and s["scheduler"]:
+            self.scheduler.load_state_dict(s["scheduler"])
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                self.scheduler.T_max = self.config.train.epochs  # --epochs may have changed on resume
+        self.gen.set_state(s["generator"])
+        torch.set_rng_state(s["torch_rng"])
+        self.epoch, self.best_val, self.best_state = s["epoch"], s["best_val"], s["best_state"]
+        self.best_epoch, self.bad_epochs = s["best_epoch"], s["bad_epochs"]
+        self.history, self.elapsed = s["history"], s["elapsed"]
+
+    def stop_early(self) -> bool:
+        p = self.config.train.patience
+        return bool(p) and self.bad_epochs >= p
+
+
+def _train_epoch(run: _Run, data: Dataset, criterion, progress: bool) -> float:
+    cfg, model = run.config.train, run.model
+    model.train()
+    order = torch.randperm(len(data.train.x), generator=run.gen).numpy()
+    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {run.epoch}/{cfg.epochs}",
+               disable=not progress, leave=False)
+    total = 0.0
+    for s in bar:
+        idx = order[s:s + cfg.batch_size]
+        xb, yb = _batch(model, data.train.x[idx], data.train.y[idx])
+        loss = criterion(model(xb)[0], yb)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        run.opt.step()
+        total += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return total / len(order)
+
+
 def train(config: RunConfig, out: str | Path | None = None, progress: bool = True,
-          dataset: Dataset | None = None, log=print) -> Checkpoint:
-    """Train from `config`; write the best-validation checkpoint to `out` (atomically) and return it."""
+          dataset: Dataset | None = None, log=print, resume: str | Path | None = None) -> Checkpoint:
+    """Train from `config`; write the best-validation checkpoint to `out` (atomically) and return it.
+
+    `resume`: a training-state file (`<checkpoint>.state`) to continue from, up to `config.train.epochs`.
+    """
     seed_everything(config.train.seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     data = dataset or load_dataset(config.data)
-    model = SequenceModel(config.model)
+    check_fit(config, data)
+    run = _Run(config, SequenceModel(config.model))
+    if resume is not None:
+        run.restore(Path(resume))
+        log(f"resumed at epoch {run.epoch} (best val {run.best_val:.5f} at epoch {run.best_epoch})")
     criterion = loss_fn(config)
-    opt = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    gen = torch.Generator().manual_seed(config.train.seed)
-    best = (float("inf"), None)
-    history = []
-    start = time.perf_counter()
-    for epoch in range(1, config.train.epochs + 1):
-        model.train()
-        order = torch.randperm(len(data.train.x), generator=gen).numpy()
-        bs = config.train.batch_size
-        batches = range(0, len(order), bs)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{config.train.epochs}", disable=not progress, leave=False)
-        train_loss = 0.0
-        for s in bar:
-            idx = order[s:s + bs]
-            xb, yb = _batch(model, data.train.x[idx], data.train.y[idx])
-            loss = criterion(model(xb)[0], yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.train.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            opt.step()
-            train_loss += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        val_loss = evaluate(model, data.val.x, data.val.y, criterion)
-        history.append({"epoch": epoch, "train_loss": train_loss / len(order), "val_loss": val_loss})
-        log(f"epoch {epoch:3d}  train {train_loss / len(order):.5f}  val {val_loss:.5f}")
-        if val_loss < best[0]:
-            best = (val_loss, copy.deepcopy(model.state_dict()))
-    model.load_state_dict(best[1])
-    metrics = {"best_val_loss": best[0], "test_loss": evaluate(model, data.test.x, data.test.y, criterion),
-               "train_seconds": time.perf_counter() - start, "history": history}
+    while run.epoch < config.train.epochs and not run.stop_early():
+        run.epoch += 1
+        start = time.perf_counter()
+        lr = run.opt.param_groups[0]["lr"]
+        train_loss = _train_epoch(run, data, criterion, progress)
+        val_loss = evaluate(run.model, data.val.x, data.val.y, criterion)
+        if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            run.scheduler.step(val_loss)
+        elif run.scheduler:
+            run.scheduler.step()
+        improved = val_loss < run.best_val - config.train.min_delta
+        if improved:
+            run.best_val, run.best_epoch, run.bad_epochs = val_loss, run.epoch, 0
+            run.best_state = copy.deepcopy(run.model.state_dict())
+        else:
+            run.bad_epochs += 1
+        run.elapsed += time.perf_counter() - start
+        run.history.append({"epoch": run.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
+        log(f"epoch {run.epoch:3d}  train {train_loss:.5f}  val {val_loss:.5f}  lr {lr:.2e}"
+            + ("  *" if improved else ""))
+        if out is not None:
+            run.save(state_path(out))
+    if run.stop_early():
+        log(f"early stop: no val improvement for {config.train.patience} epochs (best epoch {run.best_epoch})")
+    return _finish(run, data, criterion, out)
+
+
+def _finish(run: _Run, data: Dataset, criterion, out) -> Checkpoint:
+    model, config = run.model, run.config
+    model.load_state_dict(run.best_state)
+    test = task_metrics(predict(model, data.test.x), data.test, config, data.normalization,
+                        data.feature_names, data.target_names)
+    metrics = {"best_val_loss": run.best_val, "best_epoch": run.best_epoch, "epochs_run": run.epoch,
+               "stopped_early": run.stop_early(),
+               "test_loss": evaluate(model, data.test.x, data.test.y, criterion),
+               "test": test, "train_seconds": run.elapsed, "history": run.history}
     ckpt = Checkpoint(config, model.state_dict(), data.normalization, data.feature_names,
                       data.target_names, metrics)
     if out is not None:

@@ -1,0 +1,125 @@
+"""CSV loading, windows, time splits and train-only normalization, checked against plain numpy."""
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import DataConfig, load_run_config
+from pipeline.data import CSVError, load_dataset, read_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(str(v) for v in r) for r in rows) + "\n")
+    return path
+
+
+def cfg(path, **kw) -> DataConfig:
+    base = dict(task="csv", csv=str(path), window=4, horizon=1, val_fraction=0.2, test_fraction=0.2)
+    base.update(kw)
+    return DataConfig(**base)
+
+
+@pytest.fixture
+def table(tmp_path):
+    rng = np.random.default_rng(3)
+    values = np.cumsum(rng.normal(size=(60, 2)), axis=0)
+    rows = [[20000101 + i, *np.round(values[i], 4)] for i in range(60)]
+    return write_csv(tmp_path / "t.csv", ["date", "a", "b"], rows), np.round(values, 4)
+
+
+def test_windows_targets_and_train_only_normalization(table):
+    path, values = table
+    data = load_dataset(cfg(path, drop_columns=["date"], targets=["b"], horizon=2))
+    n_train = 60 - 12 - 12
+    mean, std = values[:n_train].mean(0), values[:n_train].std(0)
+    np.testing.assert_allclose(data.normalization.input_mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(data.normalization.target_std, std[1:], rtol=1e-5)
+    raw_x0 = data.train.x[0] * std + mean
+    np.testing.assert_allclose(raw_x0, values[0:4], atol=1e-3)
+    np.testing.assert_allclose(data.train.y[0] * std[1] + mean[1], values[4 + 1, 1], atol=1e-3)
+    # the first test target is the first step after train + val: nothing crosses the split
+    np.testing.assert_allclose(data.test.y[0] * std[1] + mean[1], values[n_train + 12, 1], atol=1e-3)
+    assert len(data.val.x) == 12 and len(data.test.x) == 12
+    assert data.feature_names == ["a", "b"] and data.target_names == ["b"]
+
+
+def test_normalization_ignores_test_values(table, tmp_path):
+    path, values = table
+    before = load_dataset(cfg(path, drop_columns=["date"])).normalization.input_mean
+    lines = path.read_text().splitlines()
+    lines[-1] = "20991231,1e6,1e6"
+    path.write_text("\n".join(lines) + "\n")
+    after = load_dataset(cfg(path, drop_columns=["date"])).normalization.input_mean
+    np.testing.assert_array_equal(before, after)
+
+
+def test_features_can_exclude_the_target(table):
+    path, _ = table
+    data = load_dataset(cfg(path, features=["a"], targets=["b"]))
+    assert data.train.x.shape[2] == 1 and data.feature_names == ["a"] and data.target_names == ["b"]
+
+
+def test_difference(table):
+    path, values = table
+    data = load_dataset(cfg(path, drop_columns=["date"], difference=True))
+    d = np.diff(values, axis=0)
+    raw = data.train.x[0] * data.normalization.input_std + data.normalization.input_mean
+    np.testing.assert_allclose(raw, d[0:4], atol=1e-3)
+
+
+def test_missing_values(tmp_path):
+    rows = [[i, float(i)] for i in range(40)]
+    rows[5][1] = ""
+    path = write_csv(tmp_path / "m.csv", ["t", "v"], rows)
+    with pytest.raises(CSVError, match=r"1 missing value.*line 7, column 'v'.*interpolate"):
+        read_csv(cfg(path))
+    values, _ = read_csv(cfg(path, missing="interpolate"))
+    assert values[5, 1] == pytest.approx(5.0)
+    values, _ = read_csv(cfg(path, missing="drop"))
+    assert len(values) == 39 and 5.0 not in values[:, 1]
+
+
+def test_non_numeric_column(tmp_path):
+    path = write_csv(tmp_path / "n.csv", ["when", "v"], [[f"day{i}", i] for i in range(40)])
+    with pytest.raises(CSVError, match=r"line 2, column 'when': 'day0' is not a number.*drop_columns"):
+        load_dataset(cfg(path))
+    assert load_dataset(cfg(path, drop_columns=["when"])).feature_names == ["v"]
+
+
+def test_too_few_rows(tmp_path):
+    path = write_csv(tmp_path / "s.csv", ["v"], [[i] for i in range(20)])
+    with pytest.raises(CSVError, match=r"20 usable rows.*too few.*window 10"):
+        load_dataset(cfg(path, window=10))
+
+
+def test_unknown_column_and_missing_file(tmp_path, table):
+    path, _ = table
+    with pytest.raises(CSVError, match=r"no column 'c'; columns: date, a, b"):
+        load_dataset(cfg(path, features=["c"]))
+    with pytest.raises(CSVError, match="CSV not found"):
+        load_dataset(cfg(tmp_path / "nope.csv"))
+    with pytest.raises(CSVError, match="ragged|fields"):
+        bad = tmp_path / "r.csv"
+        bad.write_text("a,b\n1,2\n3\n")
+        read_csv(cfg(bad))
+
+
+def test_shipped_co2_matches_its_readme():
+    csv = ROOT / "data" / "co2_mauna_loa_weekly.csv"
+    digest = hashlib.sha256(csv.read_bytes()).hexdigest()
+    assert digest in (ROOT / "data" / "README.md").read_text()
+    config = load_run_config(ROOT / "configs" / "co2.toml")
+    data = load_dataset(config.data)
+    assert data.train.x.shape[1:] == (52, 1)
+    # 2284 rows -> 2283 weekly changes -> windows: train 1547, val/test 342 each
+    assert (len(data.train.x), len(data.val.x), len(data.test.x)) == (1547, 342, 342)
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text("v\n1\n\n2\nx\n")
+    with pytest.raises(CSVError, match="line 5, column 'v': 'x'"):
+        read_csv(cfg(path))
