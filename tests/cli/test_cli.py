@@ -40,7 +40,11 @@ def test_verify_prints_a_passing_table_and_json(trained):
         assert name in res.output
     res = runner.invoke(cli, ["verify", str(trained / "m.pt"), str(trained / "m.onnx"), "--json"])
     report = json.loads(res.output)
-    assert report["passed"] and len(report["rows"]) == 3
+    assert report["passed"]
+    rows = {r["runner"]: r for r in report["rows"]}
+    assert all(rows[n]["passed"] for n in ("numpy", "onnxruntime-cpu", "onnx.reference"))
+    if "openvino-cpu" in rows:  # installed: it drops P, and the report says so without failing the run
+        assert not rows["openvino-cpu"]["passed"] and "LSTM with P" in rows["openvino-cpu"]["known_wrong"]
 
 
 def test_verify_exits_nonzero_on_failure(trained):
