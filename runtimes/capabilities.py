@@ -5,6 +5,8 @@ A cell is YES (implemented and right), or says how it goes wrong. Only YES count
 """
 from __future__ import annotations
 
+from runtimes.onnx_graph import all_nodes
+
 from dataclasses import dataclass
 
 YES = "yes"
@@ -94,7 +96,7 @@ def model_features(model) -> list[str]:
     from onnx import TensorProto
 
     needs: set[str] = set()
-    for node in _all_nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.op_type == "LSTM":
             if len(node.input) > 7 and node.input[7]:
                 needs.add("peepholes")
@@ -116,14 +118,6 @@ def native_support(model) -> dict[str, list[str]]:
     needs = model_features(model)
     return {key: [f"{FEATURES[f]}: {getattr(rt, f)}" for f in needs if getattr(rt, f) != YES]
             for key, rt in RUNTIMES.items()}
-
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g is not None and attr.g.node:
-                yield from _all_nodes(attr.g)
 
 
 def render_markdown() -> str:

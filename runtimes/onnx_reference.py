@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from runtimes.base import Runner, RunnerUnavailable
+from runtimes.onnx_graph import all_nodes
 
 # What onnx/reference/ops/op_lstm.py accepts but does not implement (as of onnx 1.23).
 IGNORED_ATTRIBUTES = ("clip", "input_forget", "activations", "activation_alpha", "activation_beta")
@@ -11,7 +12,7 @@ SEQUENCE_LENS = 4  # LSTM input index
 def unsupported_features(model) -> list[str]:
     """What in `model` the reference evaluator would silently get wrong."""
     problems = []
-    for node in _all_nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.op_type != "LSTM":
             continue
         if len(node.input) > SEQUENCE_LENS and node.input[SEQUENCE_LENS]:
@@ -20,14 +21,6 @@ def unsupported_features(model) -> list[str]:
             if attr.name in IGNORED_ATTRIBUTES and not (attr.name == "input_forget" and attr.i == 0):
                 problems.append(f"{node.name}: {attr.name}")
     return problems
-
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g is not None and attr.g.node:
-                yield from _all_nodes(attr.g)
 
 
 class OnnxReferenceRunner(Runner):
