@@ -138,16 +138,32 @@ def _build_or_load():
     if (final / _OK_MARK).is_file() and (final / so_name).is_file():
         return _import_so(name, final / so_name)
 
+    old_path = os.environ.get("PATH", "")
+    bindir = os.path.dirname(sys.executable)  # ninja from the venv even when it is not activated
+    if bindir and bindir not in old_path.split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + old_path
+    try:
+        if shutil.which(_compiler()) is None:
+            raise RuntimeError(f"no C++ compiler ({_compiler()}) found")
+        if not cpp_extension.is_ninja_available():
+            raise RuntimeError("ninja not found")
+        return _build_locked(cpp_extension, name, root, final, so_name, cflags, ldflags)
+    finally:
+        os.environ["PATH"] = old_path
+
+
+def _build_locked(cpp_extension, name, root, final, so_name, cflags, ldflags):
+    import logging
+
     root.mkdir(parents=True, exist_ok=True)
     with _FileLock(root / f"{name}.lock"):
         if (final / _OK_MARK).is_file() and (final / so_name).is_file():  # another process built it
             return _import_so(name, final / so_name)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=str(root)))
-        old_path = os.environ.get("PATH", "")
-        bindir = os.path.dirname(sys.executable)  # ninja from the venv even when it is not activated
+        log = logging.getLogger("torch.utils.cpp_extension")  # keep the notice to one line
+        old_level = log.level
+        log.setLevel(logging.ERROR)
         try:
-            if bindir and bindir not in old_path.split(os.pathsep):
-                os.environ["PATH"] = bindir + os.pathsep + old_path
             mod = cpp_extension.load(
                 name=name,
                 sources=[str(_SRC)],
@@ -165,7 +181,7 @@ def _build_or_load():
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
-            os.environ["PATH"] = old_path
+            log.setLevel(old_level)
 
 
 def _self_check(ext) -> None:
@@ -190,6 +206,14 @@ def _self_check(ext) -> None:
             raise RuntimeError("self-check failed: compiled kernel disagrees with the reference")
 
 
+def _short_message(e: BaseException) -> str:
+    """One line: the first compiler 'error:' line if there is one, else the first line of the message."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    keys = ("error:", "not found", "no such file", "fatal")
+    pick = next((ln for ln in lines if not ln.startswith("[") and any(k in ln.lower() for k in keys)), None)
+    return (pick or (lines[0] if lines else type(e).__name__))[:240]
+
+
 def _load() -> None:
     global _tried, _ext, _reason
     with _lock:
@@ -206,8 +230,7 @@ def _load() -> None:
             except BaseException as e:  # noqa: BLE001 - never raise out of available()
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                msg = " ".join(str(e).split()) or type(e).__name__
-                _reason = f"{type(e).__name__}: {msg[:200]}"
+                _reason = f"{type(e).__name__}: {_short_message(e)}"
         if _ext is None:
             print(f"lstm-pipeline: compiled LSTM kernel unavailable ({_reason}); using the pure-PyTorch path",
                   file=sys.stderr, flush=True)
@@ -241,22 +264,23 @@ def _brgemm_active() -> bool:
 class _FusedLSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, bias, peep, h0, c0):
-        y, h_n, c_n, gates, c_all, tc_all = _ext.forward(x, w_ih, w_hh, bias, peep, h0, c0)
-        ctx.save_for_backward(x, w_ih, w_hh, peep, h0, c0, y, gates, c_all, tc_all)
+        # gates/c/tanh(c) are saved unit-major ([S, 4H, B], [S+1, H, B], [S, H, B]); h_S is not needed.
+        y, h_n, c_n, gates, _h_all, c_all, tc_all = _ext.forward(x, w_ih, w_hh, bias, peep, h0, c0)
+        ctx.save_for_backward(x, w_ih, w_hh, peep, h0, y, gates, c_all, tc_all)
         ctx.has_bias = bias is not None
         return y, h_n, c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        x, w_ih, w_hh, peep, h0, c0, y, gates, c_all, tc_all = ctx.saved_tensors
+        x, w_ih, w_hh, peep, h0, y, gates, c_all, tc_all = ctx.saved_tensors
         need = ctx.needs_input_grad
-        dy = torch.zeros_like(y) if dy is None else dy.contiguous()
+        dy = torch.zeros_like(y) if dy is None else dy
         dh_n = torch.zeros_like(h0) if dh_n is None else dh_n
-        dc_n = torch.zeros_like(c0) if dc_n is None else dc_n
+        dc_n = torch.zeros_like(h0) if dc_n is None else dc_n
         need_dw = bool(need[1] or need[2] or need[3])
         dx, dw_ih, dw_hh, dbias, dpeep, dh0, dc0 = _ext.backward(
-            dy, dh_n, dc_n, x, w_ih, w_hh, peep, h0, c0, y, gates, c_all, tc_all,
+            dy, dh_n, dc_n, x, w_ih, w_hh, peep, h0, y, gates, c_all, tc_all,
             ctx.has_bias, bool(need[0]), need_dw)
         return (dx if need[0] else None, dw_ih if need[1] else None, dw_hh if need[2] else None,
                 dbias if need[3] else None, dpeep if need[4] else None,
