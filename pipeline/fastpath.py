@@ -159,6 +159,8 @@ def _build_locked(cpp_extension, name, root, final, so_name, cflags, ldflags):
     with _FileLock(root / f"{name}.lock"):
         if (final / _OK_MARK).is_file() and (final / so_name).is_file():  # another process built it
             return _import_so(name, final / so_name)
+        print("lstm-pipeline: building the compiled LSTM kernel (first use only; about a minute)",
+              file=sys.stderr, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=str(root)))
         log = logging.getLogger("torch.utils.cpp_extension")  # keep the notice to one line
         old_level = log.level
