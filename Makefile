@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,serve,plots,build,openvino]"
+	$(PY) -m pip install -q -e ".[test,serve,plots,build,openvino,torch-onnx]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -72,6 +72,13 @@ class _FlatSignature(nn.Module):
 
 def export_via_torch(ckpt, options, example_batch: int = 2, example_seq: int = 5):
     """An onnx.ModelProto of `ckpt` made by torch.onnx.export(dynamo=True); metadata is added by the caller."""
+    try:
+        import onnxscript  # noqa: F401 - torch.onnx's dynamo exporter needs it
+    except ImportError:
+        from exporters.export import ExportError
+
+        raise ExportError("--via torch.onnx needs onnxscript: pip install 'lstm-onnx-pipeline[torch-onnx]' "
+                         "(or use --via graph)") from None
     cfg = ckpt.model_config
     model = _FlatSignature(ckpt.build_model(), options.stateful, options.lengths).eval()
     B, S = torch.export.Dim("batch"), torch.export.Dim("seq")

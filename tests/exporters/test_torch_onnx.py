@@ -12,6 +12,7 @@ from runtimes.ort import OnnxRuntimeRunner
 from tests.helpers import make_checkpoint
 
 pytestmark = pytest.mark.slow  # each torch.onnx export takes ~5 s on 2 cores
+pytest.importorskip("onnxscript", reason="torch.onnx export needs onnxscript: pip install .[torch-onnx]")
 
 
 def test_two_exports_in_one_process_stay_dynamic_and_exact():
