@@ -8,7 +8,7 @@ CONFIG ?=
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/lstm-pipeline
 
-.PHONY: demo test test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures
+.PHONY: demo test test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures bench-train
 .DEFAULT_GOAL := help
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make train | export | verify   one step of the chain"
 	@echo "make test-gpu GPU tests (need CUDA + onnxruntime-gpu)"
 	@echo "make bench    runner x form x threads benchmark -> $(ART)/bench/ (table, JSON, PNG)"
+	@echo "make bench-train  one training step of PeepholeLSTM (compiled and pure PyTorch) vs nn.LSTM"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: batching on vs off"
 
@@ -60,6 +61,11 @@ test-gpu: $(VENV)/.installed
 BENCH_ARGS ?=
 bench: $(VENV)/.installed
 	$(CLI) bench -o $(ART)/bench $(BENCH_ARGS)
+
+# One training step (forward + backward) of PeepholeLSTM against nn.LSTM, at the two sizes of issue 6.
+bench-train: $(VENV)/.installed
+	mkdir -p $(ART)
+	$(PY) -m benchmarks.bench_train --runs 9 --json $(ART)/bench_train.json
 
 forms-report: $(ART)/model.pt
 	$(PY) benchmarks/forms.py $< --json $(ART)/forms.json $(FORMS_ARGS)

@@ -1,6 +1,7 @@
 """Time one LSTM-layer training step (forward + backward, loss = y.sum()) on the CPU.
 
-Rows: nn.LSTM (no peepholes, oneDNN), the compiled kernel with and without peepholes, and a naive
+Rows: nn.LSTM (no peepholes, oneDNN), the compiled kernel with and without peepholes, the pure-PyTorch
+autograd Function with its hand-written backward (the path used without a compiler), and a naive
 pure-PyTorch per-step autograd loop with peepholes. Reports the median of N runs after warm-up, and the
 ratio to nn.LSTM.
 
@@ -71,6 +72,13 @@ def bench_size(B, S, I, H, warmup, runs, rows):
 
         return step
 
+    def step_python():
+        from pipeline.cell import PeepholeLayerFunction
+
+        zero()
+        y, _, _ = PeepholeLayerFunction.apply(x, w_ih, w_hh, bias, peep, h0, c0)
+        y.sum().backward()
+
     def step_naive():
         zero()
         y, _, _ = naive_peephole_layer(x, w_ih, w_hh, bias, peep, h0, c0)
@@ -79,7 +87,7 @@ def bench_size(B, S, I, H, warmup, runs, rows):
     steps = [("nn.LSTM (oneDNN, no peep)", step_nn)]
     if rows["compiled"]:
         steps += [("compiled, peephole", make_fused(True)), ("compiled, no peep", make_fused(False))]
-    steps += [("naive loop, peephole", step_naive)]
+    steps += [("pure PyTorch (hand bwd), peep", step_python), ("naive loop, peephole", step_naive)]
     # Interleave the rows run by run so that machine noise hits every row alike.
     for name, fn in steps:
         for _ in range(warmup):
