@@ -74,6 +74,7 @@ def write_chart(result: BenchResult, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     cases = list(dict.fromkeys(r.case for r in result.rows))
     fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 0.3 * len(result.rows) / max(len(cases), 1) + 2),
@@ -85,6 +86,7 @@ def write_chart(result: BenchResult, path) -> None:
                   for r in rows]
         ax.barh(labels, [r.median_ms for r in rows], color=colors)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
         ax.invert_yaxis()
         first = rows[0] if rows else None
         ax.set_title(f"{case} ({first.batch}x{first.seq})" if first else case)
