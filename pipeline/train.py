@@ -174,7 +174,7 @@ def _train_epoch(run: _Run, data: Dataset, criterion, progress: bool) -> float:
     model.train()
     order = torch.randperm(len(data.train.x), generator=run.gen).numpy()
     bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {run.epoch}/{cfg.epochs}",
-               disable=not progress, leave=False)
+               disable=None if progress else True, leave=False)  # None: no bar when stderr is not a terminal
     total = 0.0
     for s in bar:
         idx = order[s:s + cfg.batch_size]
