@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from runtimes import metadata
+from runtimes.fold import BAD, RAW_X, RAW_Y
 
 
 class PredictorError(ValueError):
@@ -23,9 +24,11 @@ class PredictorError(ValueError):
 
 
 class Predictor:
-    def __init__(self, session, meta: dict):
+    def __init__(self, session, meta: dict, model_path=None):
         self.session = session
         self.meta = meta
+        self.model_path = model_path
+        self._step_session = None  # built on the first stream(): see runtimes/fold.py
         cfg = meta.get("config", {}).get("model", {})
         self.batch_first = bool(cfg.get("batch_first", True))
         self.head = cfg.get("head", "last")
@@ -60,7 +63,7 @@ class Predictor:
         except Exception as exc:  # onnxruntime's own exception types
             raise PredictorError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
         props = session.get_modelmeta().custom_metadata_map
-        return cls(session, metadata.decode(props))
+        return cls(session, metadata.decode(props), path)
 
     @property
     def stateful(self) -> bool:
@@ -201,20 +204,36 @@ class Predictor:
                 item.update(hn=out["hn"][:, row].copy(), cn=out["cn"][:, row].copy())
             results[k] = item
 
-    def stream(self, batch: int = 1) -> "Stepper":
+    def stream(self, batch: int = 1, fold: bool = True) -> "Stepper":
         if not self.stateful:
             raise PredictorError("streaming needs a model exported with --stateful (h0/c0 inputs)")
-        return Stepper(self, batch)
+        return Stepper(self, batch, fold)
+
+    def step_session(self):
+        """A session of this model with normalization and the NaN/Inf check inside, or None (no onnx, or no
+        model path to read)."""
+        if self._step_session is None and self.model_path is not None:
+            import onnxruntime as ort
+
+            from runtimes.fold import fold_normalization
+
+            raw = self.meta.get("normalization")
+            blob = fold_normalization(self.model_path, raw, denormalize=self.head != "classify")
+            if blob is not None:
+                self._step_session = ort.InferenceSession(blob, sess_options=self.session.get_session_options(),
+                                                          providers=self.session.get_providers())
+        return self._step_session
 
 
 class Stepper:
     """Carries h/c between calls: feeding a sequence in chunks equals one whole pass.
 
-    The per-step path is kept short (a streaming step of a small model costs tens of microseconds, so every
-    numpy call counts): output names and the `lengths` feed are cached, and h/c go back in as returned.
+    The per-step path is kept short (a streaming step of a small model costs tens of microseconds): it runs
+    the model with normalization and the NaN/Inf check folded into the graph (runtimes/fold.py), so no numpy
+    call surrounds the run; `fold=False`, or no onnx package, does the same in numpy.
     """
 
-    def __init__(self, predictor: Predictor, batch: int):
+    def __init__(self, predictor: Predictor, batch: int, fold: bool = True):
         self.p = predictor
         self.batch = batch
         self.h = predictor.zero_state(batch)
@@ -223,6 +242,9 @@ class Stepper:
         self._run = predictor.session.run
         self._names = ["y", "hn", "cn"]
         self._lengths: dict[int, np.ndarray] = {}
+        session = predictor.step_session() if fold else None
+        self._folded = session.run if session is not None else None
+        self._folded_names = [RAW_Y, "hn", "cn", BAD]
 
     def reset(self) -> None:
         self.h[...] = 0.0
@@ -239,23 +261,38 @@ class Stepper:
         if x.ndim != 3 or x.shape[0] != self.batch or x.shape[2] != p.num_features or x.shape[1] == 0:
             p.check_input(x)  # raises, saying what was expected
             raise PredictorError(f"this stream carries state for batch {self.batch}, got batch {x.shape[0]}")
-        if p._norm is not None:
-            xn = x * p._scale
-            xn += p._shift
+        if not p.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        if self._folded is not None:
+            feeds = {RAW_X: x, "h0": self.h, "c0": self.c}
+            self._add_lengths(feeds, x)
+            y, h, c, bad = self._folded(self._folded_names, feeds)
+            if bad:
+                raise PredictorError("input contains NaN or Inf")
         else:
-            xn = x
+            y, h, c = self._numpy_step(x)
+        self.h, self.c = h, c
+        self.steps += x.shape[1 if p.batch_first else 0]
+        return p._batch_major_y(y)
+
+    def _numpy_step(self, x):
+        """The same step without the folded graph: normalization and checks in numpy."""
+        p = self.p
+        xn = x * p._scale + p._shift if p._norm is not None else x
         # One reduction instead of isfinite + all; a non-finite sum gets the exact check (overflow is legal).
         if not math.isfinite(xn.sum()) and not np.isfinite(x).all():
             raise PredictorError("input contains NaN or Inf")
-        feeds = {"x": xn if p.batch_first else np.ascontiguousarray(xn.transpose(1, 0, 2)), "h0": self.h, "c0": self.c}
-        if p.has_lengths:
-            k = x.shape[1]
-            if k not in self._lengths:
-                self._lengths[k] = np.full(self.batch, k, np.int32)
-            feeds["lengths"] = self._lengths[k]
-        y, self.h, self.c = self._run(self._names, feeds)
-        self.steps += x.shape[1]
+        feeds = {"x": xn, "h0": self.h, "c0": self.c}
+        self._add_lengths(feeds, x)
+        y, h, c = self._run(self._names, feeds)
         if p._norm is not None and p.head != "classify":
             y *= p._norm["target_std"]  # in place: y is a fresh array from this run
             y += p._norm["target_mean"]
-        return p._batch_major_y(y)
+        return y, h, c
+
+    def _add_lengths(self, feeds, x) -> None:
+        if self.p.has_lengths:
+            k = x.shape[1 if self.p.batch_first else 0]
+            if k not in self._lengths:
+                self._lengths[k] = np.full(self.batch, k, np.int32)
+            feeds["lengths"] = self._lengths[k]

@@ -1,0 +1,52 @@
+"""The folded streaming step (normalization and NaN/Inf check inside the graph) equals PyTorch and the numpy
+path, on every form and head, and refuses bad input without touching the carried state."""
+import numpy as np
+import pytest
+
+from exporters.export import ExportOptions, export_checkpoint
+from runtimes.embed import Predictor, PredictorError
+from runtimes.tolerances import default_tolerance
+from tests.serving import models
+
+TOL = default_tolerance("float32")
+CASES = [("native", "last", True), ("decomposed", "sequence", True), ("unrolled", "last", True),
+         ("native", "classify", True), ("native", "sequence", False)]
+
+
+@pytest.mark.parametrize("form,head,batch_first", CASES)
+def test_folded_step_equals_torch_and_numpy_path(tmp_path, form, head, batch_first):
+    ckpt = models.checkpoint(head=head)
+    ckpt.config.model.batch_first = batch_first
+    extra = dict(seq_len=1, batch_size=2) if form == "unrolled" else {}
+    path = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, path, ExportOptions(form=form, stateful=True, **extra))
+    pred = Predictor.load(path)
+    folded, plain = pred.stream(batch=2), pred.stream(batch=2, fold=False)
+    assert folded._folded is not None and plain._folded is None
+    x = np.stack(models.raw_inputs(np.random.default_rng(0), [6, 6]))
+    ys = [folded.step(x[:, t]) for t in range(6)]
+    for t in range(6):
+        np.testing.assert_allclose(ys[t], plain.step(x[:, t]), atol=TOL.atol, rtol=TOL.rtol)
+    if batch_first:
+        whole = models.torch_reference(ckpt, x)
+    else:  # the torch model takes and returns time-major tensors
+        whole = models.torch_reference(ckpt, x.transpose(1, 0, 2)).transpose(1, 0, 2)
+    last = ys[-1] if head != "sequence" else np.concatenate(ys, axis=1)
+    np.testing.assert_allclose(last, whole, atol=TOL.atol, rtol=TOL.rtol)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_bad_step_is_refused_and_state_kept(tmp_path, bad):
+    ckpt = models.checkpoint()
+    path = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, path, ExportOptions(stateful=True))
+    stepper = Predictor.load(path).stream()
+    x = models.raw_inputs(np.random.default_rng(1), [3])[0]
+    stepper.step(x[None, 0])
+    h, c = stepper.h.copy(), stepper.c.copy()
+    broken = x[None, 1].copy()
+    broken[0, 1] = bad
+    with pytest.raises(PredictorError, match="NaN or Inf"):
+        stepper.step(broken)
+    np.testing.assert_array_equal(stepper.h, h)
+    np.testing.assert_array_equal(stepper.c, c)
