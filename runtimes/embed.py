@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from runtimes import metadata
-from runtimes.fold import BAD, RAW_X, RAW_Y
+from runtimes.fold import RAW_X, RAW_Y, SUM
 
 
 class PredictorError(ValueError):
@@ -244,7 +244,7 @@ class Stepper:
         self._lengths: dict[int, np.ndarray] = {}
         session = predictor.step_session() if fold else None
         self._folded = session.run if session is not None else None
-        self._folded_names = [RAW_Y, "hn", "cn", BAD]
+        self._folded_names = [RAW_Y, "hn", "cn", SUM]
 
     def reset(self) -> None:
         self.h[...] = 0.0
@@ -266,8 +266,8 @@ class Stepper:
         if self._folded is not None:
             feeds = {RAW_X: x, "h0": self.h, "c0": self.c}
             self._add_lengths(feeds, x)
-            y, h, c, bad = self._folded(self._folded_names, feeds)
-            if bad:
+            y, h, c, total = self._folded(self._folded_names, feeds)
+            if not math.isfinite(total) and not np.isfinite(x).all():  # the sum may overflow legally
                 raise PredictorError("input contains NaN or Inf")
         else:
             y, h, c = self._numpy_step(x)

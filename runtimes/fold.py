@@ -2,18 +2,18 @@
 
 On small models a step is tens of microseconds, and each numpy call right after an onnxruntime run cost
 9-18 us on our development VM (1.3 us in isolation). So the Stepper runs a copy of the model that takes raw
-features (`raw_x`), returns raw targets (`raw_y`), and says in a boolean scalar (`bad`) whether the input held
-NaN or Inf. Needs the `onnx` package; without it the Stepper normalizes in numpy, with the same results.
+features (`raw_x`), returns raw targets (`raw_y`) and the sum of the input (`raw_x_sum`): the sum is finite
+unless an element is NaN or Inf (or it overflows float32), which the caller checks on a Python float. Needs the `onnx` package; without it the Stepper normalizes in numpy, with the same results.
 """
 from __future__ import annotations
 
 import numpy as np
 
-RAW_X, RAW_Y, BAD = "raw_x", "raw_y", "bad"
+RAW_X, RAW_Y, SUM = "raw_x", "raw_y", "raw_x_sum"
 
 
 def fold_normalization(model_path, norm: dict | None, denormalize: bool) -> bytes | None:
-    """The model at `model_path` with raw I/O and a `bad` output, serialized; None without onnx."""
+    """The model at `model_path` with raw I/O and a `raw_x_sum` output, serialized; None without onnx."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -41,13 +41,10 @@ def fold_normalization(model_path, norm: dict | None, denormalize: bool) -> byte
                  helper.make_node("Add", ["fold.y_scaled", "fold.t_mean"], [RAW_Y])]
     else:
         post.append(helper.make_node("Identity", ["y"], [RAW_Y]))
-    # sum - sum is 0 for finite inputs and NaN as soon as one element is NaN or +-Inf.
-    post += [helper.make_node("ReduceSum", [RAW_X], ["fold.sum"], keepdims=0),
-             helper.make_node("Sub", ["fold.sum", "fold.sum"], ["fold.zero"]),
-             helper.make_node("IsNaN", ["fold.zero"], [BAD])]
+    post.append(helper.make_node("ReduceSum", [RAW_X], [SUM], keepdims=0))
     nodes = pre + list(g.node) + post
     del g.node[:]
     g.node.extend(nodes)
     y_out.name = RAW_Y
-    g.output.append(helper.make_tensor_value_info(BAD, TensorProto.BOOL, []))
+    g.output.append(helper.make_tensor_value_info(SUM, TensorProto.FLOAT, []))
     return model.SerializeToString()
