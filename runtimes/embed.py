@@ -19,6 +19,9 @@ from runtimes import metadata
 from runtimes.fold import RAW_X, RAW_Y, SUM
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 class PredictorError(ValueError):
     """Bad input or a model this API cannot drive; the message says what was expected."""
 
@@ -245,6 +248,10 @@ class Stepper:
         session = predictor.step_session() if fold else None
         self._folded = session.run if session is not None else None
         self._folded_names = [RAW_Y, "hn", "cn", SUM]
+        # Read once: the step below is a hot path.
+        self._num_features, self._has_lengths = predictor.num_features, predictor.has_lengths
+        self._time_major = not predictor.batch_first
+        self._transpose_y = predictor.head == "sequence" and not predictor.batch_first
 
     def reset(self) -> None:
         self.h[...] = 0.0
@@ -253,29 +260,30 @@ class Stepper:
 
     def step(self, x) -> np.ndarray:
         """x: one step [batch, F] or a chunk [batch, k, F] of raw features; returns y for that chunk."""
-        p = self.p
-        if type(x) is not np.ndarray or x.dtype != np.float32:
+        if type(x) is not np.ndarray or x.dtype is not _FLOAT32:
             x = np.asarray(x, dtype=np.float32)
         if x.ndim == 2:
             x = x[:, None, :]
-        if x.ndim != 3 or x.shape[0] != self.batch or x.shape[2] != p.num_features or x.shape[1] == 0:
-            p.check_input(x)  # raises, saying what was expected
-            raise PredictorError(f"this stream carries state for batch {self.batch}, got batch {x.shape[0]}")
-        if not p.batch_first:
+        shape = x.shape
+        if len(shape) != 3 or shape[0] != self.batch or shape[2] != self._num_features or shape[1] == 0:
+            self.p.check_input(x)  # raises, saying what was expected
+            raise PredictorError(f"this stream carries state for batch {self.batch}, got batch {shape[0]}")
+        if self._time_major:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
         if self._folded is not None:
             feeds = {RAW_X: x, "h0": self.h, "c0": self.c}
-            self._add_lengths(feeds, x)
+            if self._has_lengths:
+                self._add_lengths(feeds, shape[1])
             y, h, c, total = self._folded(self._folded_names, feeds)
             if not math.isfinite(total) and not np.isfinite(x).all():  # the sum may overflow legally
                 raise PredictorError("input contains NaN or Inf")
         else:
-            y, h, c = self._numpy_step(x)
+            y, h, c = self._numpy_step(x, shape[1])
         self.h, self.c = h, c
-        self.steps += x.shape[1 if p.batch_first else 0]
-        return p._batch_major_y(y)
+        self.steps += shape[1]
+        return y.transpose(1, 0, 2) if self._transpose_y else y
 
-    def _numpy_step(self, x):
+    def _numpy_step(self, x, k: int):
         """The same step without the folded graph: normalization and checks in numpy."""
         p = self.p
         xn = x * p._scale + p._shift if p._norm is not None else x
@@ -283,16 +291,15 @@ class Stepper:
         if not math.isfinite(xn.sum()) and not np.isfinite(x).all():
             raise PredictorError("input contains NaN or Inf")
         feeds = {"x": xn, "h0": self.h, "c0": self.c}
-        self._add_lengths(feeds, x)
+        if self._has_lengths:
+            self._add_lengths(feeds, k)
         y, h, c = self._run(self._names, feeds)
         if p._norm is not None and p.head != "classify":
             y *= p._norm["target_std"]  # in place: y is a fresh array from this run
             y += p._norm["target_mean"]
         return y, h, c
 
-    def _add_lengths(self, feeds, x) -> None:
-        if self.p.has_lengths:
-            k = x.shape[1 if self.p.batch_first else 0]
-            if k not in self._lengths:
-                self._lengths[k] = np.full(self.batch, k, np.int32)
-            feeds["lengths"] = self._lengths[k]
+    def _add_lengths(self, feeds, k: int) -> None:
+        if k not in self._lengths:
+            self._lengths[k] = np.full(self.batch, k, np.int32)
+        feeds["lengths"] = self._lengths[k]
