@@ -9,13 +9,27 @@ from runtimes.tolerances import default_tolerance
 from tests.serving import models
 
 TOL = default_tolerance("float32")
-CASES = [("native", "last", True), ("decomposed", "sequence", True), ("unrolled", "last", True),
-         ("native", "classify", True), ("native", "sequence", False)]
+CASES = [("native", "last", True, True), ("decomposed", "sequence", True, True), ("unrolled", "last", True, True),
+         ("native", "classify", True, True), ("native", "sequence", False, True), ("native", "last", True, False),
+         ("decomposed", "last", True, False)]
 
 
-@pytest.mark.parametrize("form,head,batch_first", CASES)
-def test_folded_step_equals_torch_and_numpy_path(tmp_path, form, head, batch_first):
-    ckpt = models.checkpoint(head=head)
+def _fold_nodes(blob: bytes) -> set:
+    import onnx
+
+    return {n.output[0] for n in onnx.load_from_string(blob).graph.node if n.output[0].startswith("fold.")}
+
+
+@pytest.mark.parametrize("form,head,batch_first,bias", CASES)
+@pytest.mark.parametrize("into_weights", [True, False])
+def test_folded_step_equals_torch_and_numpy_path(tmp_path, monkeypatch, form, head, batch_first, bias,
+                                                 into_weights):
+    from runtimes import fold
+
+    if not into_weights:  # the Mul/Add fallback that any other graph gets
+        monkeypatch.setattr(fold._Graph, "fold_input", lambda *a: False)
+        monkeypatch.setattr(fold._Graph, "fold_output", lambda *a: False)
+    ckpt = models.checkpoint(head=head, bias=bias)
     ckpt.config.model.batch_first = batch_first
     extra = dict(seq_len=1, batch_size=2) if form == "unrolled" else {}
     path = tmp_path / "m.onnx"
@@ -23,6 +37,11 @@ def test_folded_step_equals_torch_and_numpy_path(tmp_path, form, head, batch_fir
     pred = Predictor.load(path)
     folded, plain = pred.stream(batch=2), pred.stream(batch=2, fold=False)
     assert folded._folded is not None and plain._folded is None
+    blob = fold.fold_normalization(path, pred.meta["normalization"], head != "classify")
+    # Our exports take the affine maps into their weights; only a model without an input bias to absorb
+    # the shift (decomposed, bias=False) needs nodes on the input side.
+    expect_nodes = not into_weights or (form != "native" and not bias)
+    assert bool(_fold_nodes(blob)) == expect_nodes
     x = np.stack(models.raw_inputs(np.random.default_rng(0), [6, 6]))
     ys = [folded.step(x[:, t]) for t in range(6)]
     for t in range(6):

@@ -11,8 +11,8 @@ from tests.helpers import make_checkpoint
 F, O, H = 3, 2, 8
 
 
-def checkpoint(head: str = "last", seed: int = 0):
-    ckpt = make_checkpoint(seed, input_size=F, hidden_size=H, output_size=O, head=head)
+def checkpoint(head: str = "last", seed: int = 0, bias: bool = True):
+    ckpt = make_checkpoint(seed, input_size=F, hidden_size=H, output_size=O, head=head, bias=bias)
     rng = np.random.default_rng(seed)
     # Means and spreads far from 0/1, so a server that skipped (or doubled) normalization is caught.
     f32 = np.float32
