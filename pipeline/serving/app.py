@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.serving.batcher import Batcher, Item, QueueFull
-from pipeline.serving.inputs import ApiError, parse_json, predict_inputs, step_inputs
+from pipeline.serving.inputs import ApiError, orjson, parse_json, predict_inputs, step_inputs
 from pipeline.serving.metrics import Metrics
 from pipeline.serving.sessions import SessionLimit, SessionStore, UnknownSession
 from pipeline.serving.settings import ServeSettings
@@ -88,7 +88,8 @@ def _tolist(result: dict) -> list:
 def _json(payload: dict, status: int = 200) -> Response:
     """Serialized directly: FastAPI's default encoder walks every float of a response, which costs more than
     the model run of a small request."""
-    return Response(json.dumps(payload).encode(), status, media_type="application/json")
+    body = orjson.dumps(payload) if orjson is not None else json.dumps(payload).encode()
+    return Response(body, status, media_type="application/json")
 
 
 class MetricsMiddleware:

@@ -6,6 +6,11 @@ import math
 
 import numpy as np
 
+try:  # JSON parsing was a quarter of the server's CPU time under load (py-spy)
+    import orjson
+except ImportError:
+    orjson = None
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, expected: str | None = None,
@@ -27,6 +32,13 @@ def _no_constants(name: str):
 
 
 def parse_json(body: bytes) -> dict:
+    if orjson is not None:  # about 5x faster; on any error the stdlib parser below names the problem
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            return data
     try:
         data = json.loads(body, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
