@@ -1,6 +1,7 @@
 """The Runner interface: activate / infer / deactivate check state and feeds, then call `_impl` hooks."""
 from __future__ import annotations
 
+import abc
 import time
 
 import numpy as np
@@ -14,8 +15,9 @@ class RunnerUnavailable(RunnerError):
     """The runtime is not installed or cannot run this model; reported as skipped, not failed."""
 
 
-class Runner:
-    """Base class. Subclasses set `name` and implement `_activate`, `_infer` and `_deactivate`.
+class Runner(abc.ABC):
+    """Base class. Subclasses set `name`, implement `_infer` and `_input_names`, and may override
+    `_activate` and `_deactivate`.
 
     Use as a context manager:  `with OnnxRuntimeRunner(path) as r: outputs = r.infer(feeds)`.
     """
@@ -64,14 +66,16 @@ class Runner:
     def _activate(self) -> None:
         pass
 
+    @abc.abstractmethod
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Outputs by name for `feeds` (already checked against `input_names`)."""
 
     def _deactivate(self) -> None:
         pass
 
+    @abc.abstractmethod
     def _input_names(self) -> list[str]:
-        raise NotImplementedError
+        """The feed names `infer` requires."""
 
     def _check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
         expected = set(self.input_names)
