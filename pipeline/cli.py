@@ -305,24 +305,22 @@ def predict(obj, model, inputs, out, provider, raw):
         y = pred.predict(x if x.ndim == 3 else x[None], normalize=raw)
     except (PredictorError, RunnerError) as exc:
         _fail(str(exc))
-    if out and out.endswith(".npy"):
-        from pipeline.fileio import atomic_path
+    if out is None:
+        click.echo(_csv_text(y))
+        return
+    from pipeline.fileio import atomic_path
 
-        with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:
+        if out.endswith(".npy"):
             with open(tmp, "wb") as fh:
                 np.save(fh, y)
-        obj.echo(f"wrote {out} {list(y.shape)}")
-    else:
-        flat = y.reshape(-1, y.shape[-1])
-        text = "\n".join(",".join(f"{v:.7g}" for v in row) for row in flat)
-        if out:
-            from pipeline.fileio import atomic_path
-
-            with atomic_path(out) as tmp:
-                tmp.write_text(text + "\n")
-            obj.echo(f"wrote {out} {list(y.shape)}")
         else:
-            click.echo(text)
+            tmp.write_text(_csv_text(y) + "\n")
+    obj.echo(f"wrote {out} {list(y.shape)}")
+
+
+def _csv_text(y: np.ndarray) -> str:
+    return "\n".join(",".join(f"{v:.7g}" for v in row) for row in y.reshape(-1, y.shape[-1]))
 
 
 @cli.command()

@@ -286,7 +286,7 @@ class Stepper:
     def _numpy_step(self, x, k: int):
         """The same step without the folded graph: normalization and checks in numpy."""
         p = self.p
-        xn = x * p._scale + p._shift if p._norm is not None else x
+        xn = p.normalize(x)
         # One reduction instead of isfinite + all; a non-finite sum gets the exact check (overflow is legal).
         if not math.isfinite(xn.sum()) and not np.isfinite(x).all():
             raise PredictorError("input contains NaN or Inf")
@@ -294,10 +294,7 @@ class Stepper:
         if self._has_lengths:
             self._add_lengths(feeds, k)
         y, h, c = self._run(self._names, feeds)
-        if p._norm is not None and p.head != "classify":
-            y *= p._norm["target_std"]  # in place: y is a fresh array from this run
-            y += p._norm["target_mean"]
-        return y, h, c
+        return p.denormalize(y), h, c
 
     def _add_lengths(self, feeds, k: int) -> None:
         if k not in self._lengths:

@@ -23,7 +23,7 @@ MODEL_RUNNERS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-cuda-iobind
                  "openvino-cpu", "onnx.reference")
 CHECKPOINT_RUNNERS = ("numpy",)
 RUNNERS = CHECKPOINT_RUNNERS + MODEL_RUNNERS
-LEGACY_RUNNERS = ("numpy", "onnxruntime-cpu", "onnx.reference")  # verify_checkpoint's default
+CPU_RUNNERS = ("numpy", "onnxruntime-cpu", "onnx.reference")  # verify_checkpoint's default
 NEEDS_CHECKPOINT = {"torch", "numpy"}
 CAPABILITY_KEYS = {"onnxruntime-cpu": "ort-cpu", "onnxruntime-cuda": "ort-cuda", "onnxruntime-tensorrt": "tensorrt",
                    "openvino": "openvino", "onnx.reference": "onnx-reference"}
@@ -367,9 +367,10 @@ def _note_placement(report: VerifyReport, runner: Runner, model) -> None:
     report.parity.warnings += problems
 
 
-def verify_checkpoint(ckpt, model_path, runners=LEGACY_RUNNERS, batch: int = 4, seq: int = 23, seed: int = 0,
+def verify_checkpoint(ckpt, model_path, runners=CPU_RUNNERS, batch: int = 4, seq: int = 23, seed: int = 0,
                       tolerances: Tolerances | None = None) -> VerifyReport:
-    """The checkpoint's torch model as the baseline (kept for callers of the old API)."""
+    """verify_model with the checkpoint's torch model as the baseline, by default on the runners that
+    every CPU machine has (a shorthand for tests and scripts)."""
     return verify_model(model_path, ckpt, VerifyOptions(runners=tuple(runners), batch=batch, seq=seq, seed=seed,
                                                         tolerances=tolerances))
 
