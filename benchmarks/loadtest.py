@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=200_000, help="per mode")
     ap.add_argument("--seq", type=int, default=50, help="steps per request's sequence")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads in the server")
+    ap.add_argument("--workers", type=int, default=1, help="the server's inference threads (both modes)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if args.clients < 1 or args.seconds <= 0 or args.seconds > 600:
@@ -124,7 +125,8 @@ def main() -> None:
     results = {}
     for mode, extra in MODES.items():
         port = free_port()
-        proc = start_server(args.model, port, extra + ["--threads", str(args.threads)])
+        proc = start_server(args.model, port, extra + ["--threads", str(args.threads),
+                                                          "--workers", str(args.workers)])
         try:
             info = info or httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
             x = np.random.default_rng(0).normal(size=(1, args.seq, info["num_features"])).round(4)
@@ -136,7 +138,8 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-    print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request, loopback")
+    print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request, loopback, "
+          f"{args.workers} inference thread(s) x {args.threads} onnxruntime thread(s)")
     print(f"{'mode':14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9} {'mean batch':>11}")
     for mode, r in results.items():
         print(f"{mode:14} {r['throughput_rps']:8.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} "

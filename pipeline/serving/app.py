@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.serving.batcher import Batcher, Item, QueueFull
-from pipeline.serving.inputs import ApiError, orjson, parse_json, predict_inputs, step_inputs
+from pipeline.serving.hotpath import PREDICT, STEP, HotRoutes, route_of
+from pipeline.serving.inputs import ApiError, predict_inputs, step_inputs
 from pipeline.serving.metrics import Metrics
 from pipeline.serving.sessions import SessionLimit, SessionStore, UnknownSession
 from pipeline.serving.settings import ServeSettings
@@ -29,23 +29,6 @@ class Server:
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,
                                       settings.max_sessions) if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
-
-    async def body(self, request: Request) -> tuple[dict, bool]:
-        """The parsed JSON body, and whether it holds any JSON booleans (then types are checked one by one)."""
-        limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, "body_too_large", f"body is {declared} bytes, more than the limit {limit}",
-                           f"at most {limit} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "body_too_large", f"body is more than the limit {limit} bytes",
-                               f"at most {limit} bytes")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        return parse_json(raw), b"true" in raw or b"false" in raw
 
     async def run(self, items: list[Item]) -> list[dict]:
         try:
@@ -81,23 +64,25 @@ class Server:
                                                          "max_sessions", "workers")}}
 
 
-def _tolist(result: dict) -> list:
-    return result["y"].tolist()
+class ServingApp(FastAPI):
+    """FastAPI, with the hot routes (pipeline.serving.hotpath) answered before its middleware stack."""
 
+    hot: HotRoutes | None = None
 
-def _json(payload: dict, status: int = 200) -> Response:
-    """Serialized directly: FastAPI's default encoder walks every float of a response, which costs more than
-    the model run of a small request."""
-    body = orjson.dumps(payload) if orjson is not None else json.dumps(payload).encode()
-    return Response(body, status, media_type="application/json")
+    async def __call__(self, scope, receive, send):
+        found = route_of(scope["path"]) if scope["type"] == "http" and self.hot is not None else None
+        if found is not None:
+            return await self.hot(scope, receive, send, *found)
+        return await super().__call__(scope, receive, send)
 
 
 class MetricsMiddleware:
-    """Counts and times every request. Pure ASGI: @app.middleware("http") wraps each request in extra tasks
-    and streams, a per-request cost that shows at a few thousand requests per second."""
+    """Counts and times the FastAPI routes (the hot routes count themselves). Pure ASGI: @app.middleware("http")
+    wraps each request in extra tasks and streams, a per-request cost that shows at a few thousand requests
+    per second."""
 
-    def __init__(self, app, metrics: Metrics, paths: dict):
-        self.app, self.metrics, self.paths = app, metrics, paths  # paths: endpoint -> route template
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -114,8 +99,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_see)
         finally:
             self.metrics.in_flight -= 1
-            route = scope.get("route")  # FastAPI routes set it; plain Starlette routes leave their endpoint
-            path = route.path if route is not None else self.paths.get(scope.get("endpoint"), "other")
+            route = scope.get("route")
+            path = route.path if route is not None else "other"
             self.metrics.requests.inc(route=path, method=scope["method"], status=status[0])
             self.metrics.latency.observe(time.perf_counter() - start, route=path)
 
@@ -141,11 +126,9 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
             sweeper.cancel()
         await srv.batcher.stop()
 
-    app = FastAPI(title="lstm-onnx-pipeline", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = ServingApp(title="lstm-onnx-pipeline", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = srv
-
-    paths: dict = {}
-    app.add_middleware(MetricsMiddleware, metrics=srv.metrics, paths=paths)
+    app.add_middleware(MetricsMiddleware, metrics=srv.metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(request, exc: ApiError):
@@ -159,14 +142,6 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     async def internal_error(request, exc):
         return JSONResponse(ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body(), 500)
 
-    # The two hot routes are plain Starlette routes: FastAPI's parameter resolution costs more per request
-    # than a small model run, and these parse and check their bodies themselves anyway.
-    async def predict(request: Request):
-        data, strict = await srv.body(request)
-        xs = predict_inputs(data, predictor.num_features, settings.max_items, settings.max_seq_len, strict)
-        results = await srv.run([Item(x) for x in xs])
-        return _json({"outputs": [_tolist(r) for r in results]})
-
     @app.post("/v1/sessions", status_code=201)
     async def open_session():
         if srv.sessions is None:
@@ -179,20 +154,24 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                            {"Retry-After": RETRY_AFTER_S}) from None
         return {"session_id": session.id, "ttl_s": settings.session_ttl_s}
 
-    async def step(request: Request):
-        session = srv.session(request.path_params["sid"])
-        data, strict = await srv.body(request)
+    async def predict(body, params) -> dict:
+        data, strict = await body()
+        xs = predict_inputs(data, predictor.num_features, settings.max_items, settings.max_seq_len, strict)
+        results = await srv.run([Item(x) for x in xs])
+        return {"outputs": [r["y"].tolist() for r in results]}
+
+    async def step(body, params) -> dict:
+        session = srv.session(params["sid"])
+        data, strict = await body()
         x = step_inputs(data, predictor.num_features, settings.max_seq_len, strict)
         async with session.lock:
             (result,) = await srv.run([Item(x, (session.h, session.c))])
             session.h, session.c = result["hn"], result["cn"]
             session.steps += len(x)
             session.last_used = srv.sessions.clock()
-        return _json({"outputs": _tolist(result), "steps": session.steps})
+        return {"outputs": result["y"].tolist(), "steps": session.steps}
 
-    for path, endpoint in (("/v1/predict", predict), ("/v1/sessions/{sid}/step", step)):
-        app.add_route(path, endpoint, methods=["POST"])
-        paths[endpoint] = path
+    app.hot = HotRoutes({PREDICT: predict, STEP: step}, srv.metrics, settings.max_body_bytes)
 
     @app.delete("/v1/sessions/{sid}")
     async def end_session(sid: str):

@@ -7,7 +7,8 @@ of `workers` threads, so the event loop keeps accepting requests while onnxrunti
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -32,24 +33,28 @@ class Batcher:
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1e3, max_queue
         self.workers = workers
         self.on_batch = on_batch or (lambda n: None)
-        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.pending: deque[Item] = deque()
+        self.arrived: asyncio.Event | None = None  # something is pending
+        self.full: asyncio.Event | None = None  # a whole batch is pending
+        self.in_flight = 0  # batches handed to the pool
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="infer")
         self.tasks: list[asyncio.Task] = []
 
     @property
     def depth(self) -> int:
-        return self.queue.qsize()
+        return len(self.pending)
 
     @property
     def running(self) -> bool:
         return bool(self.tasks) and not all(t.done() for t in self.tasks)
 
     def start(self) -> None:
+        self.arrived, self.full = asyncio.Event(), asyncio.Event()
         self.tasks = [asyncio.create_task(self._loop()) for _ in range(self.workers)]
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the loops and the thread pool."""
-        while self.queue.qsize():
+        """Finish what is queued or running, then stop the loops and the thread pool."""
+        while self.pending or self.in_flight:
             await asyncio.sleep(0.005)
         for task in self.tasks:
             task.cancel()
@@ -58,28 +63,32 @@ class Batcher:
 
     async def submit(self, items: list[Item]) -> list[dict]:
         """Queue every item or none; wait for all their results."""
-        if self.queue.qsize() + len(items) > self.max_queue:
-            raise QueueFull(f"queue full ({self.queue.qsize()} of {self.max_queue} sequences waiting)")
+        if len(self.pending) + len(items) > self.max_queue:
+            raise QueueFull(f"queue full ({len(self.pending)} of {self.max_queue} sequences waiting)")
         loop = asyncio.get_running_loop()
         for item in items:
             item.future = loop.create_future()
-            self.queue.put_nowait(item)
+        self.pending.extend(items)
+        self.arrived.set()
+        if len(self.pending) >= self.max_batch:
+            self.full.set()
+        if len(items) == 1:
+            return [await items[0].future]
         return await asyncio.gather(*(item.future for item in items))
 
     async def _collect(self) -> list[Item]:
-        batch = [await self.queue.get()]
-        deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch:
-            if not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
-            except asyncio.TimeoutError:
-                break
+        """Up to max_batch items: waits for the first, then at most max_wait for the batch to fill. One timer
+        per batch; a timer per item (asyncio.wait_for on a queue) cost more than a small model run."""
+        while not self.pending:
+            self.arrived.clear()
+            await self.arrived.wait()
+        if len(self.pending) < self.max_batch and self.max_wait > 0:
+            self.full.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.full.wait(), self.max_wait)
+        batch = [self.pending.popleft() for _ in range(min(self.max_batch, len(self.pending)))]
+        if len(self.pending) < self.max_batch:
+            self.full.clear()
         return [item for item in batch if not item.future.done()]  # skip callers that went away
 
     async def _loop(self) -> None:
@@ -89,6 +98,7 @@ class Batcher:
             if not batch:
                 continue
             self.on_batch(len(batch))
+            self.in_flight += 1
             try:
                 results = await loop.run_in_executor(self.pool, self.predictor.run_ragged,
                                                      [i.x for i in batch], [i.state for i in batch])
@@ -97,6 +107,8 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
+            finally:
+                self.in_flight -= 1
             for item, result in zip(batch, results):
                 if not item.future.done():
                     item.future.set_result(result)

@@ -9,7 +9,7 @@ import pytest
 
 from runtimes.embed import Predictor
 from runtimes.tolerances import default_tolerance
-from tests.serving import models
+from tests import models
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "examples" / "node"
 CHUNKS = (1, 3, 1, 5, 2)

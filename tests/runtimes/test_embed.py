@@ -4,7 +4,7 @@ import pytest
 
 from runtimes.embed import Predictor, PredictorError
 from runtimes.tolerances import default_tolerance
-from tests.serving import models
+from tests import models
 
 TOL = default_tolerance("float32")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.serving import models
+from tests import models
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKED = ("torch", "click", "fastapi", "uvicorn", "starlette", "pydantic", "exporters", "pipeline", "onnx")

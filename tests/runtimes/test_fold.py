@@ -6,7 +6,7 @@ import pytest
 from exporters.export import ExportOptions, export_checkpoint
 from runtimes.embed import Predictor, PredictorError
 from runtimes.tolerances import default_tolerance
-from tests.serving import models
+from tests import models
 
 TOL = default_tolerance("float32")
 CASES = [("native", "last", True, True), ("decomposed", "sequence", True, True), ("unrolled", "last", True, True),

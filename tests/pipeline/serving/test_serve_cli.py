@@ -2,7 +2,7 @@
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from tests.serving import models
+from tests import models
 
 
 def run(*args):

@@ -12,7 +12,7 @@ from pipeline.serving.app import create_app
 from pipeline.serving.settings import ServeSettings
 from runtimes.embed import Predictor
 from runtimes.tolerances import default_tolerance
-from tests.serving import models
+from tests import models
 
 TOL = default_tolerance("float32")
 
@@ -123,6 +123,9 @@ BAD_PREDICT = {
     "a string": ({"inputs": [[[1.0, "2", 3.0]]]}, 422, "bad_input", 'feature 1 is "2", not a number'),
     "a null": ({"inputs": [[[1.0, None, 3.0]]]}, 422, "bad_input", "feature 1 is null"),
     "a boolean": ({"inputs": [[[1.0, True, 3.0]]]}, 422, "bad_input", "feature 1 is true"),
+    "a list in a step": ({"inputs": [[[1.0, [2.0], 3.0]]]}, 422, "bad_input", "feature 1 is [2.0], not a number"),
+    "an object in a step": ({"inputs": [[[1.0, {"a": 2}, 3.0]]]}, 422, "bad_input", "feature 1 is {"),
+    "an integer beyond float64": ({"inputs": [[[1.0, 10**400, 3.0]]]}, 422, "bad_input", "feature 1 is not finite"),
     "beyond float32": ({"inputs": [[[1.0, 1e300, 3.0]]]}, 422, "non_finite", "float32"),
     "empty batch": ({"inputs": []}, 422, "empty_batch", "no sequences"),
     "empty sequence": ({"inputs": [GOOD, []]}, 422, "empty_sequence", "sequence 1 is empty"),
@@ -205,3 +208,12 @@ def test_model_health_and_metrics(app):
         assert name in text, name
     assert 'route="/v1/predict",status="200"' in text
     assert app.get("/nowhere").json()["error"]["code"] == "http"
+
+
+def test_hot_routes_refuse_other_methods_and_leave_other_paths_to_fastapi(app):
+    r = app.get("/v1/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    for path in ("/v1/sessions//step", "/v1/sessions/a/b/step", "/v1/predict/"):
+        assert app.post(path, json={"inputs": [GOOD[0]]}).status_code == 404, path
+    assert 'route="/v1/predict",status="405"' in app.get("/metrics").text

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
 
 

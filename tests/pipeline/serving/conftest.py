@@ -1,6 +1,6 @@
 import pytest
 
-from tests.serving import models
+from tests import models
 
 
 @pytest.fixture(scope="session")
