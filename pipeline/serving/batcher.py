@@ -34,9 +34,9 @@ class Batcher:
         self.workers = workers
         self.on_batch = on_batch or (lambda n: None)
         self.pending: deque[Item] = deque()
-        self.arrived: asyncio.Event | None = None  # something is pending
-        self.full: asyncio.Event | None = None  # a whole batch is pending
+        self.arrived = self.full = self.collecting = None  # made in start(), on the server's event loop
         self.in_flight = 0  # batches handed to the pool
+        self.closed = False
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="infer")
         self.tasks: list[asyncio.Task] = []
 
@@ -49,11 +49,13 @@ class Batcher:
         return bool(self.tasks) and not all(t.done() for t in self.tasks)
 
     def start(self) -> None:
-        self.arrived, self.full = asyncio.Event(), asyncio.Event()
+        self.arrived, self.full = asyncio.Event(), asyncio.Event()  # something / a whole batch is pending
+        self.collecting = asyncio.Lock()  # one batch forms at a time, whatever the number of workers
         self.tasks = [asyncio.create_task(self._loop()) for _ in range(self.workers)]
 
     async def stop(self) -> None:
-        """Finish what is queued or running, then stop the loops and the thread pool."""
+        """Refuse new work, finish what is queued or running, then stop the loops and the thread pool."""
+        self.closed = True
         while self.pending or self.in_flight:
             await asyncio.sleep(0.005)
         for task in self.tasks:
@@ -63,6 +65,8 @@ class Batcher:
 
     async def submit(self, items: list[Item]) -> list[dict]:
         """Queue every item or none; wait for all their results."""
+        if self.closed or not self.running:
+            raise QueueFull("the batcher is not running (the server is starting or stopping)")
         if len(self.pending) + len(items) > self.max_queue:
             raise QueueFull(f"queue full ({len(self.pending)} of {self.max_queue} sequences waiting)")
         loop = asyncio.get_running_loop()
@@ -94,7 +98,8 @@ class Batcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            async with self.collecting:
+                batch = await self._collect()
             if not batch:
                 continue
             self.on_batch(len(batch))

@@ -75,23 +75,30 @@ class HotRoutes:
         self.handlers, self.metrics, self.limit = handlers, metrics, max_body_bytes
 
     async def __call__(self, scope, receive, send, route: str, params: dict) -> None:
-        start, status = time.perf_counter(), 500
+        start, status, started = time.perf_counter(), 500, False
+
+        async def send_once(message):  # after a response has started, an error can only be logged
+            nonlocal started
+            started = True
+            await send(message)
+
         self.metrics.in_flight += 1
         try:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route}", "POST",
                                {"Allow": "POST"})
             payload = await self.handlers[route](lambda: read_json(scope, receive, self.limit), params)
+            await respond(send_once, 200, payload)
             status = 200
-            await respond(send, status, payload)
         except ApiError as exc:
+            await respond(send_once, exc.status, exc.body(), exc.headers)
             status = exc.status
-            await respond(send, status, exc.body(), exc.headers)
         except Disconnected:
             status = 499  # nginx's "client closed request": counted, not answered
         except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
             log.exception("%s %s failed", scope["method"], scope["path"])
-            await respond(send, 500, ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body())
+            if not started:
+                await respond(send_once, 500, ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body())
         finally:
             self.metrics.in_flight -= 1
             self.metrics.requests.inc(route=route, method=scope["method"], status=status)

@@ -42,6 +42,8 @@ def parse_json(body: bytes) -> dict:
             return data
     try:
         data = json.loads(body, parse_constant=_no_constants)
+    except RecursionError:  # orjson refuses nesting deeper than 1024; the stdlib parser runs out of stack
+        raise ApiError(400, "bad_json", "body is nested too deeply", 'a JSON object like {"inputs": ...}') from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}",
                        'a JSON object like {"inputs": ...}') from None
@@ -62,6 +64,11 @@ def _finite(v) -> bool:
         return False
 
 
+def _excerpt(v, limit: int = 40) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _locate(seq, num_features: int, where: str) -> str:
     """The first reason a sequence is not [steps][num_features] numbers (slow; only on the failure path)."""
     if not isinstance(seq, list):
@@ -73,7 +80,7 @@ def _locate(seq, num_features: int, where: str) -> str:
             return f"{where}, step {t} has {len(step)} features, expected {num_features}"
         for j, v in enumerate(step):
             if not _is_number(v):
-                return f"{where}, step {t}, feature {j} is {json.dumps(v)}, not a number"
+                return f"{where}, step {t}, feature {j} is {_excerpt(v)}, not a number"
             if not _finite(v):
                 return f"{where}, step {t}, feature {j} is not finite"
     return f"{where} is malformed"

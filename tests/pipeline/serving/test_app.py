@@ -123,6 +123,9 @@ BAD_PREDICT = {
     "a string": ({"inputs": [[[1.0, "2", 3.0]]]}, 422, "bad_input", 'feature 1 is "2", not a number'),
     "a null": ({"inputs": [[[1.0, None, 3.0]]]}, 422, "bad_input", "feature 1 is null"),
     "a boolean": ({"inputs": [[[1.0, True, 3.0]]]}, 422, "bad_input", "feature 1 is true"),
+    "false": ({"inputs": [[[1.0, 2.0, False]]]}, 422, "bad_input", "feature 2 is false"),
+    "a numeric string": ({"inputs": [[[1.0, "1.5", 3.0]]]}, 422, "bad_input", 'feature 1 is "1.5"'),
+    "a long list in a step": ({"inputs": [[[1.0, list(range(500)), 3.0]]]}, 422, "bad_input", "feature 1 is [0, 1, 2"),
     "a list in a step": ({"inputs": [[[1.0, [2.0], 3.0]]]}, 422, "bad_input", "feature 1 is [2.0], not a number"),
     "an object in a step": ({"inputs": [[[1.0, {"a": 2}, 3.0]]]}, 422, "bad_input", "feature 1 is {"),
     "an integer beyond float64": ({"inputs": [[[1.0, 10**400, 3.0]]]}, 422, "bad_input", "feature 1 is not finite"),
@@ -160,6 +163,11 @@ def test_invalid_json_is_400(app):
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
 
 
+def test_nesting_too_deep_for_any_parser_is_400(app):
+    r = app.post("/v1/predict", content=b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json", r.text
+
+
 def test_oversized_bodies_are_413_declared_or_streamed(app):
     big = json.dumps({"inputs": [[[1.0, 2.0, 3.0]] * 40] * 8}).encode() + b" " * 20_000
     assert len(big) > 20_000
@@ -173,6 +181,7 @@ def test_bad_step_inputs(app):
     sid = app.post("/v1/sessions").json()["session_id"]
     cases = [({"inputs": [1.0, 2.0, 3.0]}, "bad_nesting"), ({"inputs": []}, "empty_sequence"),
              ({"inputs": [[1.0, 2.0]]}, "bad_input"), ({"inputs": [[1.0, 2.0, 3.0]] * 41}, "sequence_too_long")]
+    cases += [({"inputs": [[1.0, v, 3.0]]}, "bad_input") for v in (True, False, None, "1.5")]
     for body, code in cases:
         r = app.post(f"/v1/sessions/{sid}/step", json=body)
         assert r.status_code == 422 and r.json()["error"]["code"] == code, (body, r.text)
