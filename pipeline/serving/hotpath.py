@@ -75,31 +75,32 @@ class HotRoutes:
         self.handlers, self.metrics, self.limit = handlers, metrics, max_body_bytes
 
     async def __call__(self, scope, receive, send, route: str, params: dict) -> None:
-        start, status, started = time.perf_counter(), 500, False
-
-        async def send_once(message):  # after a response has started, an error can only be logged
-            nonlocal started
-            started = True
-            await send(message)
-
+        start, status = time.perf_counter(), 499  # nginx's "client closed request": counted, not answered
         self.metrics.in_flight += 1
         try:
-            if scope["method"] != "POST":
-                raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route}", "POST",
-                               {"Allow": "POST"})
-            payload = await self.handlers[route](lambda: read_json(scope, receive, self.limit), params)
-            await respond(send_once, 200, payload)
-            status = 200
-        except ApiError as exc:
-            await respond(send_once, exc.status, exc.body(), exc.headers)
-            status = exc.status
-        except Disconnected:
-            status = 499  # nginx's "client closed request": counted, not answered
-        except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
-            log.exception("%s %s failed", scope["method"], scope["path"])
-            if not started:
-                await respond(send_once, 500, ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body())
+            reply = await self.answer(scope, receive, route, params)
+            if reply is not None:
+                status = reply[0]
+                await respond(send, *reply)
+        except BaseException:
+            status = 500  # the send itself failed; the ASGI server closes the connection and logs it
+            raise
         finally:
             self.metrics.in_flight -= 1
             self.metrics.requests.inc(route=route, method=scope["method"], status=status)
             self.metrics.latency.observe(time.perf_counter() - start, route=route)
+
+    async def answer(self, scope, receive, route: str, params: dict) -> tuple | None:
+        """(status, payload, headers) to send, or None when the client went away."""
+        try:
+            if scope["method"] != "POST":
+                raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route}", "POST",
+                               {"Allow": "POST"})
+            return 200, await self.handlers[route](lambda: read_json(scope, receive, self.limit), params), None
+        except ApiError as exc:
+            return exc.status, exc.body(), exc.headers
+        except Disconnected:
+            return None
+        except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            return 500, ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body(), None
