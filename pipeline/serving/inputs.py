@@ -27,6 +27,9 @@ class ApiError(Exception):
         return {"error": err}
 
 
+_FLOAT32_ROUNDS_TO_INF = 2.0**128 - 2.0**103  # float32's largest finite value plus half its last step
+
+
 def _no_constants(name: str):
     raise ApiError(422, "non_finite", f"{name} is not a number: NaN and Infinity are not allowed",
                    "finite numbers")
@@ -117,11 +120,9 @@ def sequence(seq, num_features: int, max_steps: int, where: str, strict_types: b
         arr = None  # beyond float range (a string, true, false or null made strict_types check them)
     if arr is None:
         raise ApiError(422, "bad_input", _locate(seq, num_features, where), shape)
-    with np.errstate(over="ignore"):
-        arr = arr.astype(np.float32).reshape(len(seq), num_features)
-    if not np.isfinite(arr).all():  # finite in JSON (e.g. 1e300) but beyond float32
+    if not np.abs(arr).max() < _FLOAT32_ROUNDS_TO_INF:  # finite in JSON (e.g. 1e300) but beyond float32
         raise ApiError(422, "non_finite", f"{where} holds values beyond float32's range", "finite float32 numbers")
-    return arr
+    return arr.astype(np.float32).reshape(len(seq), num_features)
 
 
 def predict_inputs(data: dict, num_features: int, max_items: int, max_steps: int, strict: bool) -> list[np.ndarray]:
