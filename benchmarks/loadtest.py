@@ -1,6 +1,6 @@
 """Load test on loopback: N concurrent clients for T seconds against `lstm-pipeline serve`, batching on vs off.
 
-    python benchmarks/loadtest.py artifacts/model-serve.onnx --clients 64 --seconds 10 [--json out.json]
+    python benchmarks/loadtest.py artifacts/model-serve.onnx --clients 64 --seconds 10 [--body npy] [--json out.json]
 
 Each mode starts its own server process on 127.0.0.1 (a free port), waits for /readyz, runs the clients
 (one request = one small sequence), then stops it with SIGTERM. Bounded: --seconds per mode and at most
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import signal
 import socket
@@ -22,6 +23,15 @@ import numpy as np
 
 MODES = {"batching on": ["--max-batch", "64", "--max-wait-ms", "2"],
          "batching off": ["--max-batch", "1", "--max-wait-ms", "0"]}
+
+
+def npy_body(x: np.ndarray) -> tuple[bytes, str]:
+    fp = io.BytesIO()
+    np.save(fp, x.astype(np.float32))
+    return fp.getvalue(), "application/x-npy"
+
+
+BODIES = {"json": lambda x: (json.dumps({"inputs": x.tolist()}).encode(), "application/json"), "npy": npy_body}
 
 
 def free_port() -> int:
@@ -53,10 +63,10 @@ class Connection:
     def __init__(self, host: str, port: int):
         self.host, self.port, self.reader, self.writer = host, port, None, None
 
-    async def post(self, path: str, body: bytes) -> int:
+    async def post(self, path: str, body: bytes, content_type: str) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
@@ -78,7 +88,8 @@ class Connection:
             self.reader = self.writer = None
 
 
-async def run_clients(port: int, body: bytes, clients: int, seconds: float, max_requests: int) -> dict:
+async def run_clients(port: int, body: bytes, clients: int, seconds: float, max_requests: int,
+                      content_type: str = "application/json") -> dict:
     latencies, errors, sent = [], 0, 0
     stop = time.perf_counter() + seconds
 
@@ -89,7 +100,7 @@ async def run_clients(port: int, body: bytes, clients: int, seconds: float, max_
             sent += 1
             t0 = time.perf_counter()
             try:
-                ok = await asyncio.wait_for(conn.post("/v1/predict", body), 30) == 200
+                ok = await asyncio.wait_for(conn.post("/v1/predict", body, content_type), 30) == 200
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
                 ok = False
                 await conn.aclose()
@@ -117,6 +128,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=50, help="steps per request's sequence")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads in the server")
     ap.add_argument("--workers", type=int, default=1, help="the server's inference threads (both modes)")
+    ap.add_argument("--body", choices=BODIES, default="json", help="request body format")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if args.clients < 1 or args.seconds <= 0 or args.seconds > 600:
@@ -130,15 +142,17 @@ def main() -> None:
         try:
             info = info or httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
             x = np.random.default_rng(0).normal(size=(1, args.seq, info["num_features"])).round(4)
-            body = json.dumps({"inputs": x.tolist()}).encode()
-            results[mode] = asyncio.run(run_clients(port, body, args.clients, args.seconds, args.max_requests))
+            body, content_type = BODIES[args.body](x)
+            results[mode] = asyncio.run(run_clients(port, body, args.clients, args.seconds, args.max_requests,
+                                                    content_type))
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             runs = float(metrics.split("\nlstm_batch_size_count ")[1].split()[0]) if "_count " in metrics else 0
             results[mode]["mean_batch"] = round(results[mode]["requests"] / runs, 1) if runs else None
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-    print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request, loopback, "
+    print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request "
+          f"({args.body} body), loopback, "
           f"{args.workers} inference thread(s) x {args.threads} onnxruntime thread(s)")
     print(f"{'mode':14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9} {'mean batch':>11}")
     for mode, r in results.items():

@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.serving.batcher import Batcher, Item, QueueFull
+from pipeline.serving.bodies import predict_arrays, step_array
 from pipeline.serving.hotpath import PREDICT, STEP, HotRoutes, route_of
-from pipeline.serving.inputs import ApiError, predict_inputs, step_inputs
+from pipeline.serving.inputs import ApiError
 from pipeline.serving.metrics import Metrics
 from pipeline.serving.sessions import SessionLimit, SessionStore, UnknownSession
 from pipeline.serving.settings import ServeSettings
@@ -154,16 +155,14 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                            {"Retry-After": RETRY_AFTER_S}) from None
         return {"session_id": session.id, "ttl_s": settings.session_ttl_s}
 
-    async def predict(body, params) -> dict:
-        data, strict = await body()
-        xs = predict_inputs(data, predictor.num_features, settings.max_items, settings.max_seq_len, strict)
+    async def predict(body, params, media: str) -> dict:
+        xs = predict_arrays(await body(), media, predictor.num_features, settings.max_items, settings.max_seq_len)
         results = await srv.run([Item(x) for x in xs])
         return {"outputs": [r["y"].tolist() for r in results]}
 
-    async def step(body, params) -> dict:
+    async def step(body, params, media: str) -> dict:
         session = srv.session(params["sid"])
-        data, strict = await body()
-        x = step_inputs(data, predictor.num_features, settings.max_seq_len, strict)
+        x = step_array(await body(), media, predictor.num_features, settings.max_seq_len)
         async with session.lock:
             (result,) = await srv.run([Item(x, (session.h, session.c))])
             session.h, session.c = result["hn"], result["cn"]

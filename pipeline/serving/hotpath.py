@@ -11,7 +11,7 @@ import json
 import logging
 import time
 
-from pipeline.serving.inputs import ApiError, may_hide_non_numbers, orjson, parse_json
+from pipeline.serving.inputs import ApiError, orjson
 
 log = logging.getLogger("uvicorn.error")
 
@@ -45,8 +45,16 @@ class Disconnected(Exception):
     """The client went away before its body arrived; nobody is left to answer."""
 
 
-async def read_json(scope, receive, limit: int) -> tuple[dict, bool]:
-    """The parsed JSON body (at most `limit` bytes), and whether its values need their types checked."""
+def media_type(scope) -> str:
+    """The request's Content-Type without parameters, lower case ("" when absent)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.decode("latin-1").partition(";")[0].strip().lower()
+    return ""
+
+
+async def read_body(scope, receive, limit: int) -> bytes:
+    """The request body, refused (413) beyond `limit` bytes whether declared or streamed."""
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise ApiError(413, "body_too_large", f"body is {int(value)} bytes, more than the limit {limit}",
@@ -63,13 +71,12 @@ async def read_json(scope, receive, limit: int) -> tuple[dict, bool]:
                            f"at most {limit} bytes")
         chunks.append(chunk)
         more = message.get("more_body", False)
-    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return parse_json(raw), may_hide_non_numbers(raw)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class HotRoutes:
-    """handlers: route template -> async (body, params) -> payload, where `await body()` reads and parses
-    the request body (a handler may refuse before reading it)."""
+    """handlers: route template -> async (body, params, media_type) -> payload, where `await body()` reads the
+    request body (a handler may refuse before reading it)."""
 
     def __init__(self, handlers: dict, metrics, max_body_bytes: int):
         self.handlers, self.metrics, self.limit = handlers, metrics, max_body_bytes
@@ -96,7 +103,8 @@ class HotRoutes:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route}", "POST",
                                {"Allow": "POST"})
-            return 200, await self.handlers[route](lambda: read_json(scope, receive, self.limit), params), None
+            body = lambda: read_body(scope, receive, self.limit)  # noqa: E731
+            return 200, await self.handlers[route](body, params, media_type(scope)), None
         except ApiError as exc:
             return exc.status, exc.body(), exc.headers
         except Disconnected:

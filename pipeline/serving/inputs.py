@@ -27,7 +27,8 @@ class ApiError(Exception):
         return {"error": err}
 
 
-_FLOAT32_ROUNDS_TO_INF = 2.0**128 - 2.0**103  # float32's largest finite value plus half its last step
+_FLOAT32_ROUNDS_TO_INF = np.float64(2.0**128 - 2.0**103)  # float32 max plus half its last step; a numpy
+# float64, so that comparing a float16 or float32 array with it happens in float64
 
 
 def _no_constants(name: str):
@@ -120,9 +121,14 @@ def sequence(seq, num_features: int, max_steps: int, where: str, strict_types: b
         arr = None  # beyond float range (a string, true, false or null made strict_types check them)
     if arr is None:
         raise ApiError(422, "bad_input", _locate(seq, num_features, where), shape)
-    if not np.abs(arr).max() < _FLOAT32_ROUNDS_TO_INF:  # finite in JSON (e.g. 1e300) but beyond float32
+    return finite_float32(arr.reshape(len(seq), num_features), where)
+
+
+def finite_float32(values: np.ndarray, where: str) -> np.ndarray:
+    """Finite numbers -> float32, refusing those beyond float32's range (finite in JSON, e.g. 1e300)."""
+    if not np.abs(values).max() < _FLOAT32_ROUNDS_TO_INF:
         raise ApiError(422, "non_finite", f"{where} holds values beyond float32's range", "finite float32 numbers")
-    return arr.astype(np.float32).reshape(len(seq), num_features)
+    return values.astype(np.float32)
 
 
 def predict_inputs(data: dict, num_features: int, max_items: int, max_steps: int, strict: bool) -> list[np.ndarray]:
@@ -151,3 +157,4 @@ def step_inputs(data: dict, num_features: int, max_steps: int, strict: bool) -> 
     if chunk and not isinstance(chunk[0], list):
         raise ApiError(422, "bad_nesting", '"inputs" must be nested two deep: steps, features', expected)
     return sequence(chunk, num_features, max_steps, "inputs", strict)
+

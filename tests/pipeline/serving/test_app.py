@@ -1,6 +1,7 @@
 """The HTTP app in-process: predictions against PyTorch, batching equivalence, sessions, every bad input."""
 from __future__ import annotations
 
+import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -226,3 +227,33 @@ def test_hot_routes_refuse_other_methods_and_leave_other_paths_to_fastapi(app):
     for path in ("/v1/sessions//step", "/v1/sessions/a/b/step", "/v1/predict/"):
         assert app.post(path, json={"inputs": [GOOD[0]]}).status_code == 404, path
     assert 'route="/v1/predict",status="405"' in app.get("/metrics").text
+
+
+def npy_bytes(arr) -> bytes:
+    fp = io.BytesIO()
+    np.save(fp, np.asarray(arr, np.float32))
+    return fp.getvalue()
+
+
+def test_npy_bodies_give_the_json_answers(app):
+    xs = models.raw_inputs(np.random.default_rng(5), [6, 6, 6])
+    as_json = app.post("/v1/predict", json={"inputs": [x.tolist() for x in xs]}).json()["outputs"]
+    r = app.post("/v1/predict", content=npy_bytes(np.stack(xs)),
+                 headers={"content-type": "application/x-npy; charset=binary"})
+    assert r.status_code == 200, r.text
+    np.testing.assert_array_equal(np.asarray(r.json()["outputs"]), np.asarray(as_json))
+    r = app.post("/v1/predict", content=npy_bytes(xs[0]), headers={"content-type": "application/x-npy"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_shape"  # [S, F] is a step body's shape
+
+
+def test_npy_session_steps_continue_like_json_ones(app):
+    x = models.raw_inputs(np.random.default_rng(6), [4])[0]
+    a, b = (app.post("/v1/sessions").json()["session_id"] for _ in range(2))
+    for chunk in (x[:3], x[3:]):
+        ja = app.post(f"/v1/sessions/{a}/step", json={"inputs": chunk.tolist()}).json()
+        nb = app.post(f"/v1/sessions/{b}/step", content=npy_bytes(chunk),
+                      headers={"content-type": "application/x-npy"}).json()
+        assert ja["steps"] == nb["steps"]
+        np.testing.assert_array_equal(np.asarray(ja["outputs"]), np.asarray(nb["outputs"]))
+    for sid in (a, b):
+        app.delete(f"/v1/sessions/{sid}")

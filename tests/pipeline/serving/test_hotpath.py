@@ -23,9 +23,8 @@ def call(chunks, send=None, method="POST", limit=1000):
     """Runs one request through HotRoutes with an echo handler; returns (sent messages, metrics text)."""
     metrics, sent = Metrics(lambda: 0, lambda: 0), []
 
-    async def echo(body, params):
-        data, _ = await body()
-        return {"echo": data}
+    async def echo(body, params, media):
+        return {"echo": json.loads(await body()), "media": media}
 
     async def receive():
         return chunks.pop(0)
@@ -47,7 +46,7 @@ def chunked(raw: bytes, n: int) -> list[dict]:
 def test_a_body_in_many_chunks_is_read_whole():
     raw = json.dumps({"inputs": [[[1.0, 2.0, 3.0]] * 5]}).encode()
     sent, _ = call(chunked(raw, 7))
-    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"]) == {"echo": json.loads(raw)}
+    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"]) == {"echo": json.loads(raw), "media": ""}
 
 
 def test_a_chunked_body_over_the_limit_is_413():
@@ -74,7 +73,7 @@ def test_a_failed_send_is_left_to_the_server_and_counted_as_500():
             raise OSError("connection reset")
 
     metrics = Metrics(lambda: 0, lambda: 0)
-    hot = HotRoutes({PREDICT: lambda body, params: asyncio.sleep(0, {"ok": 1})}, metrics, 100)
+    hot = HotRoutes({PREDICT: lambda body, params, media: asyncio.sleep(0, {"ok": 1})}, metrics, 100)
     scope = {"type": "http", "method": "POST", "path": PREDICT, "headers": []}
     with pytest.raises(OSError):  # left to the ASGI server, which closes the connection
         asyncio.run(hot(scope, None, breaks_on_body, PREDICT, {}))
@@ -84,7 +83,7 @@ def test_a_failed_send_is_left_to_the_server_and_counted_as_500():
 
 
 def test_handler_errors_become_json():
-    async def refuses(body, params):
+    async def refuses(body, params, media):
         raise ApiError(409, "nope", "refused", "something else")
 
     metrics, sent = Metrics(lambda: 0, lambda: 0), []
