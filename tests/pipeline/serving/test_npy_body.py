@@ -6,8 +6,9 @@ import io
 import numpy as np
 import pytest
 
+from pipeline.serving import npy_body
 from pipeline.serving.inputs import ApiError
-from pipeline.serving.npy_body import npy_array
+from pipeline.serving.npy_body import npy_array, read_header
 
 DIMS = ("sequences", "steps", "features")
 
@@ -47,7 +48,46 @@ def test_headers_spelled_differently_read_through_numpy():
     np.testing.assert_array_equal(npy_array(raw, DIMS, 3, 8, 10), values.reshape(1, 2, 3))
 
 
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8", "<f2", "<i8", ">i2", "<u8", "|u1", "<c8", "|b1", "<M8[s]", "|O"])
+@pytest.mark.parametrize("shape", [(), (5,), (1, 0, 3), (2, 4, 3), (3, 1)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_numpy_save_headers_take_the_fast_path_and_agree_with_numpy(monkeypatch, dtype, shape, order):
+    arr = np.zeros(shape, dtype, order=order)
+    raw = npy(arr)
+    fp = io.BytesIO(raw)
+    np.lib.format.read_magic(fp)
+    want = (*np.lib.format.read_array_header_1_0(fp), fp.tell())
+    monkeypatch.setattr(npy_body, "_HEADERS", {(1, 0): None, (2, 0): None})  # the slow reader must not run
+    assert read_header(raw) == want
+
+
+def test_limits_are_inclusive():
+    assert npy_array(npy(np.ones((8, 10, 3), np.float32)), DIMS, 3, 8, 10).shape == (8, 10, 3)
+
+
+def test_nan_is_named():
+    with pytest.raises(ApiError, match="NaN"):
+        npy_array(npy(np.array([[[1, np.nan, 3]]], np.float32)), DIMS, 3, 8, 10)
+
+
+V24 = np.arange(6, dtype="<f4").tobytes()
+
 BAD = {
+    "a dtype numpy does not know": (hand_written("{'descr': 'xyz', 'fortran_order': False, 'shape': (1, 2, 3), }",
+                                                 V24), 400, "bad_npy"),
+    "negative sizes": (hand_written("{'descr': '<f4', 'fortran_order': False, 'shape': (-1, -2, 3)}", V24),
+                       400, "bad_npy"),
+    "booleans for sizes": (hand_written("{'descr': '<f4', 'fortran_order': False, 'shape': (True, 2, 3)}", V24),
+                           400, "bad_npy"),
+    "keys of mixed types": (hand_written("{1: 2, 'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 3)}", V24),
+                            400, "bad_npy"),
+    "an unterminated string": (hand_written("{'descr': \'\'\'<f4", V24), 400, "bad_npy"),
+    "deeply nested unary minus": (hand_written("-" * 3000 + "1", V24), 400, "bad_npy"),
+    "a header over numpy's limit": (hand_written("{" + " " * 12_000 + "}", V24), 400, "bad_npy"),
+    "complex numbers": (npy(np.ones((1, 2, 3), np.complex64)), 422, "bad_dtype"),
+    "a structured dtype": (npy(np.zeros((1, 2, 3), [("a", "<f4")])), 422, "bad_dtype"),
+    "a 1-d array": (npy(np.ones(3, np.float32)), 422, "bad_shape"),
+    "a 0-d array": (npy(np.float32(1)), 422, "bad_shape"),
     "only the magic bytes": (b"\x93NUMPY", 400, "bad_npy"),
     "format version 3": (b"\x93NUMPY\x03\x00" + npy(np.ones((1, 1, 3), np.float32))[8:], 400, "bad_npy"),
     "a header cut short": (npy(np.ones((1, 2, 3), np.float32))[:40], 400, "bad_npy"),
