@@ -212,8 +212,14 @@ static bool brgemm_usable() {
 #endif
 }
 
-// Split H hidden units into `parts` contiguous slices, multiples of 16 where possible.
-static inline void slice_of(int64_t H, int parts, int tid, int64_t& j0, int64_t& j1) {
+// The calling OpenMP thread's slice [j0, j1) of the H hidden units: the units are split into one contiguous
+// slice per thread, multiples of 16 where possible.
+static inline void my_slice(int64_t H, int64_t& j0, int64_t& j1) {
+  int tid = 0, parts = 1;
+#ifdef _OPENMP
+  tid = omp_get_thread_num();
+  parts = omp_get_num_threads();
+#endif
   const int64_t unit = 16;
   const int64_t blocks = (H + unit - 1) / unit;
   const int64_t b0 = blocks * tid / parts, b1 = blocks * (tid + 1) / parts;
@@ -283,13 +289,8 @@ static bool fwd_loop_brgemm(int64_t S, int64_t B, int64_t H, float* gS, const fl
   std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(nt)
   {
-    int tid = 0, nth = 1;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-    nth = omp_get_num_threads();
-#endif
     int64_t j0, j1;
-    slice_of(H, nth, tid, j0, j1);
+    my_slice(H, j0, j1);
     const int64_t n = j1 - j0;
     bool my_fail = false;
     for (int64_t t = 0; t < S; ++t) {
@@ -324,13 +325,8 @@ static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, co
   std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(nt)
   {
-    int tid = 0, nth = 1;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-    nth = omp_get_num_threads();
-#endif
     int64_t j0, j1;
-    slice_of(H, nth, tid, j0, j1);
+    my_slice(H, j0, j1);
     const int64_t n = j1 - j0;
     bool my_fail = false;
     for (int64_t t = S - 1; t >= 0; --t) {
