@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -88,8 +87,7 @@ class MetricsMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), [500]
-        self.metrics.in_flight += 1
+        start, status = self.metrics.started(), [500]
 
         async def send_and_see(message):
             if message["type"] == "http.response.start":
@@ -99,11 +97,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_see)
         finally:
-            self.metrics.in_flight -= 1
             route = scope.get("route")
-            path = route.path if route is not None else "other"
-            self.metrics.requests.inc(route=path, method=scope["method"], status=status[0])
-            self.metrics.latency.observe(time.perf_counter() - start, route=path)
+            self.metrics.finished(start, route.path if route is not None else "other", scope["method"], status[0])
 
 
 def create_app(settings: ServeSettings, predictor=None) -> FastAPI:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 from pipeline.serving.inputs import ApiError, orjson
 
@@ -82,8 +81,7 @@ class HotRoutes:
         self.handlers, self.metrics, self.limit = handlers, metrics, max_body_bytes
 
     async def __call__(self, scope, receive, send, route: str, params: dict) -> None:
-        start, status = time.perf_counter(), 499  # nginx's "client closed request": counted, not answered
-        self.metrics.in_flight += 1
+        start, status = self.metrics.started(), 499  # nginx's "client closed request": counted, not answered
         try:
             reply = await self.answer(scope, receive, route, params)
             if reply is not None:
@@ -93,9 +91,7 @@ class HotRoutes:
             status = 500  # the send itself failed; the ASGI server closes the connection and logs it
             raise
         finally:
-            self.metrics.in_flight -= 1
-            self.metrics.requests.inc(route=route, method=scope["method"], status=status)
-            self.metrics.latency.observe(time.perf_counter() - start, route=route)
+            self.metrics.finished(start, route, scope["method"], status)
 
     async def answer(self, scope, receive, route: str, params: dict) -> tuple | None:
         """(status, payload, headers) to send, or None when the client went away."""

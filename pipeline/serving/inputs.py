@@ -125,9 +125,11 @@ def sequence(seq, num_features: int, max_steps: int, where: str, strict_types: b
 
 
 def finite_float32(values: np.ndarray, where: str) -> np.ndarray:
-    """Finite numbers -> float32, refusing those beyond float32's range (finite in JSON, e.g. 1e300)."""
-    if not np.abs(values).max() < _FLOAT32_ROUNDS_TO_INF:
-        raise ApiError(422, "non_finite", f"{where} holds values beyond float32's range", "finite float32 numbers")
+    """Numbers -> float32, refusing NaN, Infinity and finite values beyond float32's range (e.g. 1e300)."""
+    largest = np.abs(values).max()  # NaN if any value is NaN
+    if not largest < _FLOAT32_ROUNDS_TO_INF:
+        what = "values beyond float32's range" if np.isfinite(largest) else "NaN or Infinity"
+        raise ApiError(422, "non_finite", f"{where} holds {what}", "finite float32 numbers")
     return values.astype(np.float32)
 
 

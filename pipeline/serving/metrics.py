@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import time
 from collections import defaultdict
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -66,6 +67,16 @@ class Metrics:
                     Gauge("lstm_sessions_active", "Open streaming sessions.", sessions_active),
                     Gauge("lstm_requests_in_flight", "Requests being handled, this scrape included.",
                           lambda: self.in_flight)]
+
+    def started(self) -> float:
+        """One more request in flight; returns its start time for finished()."""
+        self.in_flight += 1
+        return time.perf_counter()
+
+    def finished(self, start: float, route: str, method: str, status: int) -> None:
+        self.in_flight -= 1
+        self.requests.inc(route=route, method=method, status=status)
+        self.latency.observe(time.perf_counter() - start, route=route)
 
     def render(self) -> str:
         return "\n".join(line for m in self.all for line in m.render()) + "\n"
