@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,serve,plots,build,openvino,torch-onnx]"
+	$(PY) -m pip install -q -e ".[test,full]"
 	touch $@
 
 install: $(VENV)/.installed

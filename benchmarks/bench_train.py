@@ -63,7 +63,7 @@ def bench_size(B, S, I, H, warmup, runs, rows):
         y.sum().backward()
 
     def make_fused(with_peep):
-        from pipeline import fastpath
+        from lstm_onnx.pipeline import fastpath
 
         def step():
             zero()
@@ -73,7 +73,7 @@ def bench_size(B, S, I, H, warmup, runs, rows):
         return step
 
     def step_python():
-        from pipeline.cell import PeepholeLayerFunction
+        from lstm_onnx.pipeline.cell import PeepholeLayerFunction
 
         zero()
         y, _, _ = PeepholeLayerFunction.apply(x, w_ih, w_hh, bias, peep, h0, c0)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     if args.sizes:
         sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";") if s.strip()]
 
-    from pipeline import fastpath
+    from lstm_onnx.pipeline import fastpath
 
     t0 = time.perf_counter()
     have = fastpath.available()

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from runtimes.embed import Predictor
+from lstm_onnx.runtimes.embed import Predictor
 
 
 def bare_loop(session, names, xs_norm, h, c, lengths) -> float:

@@ -33,11 +33,11 @@ VARIANTS = {"peephole": True, "plain": False}
 def run_one(task: str, variant: str, seed: int) -> dict:
     import torch
 
-    from pipeline import fastpath
-    from pipeline.config import load_run_config
-    from pipeline.data import load_dataset
-    from pipeline.metrics import task_metrics
-    from pipeline.train import predict, train
+    from lstm_onnx.pipeline import fastpath
+    from lstm_onnx.pipeline.config import load_run_config
+    from lstm_onnx.pipeline.data import load_dataset
+    from lstm_onnx.pipeline.metrics import task_metrics
+    from lstm_onnx.pipeline.train import predict, train
 
     torch.set_num_threads(1)
     path, overrides, metric, _, _ = TASKS[task]
@@ -114,7 +114,7 @@ def table(rows: list[dict]) -> str:
 def plot(runs: list[dict], path: Path) -> None:
     import numpy as np
 
-    from pipeline.report import _pyplot, save_figure
+    from lstm_onnx.pipeline.report import _pyplot, save_figure
 
     plt = _pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in runs))
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=list(TASKS))
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from pipeline.fileio import atomic_path
+    from lstm_onnx.core.fileio import atomic_path
 
     jobs = [(t, v, s) for t in args.tasks for s in range(args.seeds) for v in VARIANTS]
     start = time.perf_counter()

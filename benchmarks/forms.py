@@ -48,8 +48,8 @@ def latency_ms(path: Path, cfg, batch: int, seq: int, repeat: int, threads: int)
 
 
 def measure(ckpt, repeat: int, threads: int) -> list[dict]:
-    from exporters.export import ExportOptions, export_checkpoint
-    from runtimes import metadata
+    from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+    from lstm_onnx.core import metadata
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (0: ORT's default)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
-    from pipeline.checkpoint import CheckpointError, load_checkpoint
+    from lstm_onnx.pipeline.checkpoint import CheckpointError, load_checkpoint
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     rows = measure(ckpt, args.repeat, args.threads)
     print(to_markdown(rows, ckpt.model_config))
     if args.json:
-        from pipeline.fileio import atomic_path
+        from lstm_onnx.core.fileio import atomic_path
 
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(rows, indent=2))

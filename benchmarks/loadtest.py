@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pipeline", "-q", "serve", model, "--port", str(port), *extra]
+    cmd = [sys.executable, "-m", "lstm_onnx.cli", "-q", "serve", model, "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

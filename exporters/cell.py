@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, numpy_helper
 
-from exporters.graph import GraphBuilder
-from exporters.weights import OnnxLSTMWeights
+from lstm_onnx.exporters.graph import GraphBuilder
+from lstm_onnx.exporters.weights import OnnxLSTMWeights
 
 
 def input_projection(g: GraphBuilder, x: str, w: OnnxLSTMWeights, d: int, name: str) -> str:

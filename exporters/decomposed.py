@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from exporters import cell
-from exporters.graph import GraphBuilder
-from exporters.weights import OnnxLSTMWeights
+from lstm_onnx.exporters import cell
+from lstm_onnx.exporters.graph import GraphBuilder
+from lstm_onnx.exporters.weights import OnnxLSTMWeights
 
 
 def lstm_layer(g: GraphBuilder, x: str, w: OnnxLSTMWeights, layer: int, num_directions: int,

@@ -10,14 +10,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from exporters import decomposed, native, unrolled
-from exporters.graph import FLOAT, GraphBuilder, final_features
-from exporters.opsets import check_opset, ir_version_for
-from exporters.weights import layer_weights
-from pipeline import __version__
-from pipeline.checkpoint import Checkpoint
-from pipeline.fileio import atomic_path
-from runtimes import capabilities, metadata
+from lstm_onnx.exporters import decomposed, native, unrolled
+from lstm_onnx.exporters.graph import FLOAT, GraphBuilder, final_features
+from lstm_onnx.exporters.opsets import check_opset, ir_version_for
+from lstm_onnx.exporters.weights import layer_weights
+from lstm_onnx.core import __version__
+from lstm_onnx.pipeline.checkpoint import Checkpoint
+from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.core import metadata
+from lstm_onnx.runtimes import capabilities
 
 FORMS = {"native": native.lstm_layer, "decomposed": decomposed.lstm_layer, "unrolled": unrolled.lstm_layer}
 DTYPES = {"float32": FLOAT, "float16": TensorProto.FLOAT16}
@@ -98,7 +99,7 @@ def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str
     options = resolve_options(ckpt, options)
     opset = check_opset(options.opset)
     if options.via == "torch.onnx":
-        from exporters.torch_onnx import export_via_torch
+        from lstm_onnx.exporters.torch_onnx import export_via_torch
 
         model = export_via_torch(ckpt, dataclasses.replace(options, opset=opset))
         _annotate(model, ckpt, options, opset, checkpoint_sha256)
@@ -203,8 +204,8 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
     """
     import dataclasses
 
-    from exporters.precision import PrecisionError, accuracy_loss, quantize_int8
-    from exporters.validate import validate_model
+    from lstm_onnx.exporters.precision import PrecisionError, accuracy_loss, quantize_int8
+    from lstm_onnx.exporters.validate import validate_model
 
     options = resolve_options(ckpt, options or ExportOptions())
     model = build_model(ckpt, options, checkpoint_sha256)

@@ -1,8 +1,8 @@
 """The native form: one ONNX `LSTM` node per layer, with the peepholes in input P (layout 0, float32)."""
 from __future__ import annotations
 
-from exporters.graph import GraphBuilder, merge_directions
-from exporters.weights import OnnxLSTMWeights
+from lstm_onnx.exporters.graph import GraphBuilder, merge_directions
+from lstm_onnx.exporters.weights import OnnxLSTMWeights
 
 
 def lstm_layer(g: GraphBuilder, x: str, w: OnnxLSTMWeights, layer: int, num_directions: int,

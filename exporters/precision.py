@@ -42,8 +42,8 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def accuracy_loss(ckpt, float_model: onnx.ModelProto, candidate: onnx.ModelProto, max_items: int = 512) -> dict:
     """The candidate's metric against float32's on up to `max_items` validation windows (ORT CPU)."""
-    from pipeline.data import load_dataset
-    from pipeline.metrics import task_metrics
+    from lstm_onnx.pipeline.data import load_dataset
+    from lstm_onnx.pipeline.metrics import task_metrics
 
     cfg = ckpt.config
     try:

@@ -19,43 +19,6 @@ import warnings
 import torch
 from torch import nn
 
-from exporters.weights import reorder_gates, reorder_peepholes
-from pipeline.model import param_suffix
-
-
-def _onnx_weights(lstm, layer: int):
-    W, R, B, P = [], [], [], []
-    for d in range(lstm.num_directions):
-        sfx = param_suffix(layer, d)
-        W.append(reorder_gates(getattr(lstm, "weight_ih" + sfx)))
-        R.append(reorder_gates(getattr(lstm, "weight_hh" + sfx)))
-        if lstm.bias:
-            B.append(torch.cat([reorder_gates(getattr(lstm, "bias_ih" + sfx)),
-                                reorder_gates(getattr(lstm, "bias_hh" + sfx))]))
-        if lstm.peephole:
-            P.append(reorder_peepholes(getattr(lstm, "peephole" + sfx)))
-    stack = lambda xs: torch.stack(xs) if xs else None  # noqa: E731
-    return stack(W), stack(R), stack(B), stack(P)
-
-
-def onnx_lstm_forward(lstm, x, hx, lengths):
-    """Time-major x [S, B, I] -> (out [S, B, D*H], (h_n, c_n)), as ONNX LSTM nodes."""
-    S, batch = x.shape[0], x.shape[1]
-    D, H = lstm.num_directions, lstm.hidden_size
-    seq_lens = lengths.to(torch.int32) if lengths is not None else None
-    direction = "bidirectional" if D == 2 else "forward"
-    h_n, c_n = [], []
-    for layer in range(lstm.num_layers):
-        W, R, B, P = _onnx_weights(lstm, layer)
-        h0 = hx[0][layer * D:(layer + 1) * D] if hx is not None else None
-        c0 = hx[1][layer * D:(layer + 1) * D] if hx is not None else None
-        y, y_h, y_c = torch.onnx.ops.symbolic_multi_out(
-            "::LSTM", [x, W, R, B, seq_lens, h0, c0, P], {"hidden_size": H, "direction": direction},
-            dtypes=[x.dtype] * 3, shapes=[[S, D, batch, H], [D, batch, H], [D, batch, H]], version=14)
-        x = y.permute(0, 2, 1, 3).reshape(S, batch, D * H)  # [S, D, B, H] -> [S, B, D*H]
-        h_n.append(y_h)
-        c_n.append(y_c)
-    return x, (torch.cat(h_n), torch.cat(c_n))
 
 
 class _FlatSignature(nn.Module):
@@ -75,7 +38,7 @@ def export_via_torch(ckpt, options, example_batch: int = 2, example_seq: int = 5
     try:
         import onnxscript  # noqa: F401 - torch.onnx's dynamo exporter needs it
     except ImportError:
-        from exporters.export import ExportError
+        from lstm_onnx.exporters.export import ExportError
 
         raise ExportError("--via torch.onnx needs onnxscript: pip install 'lstm-onnx-pipeline[torch-onnx]' "
                          "(or use --via graph)") from None

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from exporters import cell
-from exporters.graph import GraphBuilder
-from exporters.weights import OnnxLSTMWeights
+from lstm_onnx.exporters import cell
+from lstm_onnx.exporters.graph import GraphBuilder
+from lstm_onnx.exporters.weights import OnnxLSTMWeights
 
 MAX_CONCAT_INPUTS = 32
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import onnx
 
-from runtimes.compare import Tolerances
-from runtimes.feeds import onnx_input_shapes, random_feeds
-from runtimes.ort import OnnxRuntimeRunner
-from runtimes.parity import run_parity
-from runtimes.tolerances import default_tolerance
-from runtimes.torch_ref import TorchRunner
+from lstm_onnx.runtimes.compare import Tolerances
+from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
+from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
+from lstm_onnx.runtimes.parity import run_parity
+from lstm_onnx.runtimes.tolerances import default_tolerance
+from lstm_onnx.runtimes.torch_ref import TorchRunner
 
 CHECK_SIZES = ((3, 7), (5, 13))
 

@@ -1,7 +1,6 @@
-"""The ONE place where PyTorch's LSTM layout becomes ONNX's.
+"""ONNX LSTM initializers (W, R, B, P) of one layer, gathered from a PeepholeLSTM state_dict.
 
-PyTorch packs gates i, f, g, o; ONNX packs W/R/B as i, o, f, c, with B = [Wb; Rb] and P = [p_i, p_o, p_f].
-Our peephole parameter is [3, H] with rows (p_i, p_f, p_o).
+The gate-order conversion itself is lstm_onnx.core.gates.
 """
 from __future__ import annotations
 
@@ -9,22 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Index of each ONNX gate block (i, o, f, c) in PyTorch's packing (i, f, g, o).
-TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
-# Index of each ONNX peephole (p_i, p_o, p_f) in our [3, H] parameter (p_i, p_f, p_o).
-TORCH_TO_ONNX_PEEPHOLES = (0, 2, 1)
-
-
-def reorder_gates(packed):
-    """[4H, ...] in PyTorch's i, f, g, o order -> ONNX's i, o, f, c order (numpy array or torch tensor)."""
-    H = packed.shape[0] // 4
-    return packed[[k * H + j for k in TORCH_TO_ONNX_GATES for j in range(H)]]
-
-
-def reorder_peepholes(peep):
-    """[3, H] rows (p_i, p_f, p_o) -> flat [3H] in ONNX's (p_i, p_o, p_f) order (numpy or torch)."""
-    return peep[list(TORCH_TO_ONNX_PEEPHOLES)].reshape(-1)
-
+from lstm_onnx.core.gates import param_suffix, reorder_gates, reorder_peepholes
 
 @dataclass
 class OnnxLSTMWeights:
@@ -44,7 +28,7 @@ def layer_weights(state_dict: dict, layer: int, num_directions: int, prefix: str
     """Gather one layer's ONNX initializers from a PeepholeLSTM state_dict (numpy or torch values)."""
     W, R, B, P = [], [], [], []
     for d in range(num_directions):
-        sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
+        sfx = param_suffix(layer, d)
 
         def get(name):
             value = state_dict.get(prefix + name + sfx)

@@ -1,2 +1,1 @@
-"""lstm-onnx-pipeline: peephole LSTMs from PyTorch to ONNX's native LSTM op, checked on every runtime."""
-__version__ = "0.1.0"
+"""Model, data and training (needs torch): PeepholeLSTM, its kernels, tasks, checkpoints."""

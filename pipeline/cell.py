@@ -144,7 +144,7 @@ def _load_compiled():
     if os.environ.get("LSTM_PIPELINE_NO_EXT") == "1":
         return None
     try:
-        from pipeline import fastpath
+        from lstm_onnx.pipeline import fastpath
     except ImportError:  # the extension's loader is optional
         return None
     return fastpath.fused_lstm_layer if fastpath.available() else None

@@ -3,59 +3,13 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DataConfig
-
-
-@dataclass
-class Normalization:
-    """Per-feature affine normalization, fitted on the training split only."""
-
-    input_mean: np.ndarray
-    input_std: np.ndarray
-    target_mean: np.ndarray
-    target_std: np.ndarray
-
-    @classmethod
-    def fit(cls, series: np.ndarray, target_cols: list[int]) -> "Normalization":
-        mean, std = series.mean(0), series.std(0)
-        std = np.where(std > 1e-8, std, 1.0)
-        return cls(mean, std, mean[target_cols], std[target_cols])
-
-    def to_dict(self) -> dict:
-        return {k: [float(v) for v in getattr(self, k)] for k in
-                ("input_mean", "input_std", "target_mean", "target_std")}
-
-    @classmethod
-    def identity(cls, num_features: int, num_targets: int) -> "Normalization":
-        """For tasks whose inputs are already unit-scale; classifiers get no target statistics."""
-        return cls(np.zeros(num_features, np.float32), np.ones(num_features, np.float32),
-                   np.zeros(num_targets, np.float32), np.ones(num_targets, np.float32))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Normalization":
-        return cls(*(np.asarray(d[k], dtype=np.float32) for k in
-                     ("input_mean", "input_std", "target_mean", "target_std")))
-
-
-@dataclass
-class Split:
-    x: np.ndarray  # [N, window, F] float32, normalized
-    y: np.ndarray  # [N, T] float32 normalized; [N, window, T] for sequence tasks; [N] int64 classes
-
-
-@dataclass
-class Dataset:
-    train: Split
-    val: Split
-    test: Split
-    normalization: Normalization
-    feature_names: list[str]
-    target_names: list[str]
+from lstm_onnx.pipeline.config import DataConfig
+from lstm_onnx.pipeline.dataset import Dataset, Normalization, Split
+from lstm_onnx.pipeline.tasks import generated_dataset
 
 
 def synthetic_series(cfg: DataConfig) -> np.ndarray:
@@ -187,8 +141,6 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         return build_dataset(series, names, names, cfg)
     if cfg.task == "csv":
         return csv_dataset(cfg)
-    from pipeline.tasks import generated_dataset
-
     return generated_dataset(cfg)
 
 

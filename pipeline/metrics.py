@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import RunConfig
-from pipeline.data import Normalization, Split
+from lstm_onnx.pipeline.config import RunConfig
+from lstm_onnx.pipeline.data import Normalization, Split
 
 
 def denormalize(y: np.ndarray, norm: Normalization) -> np.ndarray:

@@ -6,12 +6,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pipeline.cell import lstm_layer
-from pipeline.config import ModelConfig
-
-
-def param_suffix(layer: int, direction: int) -> str:
-    return f"_l{layer}" + ("_reverse" if direction == 1 else "")
+from lstm_onnx.pipeline.cell import lstm_layer
+from lstm_onnx.pipeline.config import ModelConfig
+from lstm_onnx.core.gates import param_suffix
 
 
 class PeepholeLSTM(nn.Module):
@@ -79,7 +76,7 @@ class PeepholeLSTM(nn.Module):
         if self.batch_first:
             x = x.transpose(0, 1)
         if torch.onnx.is_in_onnx_export():
-            from exporters.torch_onnx import onnx_lstm_forward
+            from lstm_onnx.pipeline.onnx_symbolic import onnx_lstm_forward
 
             out, state = onnx_lstm_forward(self, x, hx, lengths)
             return (out.transpose(0, 1) if self.batch_first else out), state

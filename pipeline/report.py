@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.data import Dataset, load_dataset
-from pipeline.fileio import atomic_path
-from pipeline.metrics import denormalize, summary, task_metrics
-from pipeline.train import predict
+from lstm_onnx.pipeline.checkpoint import Checkpoint
+from lstm_onnx.pipeline.data import Dataset, load_dataset
+from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.pipeline.metrics import denormalize, summary, task_metrics
+from lstm_onnx.pipeline.train import predict
 
 
 def _pyplot():

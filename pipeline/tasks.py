@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import DataConfig
-from pipeline.data import Dataset, Normalization, Split
+from lstm_onnx.pipeline.config import DataConfig
+from lstm_onnx.pipeline.dataset import Dataset, Normalization, Split
 
 
 def adding_problem(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.config import RunConfig, run_config_from_dict
-from pipeline.data import Dataset, load_dataset
-from pipeline.fileio import atomic_path
-from pipeline.metrics import task_metrics
-from pipeline.model import SequenceModel
+from lstm_onnx.pipeline.checkpoint import Checkpoint
+from lstm_onnx.pipeline.config import RunConfig, run_config_from_dict
+from lstm_onnx.pipeline.data import Dataset, load_dataset
+from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.pipeline.metrics import task_metrics
+from lstm_onnx.pipeline.model import SequenceModel
 
 STATE_SUFFIX = ".state"
 

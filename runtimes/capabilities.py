@@ -5,7 +5,7 @@ A cell is YES (implemented and right), or says how it goes wrong. Only YES count
 """
 from __future__ import annotations
 
-from runtimes.onnx_graph import all_nodes
+from lstm_onnx.runtimes.onnx_graph import all_nodes
 
 from dataclasses import dataclass
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from runtimes.tolerances import Tolerance, default_tolerance
+from lstm_onnx.runtimes.tolerances import Tolerance, default_tolerance
 
 
 class Tolerances:

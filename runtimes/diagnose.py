@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import onnx
 
-from runtimes.compare import Tolerances, compare_outputs
-from runtimes.placement import lstm_nodes_with_peepholes
+from lstm_onnx.runtimes.compare import Tolerances, compare_outputs
+from lstm_onnx.runtimes.placement import lstm_nodes_with_peepholes
 
 P_INPUT = 7
 
@@ -28,7 +28,7 @@ def strip_peepholes(model: onnx.ModelProto) -> onnx.ModelProto:
 def outputs_without_peepholes(model: onnx.ModelProto, feeds: dict) -> dict:
     import onnxruntime as ort
 
-    from runtimes.ort import OnnxRuntimeRunner
+    from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
 
     quiet = ort.SessionOptions()
     quiet.log_severity_level = 3  # ORT warns that P is now an unused initializer: that is the point

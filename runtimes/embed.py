@@ -1,6 +1,6 @@
 """Embed an exported model in an app: numpy + onnxruntime only (no torch, no click, no web framework).
 
-    from runtimes.embed import Predictor
+    from lstm_onnx.runtimes.embed import Predictor
     pred = Predictor.load("model.onnx")            # provider="cpu" | "cuda" | ...
     y = pred.predict(raw_x)                        # raw features [batch, seq, F]; raw targets out
     y = pred.predict(raw_x, lengths=[5, 3])        # padded batch: item k uses its first lengths[k] steps
@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from runtimes import metadata
-from runtimes.fold import RAW_X, RAW_Y, SUM
+from lstm_onnx.core import metadata
+from lstm_onnx.runtimes.fold import RAW_X, RAW_Y, SUM
 
 
 _FLOAT32 = np.dtype(np.float32)
@@ -54,7 +54,7 @@ class Predictor:
         from busy-waiting, which a server running several sessions next to an event loop wants."""
         import onnxruntime as ort
 
-        from runtimes.ort import resolve_provider
+        from lstm_onnx.runtimes.ort import resolve_provider
 
         opts = ort.SessionOptions()
         if threads:
@@ -218,7 +218,7 @@ class Predictor:
         if self._step_session is None and self.model_path is not None:
             import onnxruntime as ort
 
-            from runtimes.fold import fold_normalization
+            from lstm_onnx.runtimes.fold import fold_normalization
 
             raw = self.meta.get("normalization")
             blob = fold_normalization(self.model_path, raw, denormalize=self.head != "classify")

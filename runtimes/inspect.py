@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from runtimes import capabilities, metadata
+from lstm_onnx.core import metadata
+from lstm_onnx.runtimes import capabilities
 
 LSTM_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 

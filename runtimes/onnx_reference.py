@@ -1,8 +1,8 @@
 """onnx.reference.ReferenceEvaluator. Its LSTM silently ignores some inputs and attributes; we refuse those."""
 from __future__ import annotations
 
-from runtimes.base import Runner, RunnerUnavailable
-from runtimes.onnx_graph import all_nodes
+from lstm_onnx.runtimes.base import Runner, RunnerUnavailable
+from lstm_onnx.runtimes.onnx_graph import all_nodes
 
 # What onnx/reference/ops/op_lstm.py accepts but does not implement (as of onnx 1.23).
 IGNORED_ATTRIBUTES = ("clip", "input_forget", "activations", "activation_alpha", "activation_beta")

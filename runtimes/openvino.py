@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtimes.base import Runner, RunnerError, RunnerUnavailable
+from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable
 
 INSTALL = "pip install 'lstm-onnx-pipeline[openvino]' (or pip install openvino)"
 

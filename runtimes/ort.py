@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from runtimes.base import Runner, RunnerError, RunnerUnavailable
+from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -150,7 +150,7 @@ class OnnxRuntimeRunner(Runner):
 
     def _deactivate(self):
         if self.profile and self.session is not None:
-            from runtimes.placement import parse_profile
+            from lstm_onnx.runtimes.placement import parse_profile
 
             self.placements = parse_profile(self.session.end_profiling())
             self._cleanup_profile()

@@ -1,8 +1,8 @@
 """Run a set of runners on the same feeds and compare each with a reference runner."""
 from __future__ import annotations
 
-from runtimes.base import Runner, RunnerError, RunnerUnavailable
-from runtimes.compare import ParityReport, Tolerances, compare_outputs
+from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable
+from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_outputs
 
 
 def run_parity(reference: Runner, runners: list[Runner], feeds: dict, tolerances: Tolerances | None = None,

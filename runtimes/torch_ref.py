@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtimes.base import Runner
+from lstm_onnx.runtimes.base import Runner
 
 
 class TorchRunner(Runner):

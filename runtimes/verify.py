@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.base import Runner, RunnerError, RunnerUnavailable
-from runtimes.compare import ParityReport, Tolerances, compare_outputs
-from runtimes.feeds import onnx_input_shapes, random_feeds
-from runtimes.tolerances import Tolerance, default_tolerance
+from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable
+from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_outputs
+from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
+from lstm_onnx.runtimes.tolerances import Tolerance, default_tolerance
 
 # Tried by default; the ones whose runtime is missing are reported as skipped with how to install them. The
 # ones the capability table says compute this model wrongly run too, and their failures are reported as
@@ -65,7 +65,7 @@ class VerifyReport:
     warnings = property(lambda self: self.parity.warnings)
 
     def to_dict(self) -> dict:
-        from runtimes.placement import summarize, to_dicts
+        from lstm_onnx.runtimes.placement import summarize, to_dicts
 
         d = self.parity.to_dict()
         d.update(passed=self.passed, strict_placement=self.strict_placement,
@@ -96,7 +96,7 @@ class VerifyReport:
             rows = [[n, f"ERROR: {w}"] for n, w in p.errors.items()] + [[n, f"skipped: {w}"] for n, w in p.skipped.items()]
             out += _grid(["runner", "why"], rows, markdown)
         if self.placements:
-            from runtimes.placement import summarize
+            from lstm_onnx.runtimes.placement import summarize
 
             out += ["", f"{'### ' if markdown else ''}placement (from ORT profiling)"]
             rows = [[r, ", ".join(f"{prov}: {n}" for prov, n in summarize(pl).items()),
@@ -148,7 +148,7 @@ def load_npz(path, what: str) -> dict[str, np.ndarray]:
 
 
 def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
-    from pipeline.fileio import atomic_path
+    from lstm_onnx.core.fileio import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -187,7 +187,7 @@ def _size_name(dim, input_name: str) -> str:
 
 def _static_sizes(model, batch: int, seq: int) -> tuple[int, int]:
     """A static-shape (unrolled) export runs at its own size, recorded in its metadata."""
-    from runtimes import metadata
+    from lstm_onnx.core import metadata
 
     meta = metadata.decode({p.key: p.value for p in model.metadata_props})
     return int(meta.get("batch_size", batch)), int(meta.get("seq_len", seq))
@@ -196,8 +196,8 @@ def _static_sizes(model, batch: int, seq: int) -> tuple[int, int]:
 def model_precision(model) -> str:
     """The precision our metadata records (int8, float16), else float16 if the model takes or computes in
     float16 (Casts inside), else float32."""
-    from runtimes import metadata
-    from runtimes.capabilities import model_features
+    from lstm_onnx.core import metadata
+    from lstm_onnx.runtimes.capabilities import model_features
 
     meta = metadata.decode({p.key: p.value for p in model.metadata_props})
     if meta.get("quantization", "none") != "none":
@@ -210,24 +210,24 @@ def model_precision(model) -> str:
 
 
 def make_runner(name: str, model_path, ckpt, input_names: list[str], options: VerifyOptions) -> Runner:
-    from runtimes.ort import OnnxRuntimeBoundRunner, OnnxRuntimeRunner
+    from lstm_onnx.runtimes.ort import OnnxRuntimeBoundRunner, OnnxRuntimeRunner
 
     if name in NEEDS_CHECKPOINT and ckpt is None:
         raise RunnerUnavailable("needs a checkpoint (verify CHECKPOINT MODEL)")
     if name == "torch":
-        from runtimes.torch_ref import TorchRunner
+        from lstm_onnx.runtimes.torch_ref import TorchRunner
 
         return TorchRunner(ckpt.build_model(), input_names)
     if name == "numpy":
-        from runtimes.numpy_ref import NumpyRunner
+        from lstm_onnx.runtimes.numpy_ref import NumpyRunner
 
         return NumpyRunner(ckpt.state_dict, ckpt.model_config, input_names)
     if name == "onnx.reference":
-        from runtimes.onnx_reference import OnnxReferenceRunner
+        from lstm_onnx.runtimes.onnx_reference import OnnxReferenceRunner
 
         return OnnxReferenceRunner(model_path)
     if name.startswith("openvino-"):
-        from runtimes.openvino import OpenVINORunner
+        from lstm_onnx.runtimes.openvino import OpenVINORunner
 
         return OpenVINORunner(model_path, device=name.split("-", 1)[1])
     if name.startswith("onnxruntime-"):
@@ -295,7 +295,7 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
         report.parity.rows += rows
         if not all(r.passed for r in rows):
             failing[runner_name] = actual
-    from runtimes.diagnose import dropped_peepholes
+    from lstm_onnx.runtimes.diagnose import dropped_peepholes
 
     report.parity.warnings += dropped_peepholes(model, feeds, failing, tolerances)
     return report
@@ -317,7 +317,7 @@ def _runner_names(requested, with_checkpoint: bool, model) -> tuple[list[str], d
     if requested and "all" not in requested:
         return list(requested), {}
     names = every + [r for r in (requested or ()) if r not in every and r != "all"]
-    from runtimes.capabilities import native_support, runtime
+    from lstm_onnx.runtimes.capabilities import native_support, runtime
 
     problems = native_support(model)
     known_wrong = {}
@@ -356,7 +356,7 @@ def _run_one(report, name, model_path, ckpt, input_names, options, feeds, model)
 
 
 def _note_placement(report: VerifyReport, runner: Runner, model) -> None:
-    from runtimes.placement import fallback_warnings
+    from lstm_onnx.runtimes.placement import fallback_warnings
 
     placements = getattr(runner, "placements", None)
     if not placements:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.config import DataConfig, ModelConfig, RunConfig
-from pipeline.data import Normalization
-from pipeline.model import SequenceModel
+from lstm_onnx.pipeline.checkpoint import Checkpoint
+from lstm_onnx.pipeline.config import DataConfig, ModelConfig, RunConfig
+from lstm_onnx.pipeline.data import Normalization
+from lstm_onnx.pipeline.model import SequenceModel
 
 
 def make_checkpoint(seed: int = 0, **model_kwargs) -> Checkpoint:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import Normalization
+from lstm_onnx.pipeline.data import Normalization
 from tests.helpers import make_checkpoint
 
 F, O, H = 3, 2, 8
@@ -22,7 +22,7 @@ def checkpoint(head: str = "last", seed: int = 0, bias: bool = True):
 
 
 def export(ckpt, out: Path, stateful: bool = False, lengths: bool = False) -> Path:
-    from exporters.export import ExportOptions, export_checkpoint
+    from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
 
     export_checkpoint(ckpt, out, ExportOptions(stateful=stateful, lengths=lengths))
     return out

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtimes.embed import Predictor
-from runtimes.tolerances import default_tolerance
+from lstm_onnx.runtimes.embed import Predictor
+from lstm_onnx.runtimes.tolerances import default_tolerance
 from tests import models
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "examples" / "node"

@@ -4,9 +4,10 @@ import dataclasses
 import onnx
 import pytest
 
-from exporters import export, weights
-from exporters.export import ExportOptions, build_model
-from runtimes.verify import verify_checkpoint
+from lstm_onnx.core import gates
+from lstm_onnx.exporters import export, weights
+from lstm_onnx.exporters.export import ExportOptions, build_model
+from lstm_onnx.runtimes.verify import verify_checkpoint
 from tests.helpers import make_checkpoint
 
 RUNNERS = ("numpy", "onnxruntime-cpu", "onnx.reference")
@@ -34,7 +35,7 @@ def test_verify_fails_on_a_broken_export(tmp_path, monkeypatch, form, mutation):
         if mutation == "dropped P":
             m.setattr(export, "layer_weights", _drop_p(weights.layer_weights))
         else:
-            m.setattr(weights, *MUTATIONS[mutation])
+            m.setattr(gates, *MUTATIONS[mutation])
         onnx.save(build_model(ckpt, options), path)  # unvalidated, as a buggy exporter would write it
     report = verify_checkpoint(ckpt, path, RUNNERS, batch=4, seq=8)
     assert not report.passed
@@ -44,10 +45,10 @@ def test_verify_fails_on_a_broken_export(tmp_path, monkeypatch, form, mutation):
 
 @pytest.mark.parametrize("form", ["decomposed", "unrolled"])
 def test_export_refuses_to_write_a_broken_model(tmp_path, monkeypatch, form):
-    from exporters.export import export_checkpoint
-    from exporters.validate import ValidationError
+    from lstm_onnx.exporters.export import export_checkpoint
+    from lstm_onnx.exporters.validate import ValidationError
 
-    monkeypatch.setattr(weights, *MUTATIONS["wrong P order"])
+    monkeypatch.setattr(gates, *MUTATIONS["wrong P order"])
     options = ExportOptions(form=form, **(dict(seq_len=5, batch_size=2) if form == "unrolled" else {}))
     with pytest.raises(ValidationError, match="disagrees with PyTorch"):
         export_checkpoint(make_checkpoint(), tmp_path / "m.onnx", options)

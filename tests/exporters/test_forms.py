@@ -5,8 +5,8 @@ import numpy as np
 import onnx
 import pytest
 
-from exporters.export import ExportOptions, export_checkpoint
-from runtimes.verify import verify_checkpoint
+from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+from lstm_onnx.runtimes.verify import verify_checkpoint
 from tests.helpers import make_checkpoint
 
 FORMS = ("native", "decomposed", "unrolled")

@@ -3,10 +3,10 @@ import numpy as np
 import onnx
 import pytest
 
-from exporters.export import ExportError, ExportOptions, build_model, export_checkpoint
-from exporters.opsets import OpsetError
-from exporters.validate import ValidationError, check_symbolic_dims
-from runtimes.ort import OnnxRuntimeRunner
+from lstm_onnx.exporters.export import ExportError, ExportOptions, build_model, export_checkpoint
+from lstm_onnx.exporters.opsets import OpsetError
+from lstm_onnx.exporters.validate import ValidationError, check_symbolic_dims
+from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
 from tests.helpers import make_checkpoint
 
 
@@ -64,7 +64,7 @@ def test_unsupported_opset_is_a_clear_error(tmp_path, opset):
 
 
 def test_metadata_travels(tmp_path):
-    from runtimes import metadata
+    from lstm_onnx.core import metadata
 
     export_checkpoint(make_checkpoint(), tmp_path / "m.onnx", ExportOptions(stateful=True))
     meta = metadata.read(str(tmp_path / "m.onnx"))

@@ -4,11 +4,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from exporters.export import ExportError, ExportOptions, build_model, export_checkpoint
-from exporters.opsets import OpsetError, max_opset
-from exporters.precision import PrecisionError, check_quantizable
-from runtimes import capabilities, metadata
-from runtimes.tolerances import default_tolerance
+from lstm_onnx.exporters.export import ExportError, ExportOptions, build_model, export_checkpoint
+from lstm_onnx.exporters.opsets import OpsetError, max_opset
+from lstm_onnx.exporters.precision import PrecisionError, check_quantizable
+from lstm_onnx.core import metadata
+from lstm_onnx.runtimes import capabilities
+from lstm_onnx.runtimes.tolerances import default_tolerance
 from tests.helpers import make_checkpoint
 
 
@@ -91,7 +92,7 @@ def test_bad_option_combinations_are_clear_errors(options, match):
 
 
 def test_inspect_lists_native_runtimes():
-    from runtimes.inspect import describe, format_description
+    from lstm_onnx.runtimes.inspect import describe, format_description
 
     native = describe(build_model(make_checkpoint(), ExportOptions()))
     assert native["native_runtimes"]["ort-cpu"] == [] and native["native_runtimes"]["openvino"]

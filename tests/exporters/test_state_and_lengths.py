@@ -4,7 +4,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from exporters.export import ExportError, ExportOptions, build_model
+from lstm_onnx.exporters.export import ExportError, ExportOptions, build_model
 from tests.helpers import make_checkpoint
 
 FORMS = ("native", "decomposed", "unrolled")

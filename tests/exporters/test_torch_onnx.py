@@ -4,11 +4,11 @@ import onnx
 import pytest
 import torch
 
-from exporters.export import ExportOptions
-from exporters.torch_onnx import export_via_torch
-from exporters.validate import check_symbolic_dims, validate_model
-from pipeline.model import PeepholeLSTM
-from runtimes.ort import OnnxRuntimeRunner
+from lstm_onnx.exporters.export import ExportOptions
+from lstm_onnx.exporters.torch_onnx import export_via_torch
+from lstm_onnx.exporters.validate import check_symbolic_dims, validate_model
+from lstm_onnx.pipeline.model import PeepholeLSTM
+from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
 from tests.helpers import make_checkpoint
 
 pytestmark = pytest.mark.slow  # each torch.onnx export takes ~5 s on 2 cores

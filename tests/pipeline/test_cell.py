@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pipeline.cell import PeepholeLayerFunction, masked_layer
+from lstm_onnx.pipeline.cell import PeepholeLayerFunction, masked_layer
 
 
 def naive_layer(x, w_ih, w_hh, bias, peep, h, c):

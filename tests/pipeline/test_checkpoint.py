@@ -5,10 +5,10 @@ import sys
 import pytest
 import torch
 
-from pipeline.checkpoint import CheckpointError, load_checkpoint
-from pipeline.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from pipeline.fileio import atomic_path
-from pipeline.train import train
+from lstm_onnx.pipeline.checkpoint import CheckpointError, load_checkpoint
+from lstm_onnx.pipeline.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.pipeline.train import train
 
 
 def tiny_config(seed=0):
@@ -54,5 +54,5 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
 
 
 def test_python_dash_m_pipeline():
-    res = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "lstm_onnx.cli", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "train" in res.stdout

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import DataConfig, load_run_config
-from pipeline.data import CSVError, load_dataset, read_csv
+from lstm_onnx.pipeline.config import DataConfig, load_run_config
+from lstm_onnx.pipeline.data import CSVError, load_dataset, read_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 

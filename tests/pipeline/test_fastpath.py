@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline import fastpath
+from lstm_onnx.pipeline import fastpath
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pipeline.model import PeepholeLSTM
+from lstm_onnx.pipeline.model import PeepholeLSTM
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])

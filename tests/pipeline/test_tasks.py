@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from pipeline.config import DataConfig
-from pipeline.data import load_dataset
-from pipeline.tasks import adding_problem, spike_delay, spike_timing
+from lstm_onnx.pipeline.config import DataConfig
+from lstm_onnx.pipeline.data import load_dataset
+from lstm_onnx.pipeline.tasks import adding_problem, spike_delay, spike_timing
 
 
 def test_adding_problem_definition():

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from pipeline.metrics import regression_metrics, spike_metrics
-from pipeline.train import ResumeError, predict, state_path, train
+from lstm_onnx.pipeline.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from lstm_onnx.pipeline.metrics import regression_metrics, spike_metrics
+from lstm_onnx.pipeline.train import ResumeError, predict, state_path, train
 
 
 def small(**train_kw) -> RunConfig:
@@ -94,7 +94,7 @@ def test_classification_metrics_match_the_model():
                        data=DataConfig(task="spike_delay", window=20, delays=[4, 9], num_samples=200),
                        train=TrainConfig(epochs=2))
     ckpt = train(config, None, progress=False, log=quiet)
-    from pipeline.data import load_dataset
+    from lstm_onnx.pipeline.data import load_dataset
 
     data = load_dataset(config.data)
     logits = predict(ckpt.build_model(), data.test.x)

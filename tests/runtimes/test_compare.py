@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from runtimes.compare import ParityReport, Tolerances, compare_output, compare_outputs
-from runtimes.tolerances import Tolerance, default_tolerance
+from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_output, compare_outputs
+from lstm_onnx.runtimes.tolerances import Tolerance, default_tolerance
 
 
 def test_pass_and_fail_follow_atol_plus_rtol():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from runtimes.embed import Predictor, PredictorError
-from runtimes.tolerances import default_tolerance
+from lstm_onnx.runtimes.embed import Predictor, PredictorError
+from lstm_onnx.runtimes.tolerances import default_tolerance
 from tests import models
 
 TOL = default_tolerance("float32")

@@ -8,18 +8,19 @@ import numpy as np
 from tests import models
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCKED = ("torch", "click", "fastapi", "uvicorn", "starlette", "pydantic", "exporters", "pipeline", "onnx")
+BLOCKED = ("torch", "click", "fastapi", "uvicorn", "starlette", "pydantic", "onnx",
+           "lstm_onnx.exporters", "lstm_onnx.pipeline", "lstm_onnx.cli", "lstm_onnx.bench")
 
 SCRIPT = """
 import sys, importlib.abc
 BLOCKED = {blocked!r}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
             raise ImportError(f"{{name}} is blocked in this test")
 sys.meta_path.insert(0, Block())
 import numpy as np
-from runtimes.embed import Predictor
+from lstm_onnx.runtimes.embed import Predictor
 p = Predictor.load({model!r}, provider="cpu")
 x = np.load({x!r})
 y = p.predict(x)
@@ -27,7 +28,7 @@ s = p.stream()
 for t in range(x.shape[1]):
     y_t = s.step(x[:1, t])
 np.save({out!r}, np.concatenate([y, y_t]))
-leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+leaked = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED))
 assert not leaked, leaked
 """
 

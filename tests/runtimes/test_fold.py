@@ -3,9 +3,9 @@ path, on every form and head, and refuses bad input without touching the carried
 import numpy as np
 import pytest
 
-from exporters.export import ExportOptions, export_checkpoint
-from runtimes.embed import Predictor, PredictorError
-from runtimes.tolerances import default_tolerance
+from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+from lstm_onnx.runtimes.embed import Predictor, PredictorError
+from lstm_onnx.runtimes.tolerances import default_tolerance
 from tests import models
 
 TOL = default_tolerance("float32")
@@ -24,7 +24,7 @@ def _fold_nodes(blob: bytes) -> set:
 @pytest.mark.parametrize("into_weights", [True, False])
 def test_folded_step_equals_torch_and_numpy_path(tmp_path, monkeypatch, form, head, batch_first, bias,
                                                  into_weights):
-    from runtimes import fold
+    from lstm_onnx.runtimes import fold
 
     if not into_weights:  # the Mul/Add fallback that any other graph gets
         monkeypatch.setattr(fold._Graph, "fold_input", lambda *a: False)

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from runtimes.bench.models import export_form, random_checkpoint
-from runtimes.compare import Tolerances
-from runtimes.ort import available_providers
-from runtimes.tolerances import default_tolerance
-from runtimes.verify import VerifyOptions, verify_model
+from lstm_onnx.bench.models import export_form, random_checkpoint
+from lstm_onnx.runtimes.compare import Tolerances
+from lstm_onnx.runtimes.ort import available_providers
+from lstm_onnx.runtimes.tolerances import default_tolerance
+from lstm_onnx.runtimes.verify import VerifyOptions, verify_model
 
 pytestmark = pytest.mark.gpu
 BATCH, SEQ = 8, 50
@@ -95,9 +95,9 @@ def test_tf32_drift_is_visible_and_tolerated(tmp_path):
 def test_gpu_benchmark(tmp_path):
     """hidden 512, seq 100, batch 64 and 256: every form on ORT CUDA (IOBinding, CUDA graphs for unrolled),
     the ORT CPU fallback, and cuDNN nn.LSTM (no P) as the anchor, in one run."""
-    from runtimes.bench.cases import Case
-    from runtimes.bench.report import to_table, write_all
-    from runtimes.bench.run import BenchConfig, run_bench
+    from lstm_onnx.bench.cases import Case
+    from lstm_onnx.bench.report import to_table, write_all
+    from lstm_onnx.bench.run import BenchConfig, run_bench
 
     threads = os.cpu_count() or 1
     config = BenchConfig(input_size=128, hidden=512, cases=(Case("batch64", 64, 100), Case("batch256", 256, 100)),

@@ -4,12 +4,12 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from exporters.export import FORMS  # noqa: E402
-from runtimes.bench.models import export_form, random_checkpoint  # noqa: E402
-from runtimes.compare import compare_outputs, Tolerances  # noqa: E402
-from runtimes.numpy_ref import NumpyRunner  # noqa: E402
-from runtimes.openvino import OpenVINORunner  # noqa: E402
-from runtimes.verify import VerifyOptions, verify_model  # noqa: E402
+from lstm_onnx.exporters.export import FORMS  # noqa: E402
+from lstm_onnx.bench.models import export_form, random_checkpoint  # noqa: E402
+from lstm_onnx.runtimes.compare import compare_outputs, Tolerances  # noqa: E402
+from lstm_onnx.runtimes.numpy_ref import NumpyRunner  # noqa: E402
+from lstm_onnx.runtimes.openvino import OpenVINORunner  # noqa: E402
+from lstm_onnx.runtimes.verify import VerifyOptions, verify_model  # noqa: E402
 
 BATCH, SEQ = 4, 23
 

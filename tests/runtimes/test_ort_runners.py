@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from runtimes.base import RunnerError, RunnerUnavailable
-from runtimes.bench.models import export_form, random_checkpoint
-from runtimes.ort import (OnnxRuntimeBoundRunner, OnnxRuntimeRunner, available_providers, provider_chain,
+from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
+from lstm_onnx.bench.models import export_form, random_checkpoint
+from lstm_onnx.runtimes.ort import (OnnxRuntimeBoundRunner, OnnxRuntimeRunner, available_providers, provider_chain,
                           provider_chain_tf32)
 
 

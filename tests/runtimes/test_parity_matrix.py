@@ -3,9 +3,10 @@ import itertools
 
 import pytest
 
-from exporters import weights
-from exporters.export import ExportOptions, build_model, export_checkpoint
-from runtimes.verify import verify_checkpoint
+from lstm_onnx.core import gates
+from lstm_onnx.exporters import weights
+from lstm_onnx.exporters.export import ExportOptions, build_model, export_checkpoint
+from lstm_onnx.runtimes.verify import verify_checkpoint
 from tests.helpers import make_checkpoint
 
 VARIANTS = list(itertools.product([1, 2], [False, True], [True, False], [True, False]))
@@ -47,10 +48,10 @@ def test_harness_catches_a_broken_export(tmp_path, monkeypatch, mutation):
             w.P = None
             return w
 
-        monkeypatch.setattr("exporters.export.layer_weights", without_p)
+        monkeypatch.setattr("lstm_onnx.exporters.export.layer_weights", without_p)
     else:
         name, value = MUTATIONS[mutation]
-        monkeypatch.setattr(weights, name, value)
+        monkeypatch.setattr(gates, name, value)
     path = tmp_path / "broken.onnx"
     _export_unvalidated(ckpt, path)
     report = verify_checkpoint(ckpt, path, batch=3, seq=9)
@@ -59,9 +60,9 @@ def test_harness_catches_a_broken_export(tmp_path, monkeypatch, mutation):
 
 
 def test_export_refuses_to_write_a_broken_model(tmp_path, monkeypatch):
-    from exporters.validate import ValidationError
+    from lstm_onnx.exporters.validate import ValidationError
 
-    monkeypatch.setattr(weights, "TORCH_TO_ONNX_PEEPHOLES", (0, 1, 2))
+    monkeypatch.setattr(gates, "TORCH_TO_ONNX_PEEPHOLES", (0, 1, 2))
     path = tmp_path / "never.onnx"
     with pytest.raises(ValidationError, match="disagrees with PyTorch"):
         export_checkpoint(make_checkpoint(), path)

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from runtimes.bench.models import export_form, random_checkpoint
-from runtimes.ort import OnnxRuntimeRunner
-from runtimes.placement import NodePlacement, fallback_warnings, lstm_nodes_with_peepholes, parse_profile
+from lstm_onnx.bench.models import export_form, random_checkpoint
+from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
+from lstm_onnx.runtimes.placement import NodePlacement, fallback_warnings, lstm_nodes_with_peepholes, parse_profile
 
 
 @pytest.fixture(scope="module")

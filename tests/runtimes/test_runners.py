@@ -2,10 +2,10 @@ import numpy as np
 import onnx
 import pytest
 
-from exporters.export import ExportOptions, export_checkpoint
-from runtimes.base import RunnerError, RunnerUnavailable
-from runtimes.onnx_reference import OnnxReferenceRunner, unsupported_features
-from runtimes.ort import OnnxRuntimeRunner
+from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
+from lstm_onnx.runtimes.onnx_reference import OnnxReferenceRunner, unsupported_features
+from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
 from tests.helpers import make_checkpoint
 
 

@@ -3,9 +3,9 @@ import numpy as np
 import onnx
 import pytest
 
-from runtimes.bench.models import export_form, random_checkpoint
-from runtimes.placement import NodePlacement
-from runtimes.verify import VerifyOptions, VerifyReport, load_npz, model_feeds, verify_model
+from lstm_onnx.bench.models import export_form, random_checkpoint
+from lstm_onnx.runtimes.placement import NodePlacement
+from lstm_onnx.runtimes.verify import VerifyOptions, VerifyReport, load_npz, model_feeds, verify_model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""`lstm-pipeline`: one click group; each command imports the layer it drives when it runs."""

@@ -1,0 +1,3 @@
+from lstm_onnx.cli.main import main
+
+main()

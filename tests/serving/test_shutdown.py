@@ -1,0 +1,65 @@
+"""A real server process: SIGTERM while a request waits in a batch; the request still gets its answer."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def in_flight(url: str) -> int:
+    text = httpx.get(url + "/metrics").text
+    return int(float(text.split("\nlstm_requests_in_flight ")[1].split()[0]))
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_in_flight_requests(serve_model):
+    port = free_port()
+    cmd = [sys.executable, "-m", "lstm_onnx.cli", "serve", str(serve_model), "--port", str(port), "--max-wait-ms", "3000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.2)
+        result = {}
+
+        def send():
+            try:
+                result["r"] = httpx.post(url + "/v1/predict", json={"inputs": [[[1.0, 2.0, 3.0]]]}, timeout=30)
+            except httpx.HTTPError as exc:
+                result["error"] = exc
+
+        worker = threading.Thread(target=send)
+        worker.start()
+        while in_flight(url) < 2:  # this scrape and the predict, which waits for its batch (max_wait 3 s)
+            assert worker.is_alive(), result
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(30)
+        assert "r" in result, result
+        assert result["r"].status_code == 200, result["r"].text
+        assert len(result["r"].json()["outputs"][0]) == 2
+        # uvicorn >= 0.29 re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit.
+        assert proc.wait(30) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        out = proc.stdout.read()
+    assert "Shutting down" in out
