@@ -11,6 +11,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from lstm_onnx.exporters import decomposed, native, unrolled
+from lstm_onnx.exporters.errors import ExportError
 from lstm_onnx.exporters.graph import FLOAT, GraphBuilder, final_features
 from lstm_onnx.exporters.opsets import check_opset, ir_version_for
 from lstm_onnx.exporters.weights import layer_weights
@@ -23,10 +24,6 @@ from lstm_onnx.runtimes import capabilities
 FORMS = {"native": native.lstm_layer, "decomposed": decomposed.lstm_layer, "unrolled": unrolled.lstm_layer}
 DTYPES = {"float32": FLOAT, "float16": TensorProto.FLOAT16}
 QUANTIZATIONS = ("int8",)
-
-
-class ExportError(ValueError):
-    """The requested export cannot be made; the message says what to change."""
 
 
 @dataclass

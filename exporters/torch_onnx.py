@@ -19,6 +19,8 @@ import warnings
 import torch
 from torch import nn
 
+from lstm_onnx.exporters.errors import ExportError
+
 
 
 class _FlatSignature(nn.Module):
@@ -38,8 +40,6 @@ def export_via_torch(ckpt, options, example_batch: int = 2, example_seq: int = 5
     try:
         import onnxscript  # noqa: F401 - torch.onnx's dynamo exporter needs it
     except ImportError:
-        from lstm_onnx.exporters.export import ExportError
-
         raise ExportError("--via torch.onnx needs onnxscript: pip install 'lstm-onnx-pipeline[torch-onnx]' "
                          "(or use --via graph)") from None
     cfg = ckpt.model_config
