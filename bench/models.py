@@ -28,13 +28,14 @@ def random_checkpoint(input_size: int = 10, hidden_size: int = 50, num_layers: i
 
 def export_form(ckpt, form: str, path: str | Path, *, seq: int | None = None, batch: int | None = None,
                 dtype: str = "float32", stateful: bool = False) -> Path:
-    """Build `form` (unrolled: at static seq x batch) and save it, without the PyTorch validation pass."""
+    """Build `form` (a static-shape one at seq x batch) and save it, without the PyTorch validation pass."""
     import onnx
 
     from lstm_onnx.exporters.export import ExportOptions, build_model
+    from lstm_onnx.exporters.forms import FORMS
 
     options = ExportOptions(form=form, stateful=stateful, dtype=dtype)
-    if form == "unrolled":
+    if FORMS[form].static_shapes:
         options.seq_len, options.batch_size = seq, batch
     onnx.save(build_model(ckpt, options), str(path))
     return Path(path)

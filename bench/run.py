@@ -1,7 +1,6 @@
 """Plan the workers (runtime x form x provider x threads), run them one by one, collect the rows."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +9,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lstm_onnx.bench import peak
 from lstm_onnx.bench.cases import DEFAULT_CASES, Case, lstm_flops
+from lstm_onnx.exporters.forms import FORMS
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -23,10 +24,10 @@ class BenchConfig:
     cases: tuple[Case, ...] = DEFAULT_CASES
     threads: tuple[int, ...] = (1, 2)
     forms: tuple[str, ...] | None = None  # None: every export form
-    providers: tuple[str, ...] = ("cpu",)  # cpu, cuda
-    runtimes: tuple[str, ...] = ("onnxruntime", "openvino", "torch")
+    providers: tuple[str, ...] = ("cpu",)  # the devices for runtime families: cpu, cuda, tensorrt
+    runtimes: tuple[str, ...] | None = None  # registry families or runner names; None: the default runners
     min_time: float = 0.3  # seconds of timed runs per cell (after warm-up)
-    gemm_n: int = 1024  # the peak GEMM is [n, n] x [n, n]
+    gemm_n: int = 1024  # the large square one of the peak GEMMs (the others: the LSTM's own shapes)
     worker_timeout: float = 300.0
 
 
@@ -44,8 +45,10 @@ class Row:
     p99_ms: float | None = None
     seq_per_s: float | None = None
     gflops: float | None = None
-    gemm_gflops: float | None = None
+    gemm_gflops: float | None = None  # the run's peak for this runtime, provider and thread count
     pct_of_gemm_peak: float | None = None
+    peak_exceeded: bool = False  # faster than that peak: the peak is understated and the % is no measure
+    worker_gemm_gflops: float | None = None  # the peak this row's own worker measured
     error: str = ""
 
 
@@ -54,14 +57,17 @@ class BenchResult:
     config: dict
     rows: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    peaks: dict[str, dict] = field(default_factory=dict)  # bench.peak.run_peaks
 
     def to_dict(self) -> dict:
-        return {"config": self.config, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
+        return {"config": self.config, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
+                "peaks": self.peaks}
 
 
 def _forms(config: BenchConfig) -> list[str]:
-    from lstm_onnx.exporters.export import FORMS
-
+    unknown = [f for f in config.forms or () if f not in FORMS]
+    if unknown:
+        raise ValueError(f"unknown form(s) {unknown}; choose from {', '.join(FORMS)}")
     return list(config.forms or FORMS)
 
 
@@ -73,7 +79,7 @@ def _export_models(ckpt, config: BenchConfig, forms: list[str], where: Path) -> 
     for form in forms:
         paths[form], errors[form] = {}, {}
         for case in config.cases:
-            key = f"{case.batch}x{case.seq}" if form == "unrolled" else "dynamic"
+            key = f"{case.batch}x{case.seq}" if FORMS[form].static_shapes else "dynamic"
             path = where / f"{form}-{key}.onnx"
             try:
                 if not path.exists():
@@ -85,72 +91,38 @@ def _export_models(ckpt, config: BenchConfig, forms: list[str], where: Path) -> 
 
 
 def plan(config: BenchConfig, models: dict, errors: dict, checkpoint: str) -> tuple[list[dict], dict]:
-    """Worker specs, and {label: why} for the runtimes that are not installed."""
+    """Worker specs for the registry's runners that `config` selects, and {runner: why} for those that cannot
+    run here. GPU runners run at the largest thread count only (their threads only feed the device)."""
+    from lstm_onnx.runtimes import registry
+
     specs, skipped = [], {}
     base = dict(input_size=config.input_size, hidden=config.hidden, layers=config.layers,
-                min_time=config.min_time, gemm_n=config.gemm_n)
+                min_time=config.min_time, gemm_n=config.gemm_n, checkpoint=checkpoint)
 
     def cases_for(form):
         return [dict(asdict(c), model=models.get(form, {}).get(c.name),
                      model_error=errors.get(form, {}).get(c.name)) for c in config.cases]
 
-    if "onnxruntime" in config.runtimes:
-        from lstm_onnx.runtimes.ort import available_providers
-
-        have = available_providers()
-        for provider in config.providers:
-            if provider not in have:
-                skipped[f"onnxruntime-{provider}"] = (f"unavailable (provider {provider!r} not in this onnxruntime "
-                                                      f"build; pip install onnxruntime-gpu)")
-                continue
-            gpu = provider != "cpu"
-            for form in models:
-                for threads in (config.threads[-1:] if gpu else config.threads):
-                    variants = [dict(io_binding=False)]
-                    if gpu:
-                        variants.append(dict(io_binding=True))
-                        if form == "unrolled":
-                            variants.append(dict(io_binding=True, cuda_graph=True))
-                    for v in variants:
-                        specs.append(dict(base, kind="ort", runtime="onnxruntime", provider=provider, form=form,
-                                          threads=threads, cases=cases_for(form), **v))
-    if "openvino" in config.runtimes:
-        if importlib.util.find_spec("openvino") is None:
-            skipped["openvino-cpu"] = "unavailable (pip install 'lstm-onnx-pipeline[openvino]')"
-        else:
-            for form in models:
-                for threads in config.threads:
-                    specs.append(dict(base, kind="openvino", runtime="openvino", provider="cpu", form=form,
-                                      threads=threads, cases=cases_for(form)))
-    if "torch" in config.runtimes:
-        devices = ["cpu"] + (["cuda"] if "cuda" in config.providers else [])
-        for device in devices:
-            if device == "cuda" and not _torch_cuda():
-                skipped["torch-cuda"] = "unavailable (torch has no CUDA here; install a CUDA build of torch)"
-                continue
-            for kind in ("torch-peephole", "torch-lstm"):
-                for threads in (config.threads[-1:] if device == "cuda" else config.threads):
-                    form = "eager" if kind == "torch-peephole" else ("cudnn, no P" if device == "cuda" else "no P")
-                    specs.append(dict(base, kind=kind, runtime="torch", provider=device, device=device, form=form,
-                                      threads=threads, checkpoint=checkpoint, cases=cases_for("torch")))
+    for info in registry.bench_selection(config.runtimes, config.providers):
+        why = info.probe() if info.probe else None
+        if why:
+            skipped[info.name] = f"unavailable ({why})"
+            continue
+        drive = info.bench
+        forms = ["torch"] if drive.worker == "torch" else [
+            f for f in models if drive.form_needs is None or getattr(FORMS[f], drive.form_needs)]
+        for form in forms:
+            for threads in (config.threads if info.provider == "cpu" else config.threads[-1:]):
+                for variant in drive.variants:
+                    spec = dict(base, worker=drive.worker, kind=drive.worker, runner=info.name, runtime=info.family,
+                                provider=info.provider, form=form, threads=threads, cases=cases_for(form))
+                    specs.append({**spec, **drive.spec, **variant})
     return specs, skipped
 
 
-def _torch_cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
 def label(spec: dict) -> str:
-    name = {"ort": "onnxruntime", "openvino": "openvino"}.get(spec["kind"], spec["kind"])
-    name += f"-{spec['provider']}"
-    if spec.get("io_binding"):
-        name += "-iobinding" + ("+graph" if spec.get("cuda_graph") else "")
-    return name
+    """The row's runner: the registry name, or the variant's own label (torch-peephole-cpu, torch-lstm-cpu)."""
+    return spec.get("label", spec["runner"])
 
 
 def run_worker(spec: dict, timeout: float) -> dict:
@@ -168,10 +140,9 @@ def run_worker(spec: dict, timeout: float) -> dict:
 
 def rows_from(spec: dict, result: dict, config: BenchConfig) -> list[Row]:
     rows = []
-    peak = result.get("gemm_gflops")
     for case in config.cases:
         row = Row(case.name, case.batch, case.seq, label(spec), spec["runtime"], spec["form"], spec["provider"],
-                  spec["threads"], gemm_gflops=peak)
+                  spec["threads"], worker_gemm_gflops=result.get("gemm_gflops"))
         cell = result.get("cases", {}).get(case.name, {"error": result.get("error", "no result")})
         if "error" in cell:
             row.error = cell["error"]
@@ -180,7 +151,6 @@ def rows_from(spec: dict, result: dict, config: BenchConfig) -> list[Row]:
             row.seq_per_s = case.batch / (row.median_ms / 1e3)
             flops = lstm_flops(case.batch, case.seq, config.input_size, config.hidden, config.layers)
             row.gflops = flops / (row.median_ms * 1e6)
-            row.pct_of_gemm_peak = 100.0 * row.gflops / peak if peak else None
         rows.append(row)
     return rows
 
@@ -195,7 +165,12 @@ def run_bench(config: BenchConfig, log=print) -> BenchResult:
         ckpt.save(where / "model.pt")
         models, errors = _export_models(ckpt, config, _forms(config), where)
         specs, result.skipped = plan(config, models, errors, str(where / "model.pt"))
+        worker_peaks = []
         for k, spec in enumerate(specs, 1):
             log(f"[{k}/{len(specs)}] {label(spec)} form={spec['form']} threads={spec['threads']}")
-            result.rows += rows_from(spec, run_worker(spec, config.worker_timeout), config)
+            out = run_worker(spec, config.worker_timeout)
+            result.rows += rows_from(spec, out, config)
+            worker_peaks.append((peak.peak_key(spec["runtime"], spec["provider"], spec["threads"]), out.get("gemm")))
+    result.peaks = peak.run_peaks(worker_peaks)
+    peak.apply(result.rows, result.peaks)
     return result

@@ -14,9 +14,9 @@ import json
 import time
 
 import numpy as np
-import onnxruntime as ort
 
 from lstm_onnx.runtimes.embed import Predictor
+from lstm_onnx.runtimes.session import open_session
 
 
 def bare_loop(session, names, xs_norm, h, c, lengths) -> float:
@@ -47,10 +47,8 @@ def main() -> None:
     pred = Predictor.load(args.model, threads=args.threads)
     if not pred.stateful:
         raise SystemExit("needs a model exported with --stateful")
-    # The bare session gets the same options as the Predictor's, so only the wrapper differs.
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
-    session = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+    # The bare session is opened as the Predictor's is (runtimes/session.py), so only the wrapper differs.
+    session = open_session(args.model, "cpu", threads=args.threads).session
     rng = np.random.default_rng(0)
     xs_raw = rng.normal(size=(args.steps, 1, pred.num_features)).astype(np.float32)
     xs_norm = [pred.normalize(x)[:, None, :] for x in xs_raw]

@@ -19,11 +19,15 @@ SIZES = ((1, 1), (64, 100))  # (batch, seq)
 
 
 def variants():
-    """(label, ExportOptions kwargs, sizes it can run): unrolled is one export per static size."""
-    yield "native", dict(form="native"), SIZES
-    yield "decomposed", dict(form="decomposed"), SIZES
-    for batch, seq in SIZES:
-        yield f"unrolled {batch}x{seq}", dict(form="unrolled", batch_size=batch, seq_len=seq), ((batch, seq),)
+    """(label, ExportOptions kwargs, sizes it can run): a static-shape form is one export per size."""
+    from lstm_onnx.exporters.forms import FORMS
+
+    for name, form in FORMS.items():
+        if not form.static_shapes:
+            yield name, dict(form=name), SIZES
+            continue
+        for batch, seq in SIZES:
+            yield f"{name} {batch}x{seq}", dict(form=name, batch_size=batch, seq_len=seq), ((batch, seq),)
     yield "decomposed float16", dict(form="decomposed", dtype="float16"), SIZES
     yield "native int8", dict(form="native", quantize="int8"), SIZES
     yield "decomposed int8", dict(form="decomposed", quantize="int8"), SIZES
@@ -31,11 +35,9 @@ def variants():
 
 def latency_ms(path: Path, cfg, batch: int, seq: int, repeat: int, threads: int) -> float:
     """Median wall time of one ORT CPU run, after two warm-up runs."""
-    import onnxruntime as ort
+    from lstm_onnx.runtimes.session import open_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = open_session(path, "cpu", threads=threads).session
     shape = (batch, seq, cfg.input_size) if cfg.batch_first else (seq, batch, cfg.input_size)
     feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     times = []

@@ -1,12 +1,17 @@
 """The `lstm-pipeline` command: one click group; each command parses, calls one library function, prints."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
+
+from lstm_onnx.cli.extras import require
+from lstm_onnx.runtimes import registry
+from lstm_onnx.exporters import forms as export_forms
 
 
 class Context:
@@ -20,6 +25,24 @@ class Context:
 
 def _fail(msg: str) -> None:
     raise click.ClickException(msg)
+
+
+class RegistryName(click.ParamType):
+    """A name from runtimes/registry.py: canonical, or an old spelling (mapped to the canonical one)."""
+
+    def __init__(self, names, what: str):
+        self.names, self.name = list(names), what
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(self.names) + "]"
+
+    def convert(self, value, param, ctx):
+        from lstm_onnx.runtimes.registry import UnknownRunner, resolve
+
+        try:
+            return resolve(value, self.names, self.name)
+        except UnknownRunner as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _load_ckpt(path):
@@ -71,6 +94,7 @@ def cli(ctx, quiet):
 @click.pass_obj
 def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
     """Train a model on the built-in task (or --config) and write a checkpoint."""
+    require("train", "torch", "tqdm")
     from lstm_onnx.pipeline.config import RunConfig, load_run_config
     from lstm_onnx.pipeline.metrics import summary
     from lstm_onnx.pipeline.train import load_state_config, state_path
@@ -110,6 +134,7 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
 @click.pass_obj
 def report(obj, checkpoint, out):
     """Evaluate CHECKPOINT on its test split; write metrics and plots (loss curves, forecast vs actual)."""
+    require("report", "torch")
     from lstm_onnx.pipeline.report import write_report
 
     ckpt = _load_ckpt(checkpoint)
@@ -124,26 +149,30 @@ def report(obj, checkpoint, out):
 @cli.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", default="artifacts/model.onnx", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--form", default="native", show_default=True,
-              type=click.Choice(["native", "decomposed", "unrolled", "auto"]),
-              help="native: one LSTM op per layer, with P. decomposed: MatMul + Scan (no LSTM op). unrolled: "
-                   "every step spelled out, static shapes (needs --seq-len). auto: chosen for --target.")
-@click.option("--target", help="Runtime for --form auto (see README 'Export forms'), e.g. ort-cuda, openvino.")
-@click.option("--seq-len", type=int, help="unrolled: the static sequence length.")
-@click.option("--batch-size", type=int, help="unrolled: the static batch size (default 1).")
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
-              help="Precision of the computation (I/O stay float32); float16 needs decomposed or unrolled.")
+@click.option("--form", default="native", show_default=True, type=click.Choice(export_forms.choices()),
+              help=export_forms.help_text())
+@click.option("--target", help="The runtime it is for (see README 'Export forms'), e.g. onnxruntime-cuda, "
+                               "openvino-cpu: --form auto picks the form; another form is refused if the target "
+                               "computes it wrong.")
+@click.option("--allow-known-wrong", is_flag=True,
+              help="Write a form that --target computes wrong or refuses, with a warning.")
+@click.option("--seq-len", type=int, help=f"{export_forms.having('static_shapes')}: the static sequence length.")
+@click.option("--batch-size", type=int,
+              help=f"{export_forms.having('static_shapes')}: the static batch size (default 1).")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(export_forms.DTYPES),
+              help="Precision of the computation (I/O stay float32); not every form has every dtype.")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Dynamic int8 quantization (onnxruntime).")
 @click.option("--stateful", is_flag=True, help="Add h0/c0 inputs and hn/cn outputs (streaming).")
 @click.option("--lengths", is_flag=True, help="Add an int32 `lengths` input (ONNX sequence_lens).")
 @click.option("--opset", type=int, help="Default-domain opset (default: the newest safe one).")
 @click.option("--via", default="graph", show_default=True, type=click.Choice(["graph", "torch.onnx"]),
               help="graph: built from the weights (fast). torch.onnx: traced by torch.onnx.export(dynamo=True); "
-                   "native form only. Both are validated the same way.")
+                   f"{export_forms.having('via_torch_onnx')} form only. Both are validated the same way.")
 @click.pass_obj
-def export(obj, checkpoint, out, form, target, seq_len, batch_size, dtype, quantize, stateful, lengths, opset,
-           via):
+def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch_size, dtype, quantize, stateful,
+           lengths, opset, via):
     """Export CHECKPOINT to ONNX, validate it against PyTorch, then write it."""
+    require("export", "torch")
     import time
 
     from lstm_onnx.exporters.export import ExportError, ExportOptions, export_checkpoint, export_summary, file_sha256
@@ -153,9 +182,11 @@ def export(obj, checkpoint, out, form, target, seq_len, batch_size, dtype, quant
     ckpt = _load_ckpt(checkpoint)
     start = time.perf_counter()
     options = ExportOptions(form, stateful, lengths, opset, target=target, seq_len=seq_len,
-                            batch_size=batch_size, dtype=dtype, quantize=quantize, via=via)
+                            batch_size=batch_size, dtype=dtype, quantize=quantize, via=via,
+                            allow_known_wrong=allow_known_wrong)
     try:
-        model = export_checkpoint(ckpt, out, options, checkpoint_sha256=file_sha256(checkpoint))
+        model = export_checkpoint(ckpt, out, options, checkpoint_sha256=file_sha256(checkpoint),
+                                  warn=lambda line: click.secho(f"warning: {line}", err=True, fg="yellow", bold=True))
     except (ExportError, OpsetError, ValidationError) as exc:
         _fail(str(exc))
     obj.echo(f"wrote {out}: {export_summary(model)}, validated in {time.perf_counter() - start:.2f}s")
@@ -177,12 +208,13 @@ def _provider_options(items) -> dict[str, dict]:
 @click.argument("paths", nargs=-1, required=True, metavar="[CHECKPOINT] MODEL")
 @click.option("--checkpoint", "checkpoint_opt", type=click.Path(dir_okay=False),
               help="A checkpoint: its PyTorch model becomes the default baseline.")
-@click.option("--runner", "runners", multiple=True,
-              help="Runners to check (repeatable; default: all). E.g. onnxruntime-cpu, onnxruntime-cuda, "
-                   "onnxruntime-cuda-iobinding, onnxruntime-cuda-graph, onnxruntime-tensorrt, openvino-cpu, "
-                   "onnx.reference, numpy, torch; `all` adds those known to compute this model wrongly.")
-@click.option("--baseline", help="Runner to compare against (default: torch with a checkpoint, else "
-                                 "onnxruntime-cpu).")
+@click.option("--runner", "runners", multiple=True, type=RegistryName([*registry.RUNNERS, "all"], "runner"),
+              help="Runners to check (repeatable). Named runners' failures always count. Default, or `all`: "
+                   "the default set, where a runner the capability table says is wrong (or untested) for this "
+                   "model does not fail the run.")
+@click.option("--baseline", type=RegistryName(registry.RUNNERS, "runner"),
+              help="Runner to compare against (default: torch with a checkpoint, else onnxruntime-cpu, or "
+                   "onnx-reference where ORT refuses the model).")
 @click.option("--inputs", "inputs_npz", type=click.Path(dir_okay=False), help="Feeds from an .npz.")
 @click.option("--expected", "expected_npz", type=click.Path(dir_okay=False),
               help="Compare against these saved outputs (.npz) instead of a baseline runner.")
@@ -205,7 +237,8 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
     """Run MODEL on every available runner and compare each with a baseline.
 
     Works on any ONNX model with LSTM nodes; with a CHECKPOINT its PyTorch model is the baseline.
-    Exit code 1 if any runner fails.
+    Exit code 0: passed; 1: a runner that counts failed (each reason is listed); 3: nothing was compared
+    (every runner was skipped or could not run).
     """
     from lstm_onnx.runtimes.verify import VerifyOptions, explicit_tolerances, verify_model
 
@@ -215,6 +248,8 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
     if checkpoint and checkpoint_opt:
         _fail("give the checkpoint once: as an argument or with --checkpoint")
     checkpoint = checkpoint or checkpoint_opt
+    if checkpoint:
+        require("verify CHECKPOINT MODEL", "torch")
     ckpt = _load_ckpt(checkpoint) if checkpoint else None
     _load_onnx(model)
     options = VerifyOptions(runners=tuple(runners) or None, baseline=baseline, batch=batch, seq=seq, seed=seed,
@@ -226,8 +261,8 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
     except ValueError as exc:
         _fail(str(exc))
     click.echo(report.to_json() if as_json else report.to_markdown() if markdown else report.to_table())
-    if not report.passed:
-        sys.exit(1)
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
 @cli.command()
@@ -240,14 +275,18 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
               help="Cases (repeatable; default: streaming=1x1 sequence=1x100 batch=64x100).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts.")
 @click.option("--form", "forms", multiple=True, help="Export forms (default: all).")
-@click.option("--provider", "providers", multiple=True, help="ORT providers: cpu, cuda (default: cpu).")
-@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["onnxruntime", "openvino", "torch"]),
-              help="Runtimes (default: all three).")
+@click.option("--provider", "providers", multiple=True,
+              help="Devices for the runtime families: cpu, cuda, tensorrt (default: cpu).")
+@click.option("--runtime", "runtimes", multiple=True,
+              type=RegistryName(dict.fromkeys(registry.bench_families() + registry.bench_names()), "bench runtime"),
+              help="A family (its runners on each --provider) or one runner (repeatable; default: every "
+                   "family's default runners).")
 @click.option("--min-time", default=0.3, show_default=True, help="Seconds of timed runs per cell.")
 @click.option("--gemm-n", default=1024, show_default=True, help="Size of the peak-GEMM reference.")
 @click.pass_obj
 def bench(obj, out_dir, input_size, hidden, layers, cases, threads, forms, providers, runtimes, min_time, gemm_n):
     """Benchmark runner x form x provider x threads; write a table, JSON and a PNG chart."""
+    require("bench", "torch")
     from lstm_onnx.bench.cases import DEFAULT_CASES, parse_case
     from lstm_onnx.bench.report import to_table, write_all
     from lstm_onnx.bench.run import BenchConfig, run_bench
@@ -257,7 +296,7 @@ def bench(obj, out_dir, input_size, hidden, layers, cases, threads, forms, provi
                              cases=tuple(parse_case(c) for c in cases) or DEFAULT_CASES,
                              threads=tuple(int(t) for t in threads.split(",")), forms=tuple(forms) or None,
                              providers=tuple(p.lower() for p in providers) or ("cpu",),
-                             runtimes=tuple(runtimes) or ("onnxruntime", "openvino", "torch"),
+                             runtimes=tuple(runtimes) or None,
                              min_time=min_time, gemm_n=gemm_n)
     except ValueError as exc:
         _fail(str(exc).replace("invalid literal for int() with base 10", "--threads: not a number"))
@@ -290,10 +329,11 @@ def _read_array(path: Path) -> np.ndarray:
 @click.argument("inputs", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help=".npy or .csv (default: CSV to stdout).")
 @click.option("--provider", default="cpu", show_default=True)
+@click.option("--allow-tf32", is_flag=True, help="Let ORT CUDA use TF32 (results shift by about 2.5e-4).")
 @click.option("--raw/--normalized", default=True, show_default=True,
               help="Raw features in, raw targets out (normalization from the model's metadata).")
 @click.pass_obj
-def predict(obj, model, inputs, out, provider, raw):
+def predict(obj, model, inputs, out, provider, allow_tf32, raw):
     """Run MODEL on INPUTS: a CSV of one sequence (rows = steps) or a .npy [batch, seq, features]."""
     from lstm_onnx.runtimes.base import RunnerError
     from lstm_onnx.runtimes.embed import Predictor, PredictorError
@@ -301,7 +341,9 @@ def predict(obj, model, inputs, out, provider, raw):
     _load_onnx(model)
     x = _read_array(Path(inputs))
     try:
-        pred = Predictor.load(model, provider=provider)
+        pred = Predictor.load(model, provider=provider, allow_tf32=allow_tf32, warn=False)
+        for problem in pred.placement_problems:
+            click.secho(f"warning: {problem}", err=True, fg="yellow", bold=True)
         y = pred.predict(x if x.ndim == 3 else x[None], normalize=raw)
     except (PredictorError, RunnerError) as exc:
         _fail(str(exc))
@@ -331,24 +373,49 @@ def inspect(model, as_json):
     from lstm_onnx.runtimes.inspect import describe, format_description
 
     info = describe(_load_onnx(model))
-    click.echo(json.dumps(info, indent=2) if as_json else format_description(info))
+    form = export_forms.FORMS.get(info["metadata"].get("form", ""))
+    if as_json:
+        click.echo(json.dumps(dict(info, form=dataclasses.asdict(form) if form else None), indent=2))
+        return
+    click.echo(format_description(info) + (f"\nform {form.describe()}" if form else ""))
+
+
+# serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own.
+SERVE_OPTIONS = (
+    ("--host", "host", "Interface to bind (no auth: keep loopback)."),
+    ("--port", "port", None),
+    ("--provider", "provider", None),
+    ("--allow-tf32", "allow_tf32", "Let ORT CUDA use TF32 (results shift by about 2.5e-4)."),
+    ("--strict-placement", "strict_placement", "Refuse to start if a node (e.g. an LSTM with P under cuda) "
+                                               "runs on another provider than requested."),
+    ("--workers", "workers", "Inference threads running batches in parallel."),
+    ("--threads", "threads", "onnxruntime intra-op threads per run."),
+    ("--max-batch", "max_batch", "Sequences per run; 1 turns batching off."),
+    ("--max-wait-ms", "max_wait_ms", "How long a partial batch waits."),
+    ("--max-queue", "max_queue", "Queued sequences before 503."),
+    ("--max-seq-len", "max_seq_len", None),
+    ("--session-ttl", "session_ttl_s", "Idle seconds before a session expires."),
+    ("--max-sessions", "max_sessions", None),
+)
+
+
+def _serve_options(command):
+    from dataclasses import fields
+
+    from lstm_onnx.serving.settings import ServeSettings
+
+    defaults = {f.name: f.default for f in fields(ServeSettings)}
+    for flag, name, help_text in reversed(SERVE_OPTIONS):
+        default = defaults[name]
+        how = {"is_flag": True} if isinstance(default, bool) else {"show_default": True, "type": type(default)}
+        command = click.option(flag, name, default=default, help=help_text, **how)(command)
+    return command
 
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (no auth: keep loopback).")
-@click.option("--port", default=8000, show_default=True)
-@click.option("--provider", default="cpu", show_default=True)
-@click.option("--workers", default=1, show_default=True, help="Inference threads running batches in parallel.")
-@click.option("--threads", default=1, show_default=True, help="onnxruntime intra-op threads per run.")
-@click.option("--max-batch", default=64, show_default=True, help="Sequences per run; 1 turns batching off.")
-@click.option("--max-wait-ms", default=2.0, show_default=True, help="How long a partial batch waits.")
-@click.option("--max-queue", default=1024, show_default=True, help="Queued sequences before 503.")
-@click.option("--max-seq-len", default=1024, show_default=True)
-@click.option("--session-ttl", default=300.0, show_default=True, help="Idle seconds before a session expires.")
-@click.option("--max-sessions", default=1000, show_default=True)
-def serve(model, host, port, provider, workers, threads, max_batch, max_wait_ms, max_queue, max_seq_len,
-          session_ttl, max_sessions):
+@_serve_options
+def serve(model, **settings):
     """Serve MODEL over HTTP: /v1/predict (dynamic batching), /v1/sessions (streaming), /metrics."""
     from lstm_onnx.runtimes.base import RunnerError
     from lstm_onnx.runtimes.embed import PredictorError
@@ -358,11 +425,7 @@ def serve(model, host, port, provider, workers, threads, max_batch, max_wait_ms,
         from lstm_onnx.serving.server import serve as run_server
         from lstm_onnx.serving.settings import ServeSettings
 
-        settings = ServeSettings(model=model, host=host, port=port, provider=provider, workers=workers,
-                                 threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                 max_queue=max_queue, max_seq_len=max_seq_len, session_ttl_s=session_ttl,
-                                 max_sessions=max_sessions)
-        run_server(settings)
+        run_server(ServeSettings(model=model, **settings))
     except ImportError as exc:
         _fail(f"serving needs the serve extra ({exc.name} missing): pip install 'lstm-onnx-pipeline[serve]'")
     except (ValueError, PredictorError, RunnerError) as exc:

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from lstm_onnx.exporters import decomposed, native, unrolled
 from lstm_onnx.exporters.errors import ExportError
+from lstm_onnx.exporters.forms import AUTO, FORMS, Form, having
 from lstm_onnx.exporters.graph import FLOAT, GraphBuilder, final_features
 from lstm_onnx.exporters.opsets import check_opset, ir_version_for
 from lstm_onnx.exporters.weights import layer_weights
@@ -21,73 +23,143 @@ from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.core import metadata
 from lstm_onnx.runtimes import capabilities
 
-FORMS = {"native": native.lstm_layer, "decomposed": decomposed.lstm_layer, "unrolled": unrolled.lstm_layer}
 DTYPES = {"float32": FLOAT, "float16": TensorProto.FLOAT16}
 QUANTIZATIONS = ("int8",)
+BLOCKING = (capabilities.WRONG, capabilities.REFUSED)  # cells that make --target refuse an explicit --form
+
+
+class KnownIssueWarning(UserWarning):
+    """The capability table expects the target to run this export slowly, untested, or (overridden) wrongly."""
 
 
 @dataclass
 class ExportOptions:
-    form: str = "native"  # native | decomposed | unrolled | auto (needs target)
+    form: str = "native"  # a key of exporters.forms.FORMS, or auto (needs target)
     stateful: bool = False  # h0/c0 inputs and hn/cn outputs
-    lengths: bool = False  # a per-item `lengths` input mapped to sequence_lens
+    lengths: bool = False  # a per-item `lengths` input (ONNX sequence_lens, or a mask: Form.lengths_by)
     opset: int | None = None
-    target: str | None = None  # a runtime of runtimes.capabilities, for form "auto"
-    seq_len: int | None = None  # unrolled only: the static sequence length
-    batch_size: int | None = None  # unrolled only: the static batch size (default 1)
+    target: str | None = None  # a runtime of runtimes.capabilities: picks the form for auto, else checks it
+    seq_len: int | None = None  # static-shape forms only: the static sequence length
+    batch_size: int | None = None  # static-shape forms only: the static batch size (default 1)
     dtype: str = "float32"  # float32 | float16 (computation; I/O stay float32)
     quantize: str | None = None  # int8: dynamic quantization of the weights by onnxruntime
     via: str = "graph"  # graph: built from the weights | torch.onnx: traced by torch.onnx.export(dynamo=True)
+    allow_known_wrong: bool = False  # export a form the target computes wrong (or refuses), with a warning
+    picked: bool = False  # set by resolve_options: auto picked the form for target
 
 
 def resolve_options(ckpt: Checkpoint, options: ExportOptions) -> ExportOptions:
-    """Check the options against each other and the model; pick the form for `auto`. Raises ExportError."""
-    import dataclasses
+    """Check the options against each other, the model and the target; pick the form for `auto`.
 
+    Raises ExportError, also where --target computes the chosen form wrong (see target_warnings).
+    """
     cfg = ckpt.model_config
-    form = options.form
-    if form == "auto":
-        if not options.target:
-            raise ExportError(f"--form auto needs --target: one of {', '.join(capabilities.RUNTIMES)}")
-        try:
-            form = capabilities.choose_form(options.target, peepholes=cfg.peephole, lengths=options.lengths,
-                                            dtype=options.dtype, quantize=bool(options.quantize))
+    if options.target:
+        try:  # old spellings (ort-cuda) become the canonical key (onnxruntime-cuda)
+            options = dataclasses.replace(options, target=capabilities.runtime_key(options.target))
         except KeyError as exc:
             raise ExportError(exc.args[0]) from None
-    elif options.target and options.target not in capabilities.RUNTIMES:
-        raise ExportError(f"unknown target {options.target!r}; choose one of: {', '.join(capabilities.RUNTIMES)}")
-    if form not in FORMS:
-        raise ExportError(f"unknown form {form!r}; choose one of: {', '.join(FORMS)}, auto")
+    name, picked = options.form, options.picked
+    if name == AUTO:
+        if not options.target:
+            raise ExportError(f"--form auto needs --target: one of {', '.join(capabilities.RUNTIMES)}")
+        name, picked = capabilities.choose_form(options.target, peepholes=cfg.peephole, lengths=options.lengths,
+                                                dtype=options.dtype, quantize=bool(options.quantize)), True
+    if name not in FORMS:
+        raise ExportError(f"unknown form {name!r}; choose one of: {', '.join(FORMS)}, {AUTO}")
+    form = FORMS[name]
     if options.stateful and cfg.bidirectional:
         raise ExportError("--stateful needs a unidirectional model: a bidirectional LSTM reads the whole "
                           "sequence backwards, so it cannot be streamed chunk by chunk")
-    batch_size = options.batch_size
-    if form == "unrolled":
-        if not options.seq_len or options.seq_len < 1:
-            raise ExportError("--form unrolled needs --seq-len N (>= 1): its shapes are static")
-        batch_size = batch_size or 1
-        if batch_size < 1:
-            raise ExportError("--batch-size must be >= 1")
-    elif options.seq_len is not None or options.batch_size is not None:
-        raise ExportError("--seq-len and --batch-size only apply to --form unrolled (other forms keep "
-                          "batch and sequence dynamic)")
-    if options.dtype not in DTYPES:
-        raise ExportError(f"unknown dtype {options.dtype!r}; choose one of: {', '.join(DTYPES)}")
-    if options.dtype == "float16" and form == "native":
-        raise ExportError("--dtype float16 needs --form decomposed or unrolled: ONNX Runtime's CPU LSTM "
-                          "kernel is float32-only, and ORT CUDA moves an LSTM with P to the CPU")
+    batch_size = _static_batch(form, options)
+    _check_precision(form, options)
     if options.via not in ("graph", "torch.onnx"):
         raise ExportError(f"unknown --via {options.via!r}; choose graph or torch.onnx")
-    if options.via == "torch.onnx" and (form != "native" or options.dtype != "float32"):
-        raise ExportError("--via torch.onnx makes the native float32 form only; use --via graph for "
-                          f"--form {form} --dtype {options.dtype}")
+    if options.via == "torch.onnx" and (not form.via_torch_onnx or options.dtype != "float32"):
+        raise ExportError(f"--via torch.onnx makes the {having('via_torch_onnx')} float32 form only; use "
+                          f"--via graph for --form {name} --dtype {options.dtype}")
+    resolved = dataclasses.replace(options, form=name, batch_size=batch_size, picked=picked)
+    target_warnings(ckpt, resolved)
+    return resolved
+
+
+def _static_batch(form: Form, options: ExportOptions) -> int | None:
+    """The batch size of a static-shape form (default 1); --seq-len/--batch-size are refused for the others."""
+    if form.static_shapes:
+        if not options.seq_len or options.seq_len < 1:
+            raise ExportError(f"--form {form.name} needs --seq-len N (>= 1): its shapes are static")
+        batch_size = options.batch_size or 1
+        if batch_size < 1:
+            raise ExportError("--batch-size must be >= 1")
+        return batch_size
+    if options.seq_len is not None or options.batch_size is not None:
+        raise ExportError(f"--seq-len and --batch-size only apply to --form {having('static_shapes')} "
+                          f"(--form {form.name} keeps batch and sequence dynamic)")
+    return None
+
+
+def _check_precision(form: Form, options: ExportOptions) -> None:
+    if options.dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {options.dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if options.dtype not in form.dtypes:
+        others = " or ".join(n for n, f in FORMS.items() if options.dtype in f.dtypes)
+        raise ExportError(f"--dtype {options.dtype} needs --form {others}: {form.dtype_limit}")
     if options.quantize is not None:
         if options.quantize not in QUANTIZATIONS:
             raise ExportError(f"unknown quantization {options.quantize!r}; choose one of: "
                               f"{', '.join(QUANTIZATIONS)}")
         if options.dtype != "float32":
             raise ExportError("--quantize int8 quantizes float32 weights: drop --dtype float16")
-    return dataclasses.replace(options, form=form, batch_size=batch_size)
+
+
+def target_warnings(ckpt: Checkpoint, options: ExportOptions) -> list[str]:
+    """What the capability table says about running this export (resolved options) on options.target.
+
+    Where the target computes the form wrong or refuses it, raises ExportError naming the form to use, unless
+    options.allow_known_wrong (then that is the warning). Cells such as "on CPU" or "untested" are warnings.
+    """
+    if not options.target:
+        return []
+    peepholes = ckpt.model_config.peephole
+    gaps = _gaps(options, peepholes, options.form)
+    if not gaps:
+        return []
+    target, what = options.target, "; ".join(f"{capabilities.FEATURES[f]}: {cell}" for f, cell in gaps.items())
+    use = _use(options, peepholes)
+    if not any(cell in BLOCKING for cell in gaps.values()):
+        return [f"{target} and --form {options.form} of this model: {what}; {use}"]
+    wrong = capabilities.WRONG in gaps.values()
+    verb = f"computes --form {options.form} wrong" if wrong else f"refuses --form {options.form}"
+    if not options.allow_known_wrong:
+        raise ExportError(f"{target} {verb} for this model ({what}): {use}, or pass --allow-known-wrong to "
+                          "write it anyway")
+    then = "its outputs will be wrong and nothing will say so" if wrong else "it will not run the model"
+    return [f"--allow-known-wrong: {target} {verb} for this model ({what}): {then}; {use} for right outputs"]
+
+
+def _gaps(options: ExportOptions, peepholes: bool, name: str) -> dict[str, str]:
+    """{feature: cell} for what form `name` of this model needs that the target does not run natively."""
+    needs = FORMS[name].needs(peepholes, options.lengths, options.dtype, bool(options.quantize))
+    return capabilities.shortfalls(options.target, needs)
+
+
+def _use(options: ExportOptions, peepholes: bool) -> str:
+    """The fix: the form the target runs best for this model (auto's pick first on a tie), if it beats this one."""
+    auto = capabilities.choose_form(options.target, peepholes, options.lengths, options.dtype,
+                                    bool(options.quantize))
+    names = [n for n in dict.fromkeys([auto, *FORMS]) if options.dtype in FORMS[n].dtypes]
+    badness = {n: _badness(_gaps(options, peepholes, n)) for n in names}
+    fix = min((n for n in names if n != options.form), key=badness.get, default=None)
+    if fix is None or badness[fix] >= badness[options.form]:
+        return f"no other form avoids that on {options.target}"
+    form = FORMS[fix]
+    return (f"use --form {fix}" + (" --seq-len N" if form.static_shapes and not options.seq_len else "")
+            + (" --via graph" if options.via == "torch.onnx" and not form.via_torch_onnx else "")
+            + (f" (what --form auto --target {options.target} picks)" if fix == auto else ""))
+
+
+def _badness(gaps: dict[str, str]) -> tuple[int, int]:
+    return sum(cell in BLOCKING for cell in gaps.values()), len(gaps)
 
 
 def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str = "") -> onnx.ModelProto:
@@ -102,7 +174,7 @@ def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str
         _annotate(model, ckpt, options, opset, checkpoint_sha256)
         return model
     D, H, L = cfg.num_directions, cfg.hidden_size, cfg.num_layers
-    static = options.form == "unrolled"
+    static = FORMS[options.form].static_shapes
     g = GraphBuilder("lstm_onnx_pipeline", DTYPES[options.dtype],
                      options.seq_len if static else None, options.batch_size if static else None)
     batch, seq = (options.batch_size, options.seq_len) if static else ("batch", "seq")
@@ -118,7 +190,7 @@ def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str
         xt = g.op("Cast", xt, to=g.float_type)
         if options.stateful:
             h0, c0 = g.op("Cast", h0, to=g.float_type), g.op("Cast", c0, to=g.float_type)
-    layer = FORMS[options.form]
+    layer = FORMS[options.form].lstm_layer()
     sd = ckpt.state_dict
     y_hs, y_cs = [], []
     for k in range(L):
@@ -163,8 +235,6 @@ def _to_float(g: GraphBuilder, value: str) -> str:
 
 def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha256: str,
               accuracy: dict | None = None) -> None:
-    import dataclasses
-
     io = {"inputs": {"x": "normalized features, " + ("[batch, seq, F]" if ckpt.model_config.batch_first
                                                      else "[seq, batch, F]")},
           "outputs": {"y": f"{ckpt.model_config.head} head output (normalized targets or logits)"}}
@@ -178,8 +248,9 @@ def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha25
         "normalization": ckpt.normalization.to_dict(), "feature_names": ckpt.feature_names,
         "target_names": ckpt.target_names, "checkpoint_sha256": sha256, "io": io,
         "stateful": options.stateful, "opset": opset, "dtype": options.dtype,
-        "quantization": options.quantize or "none", "target": options.target or "",
-        **({"seq_len": options.seq_len, "batch_size": options.batch_size} if options.form == "unrolled" else {}),
+        "quantization": options.quantize or "none", "target": options.target if options.picked else "",
+        **({"seq_len": options.seq_len, "batch_size": options.batch_size}
+           if FORMS[options.form].static_shapes else {}),
         **({"accuracy": accuracy} if accuracy else {})})
     helper.set_model_props(model, props)
 
@@ -193,18 +264,20 @@ def file_sha256(path: str | Path) -> str:
 
 
 def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions | None = None,
-                      checkpoint_sha256: str = "", validate: bool = True) -> onnx.ModelProto:
+                      checkpoint_sha256: str = "", validate: bool = True,
+                      warn: Callable[[str], None] | None = None) -> onnx.ModelProto:
     """Build, validate against PyTorch, then write atomically. Nothing is written if validation fails.
 
     float16 and int8 exports also carry (in metadata `accuracy`) what they cost against float32 on the
-    checkpoint's validation set.
+    checkpoint's validation set. What the target's capabilities warn about goes to `warn` (default: a
+    KnownIssueWarning).
     """
-    import dataclasses
-
     from lstm_onnx.exporters.precision import PrecisionError, accuracy_loss, quantize_int8
     from lstm_onnx.exporters.validate import validate_model
 
     options = resolve_options(ckpt, options or ExportOptions())
+    for line in target_warnings(ckpt, options):
+        (warn or _warn)(line)
     model = build_model(ckpt, options, checkpoint_sha256)
     if validate:
         validate_model(model, ckpt, options, options.dtype)
@@ -224,6 +297,10 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
     with atomic_path(out) as tmp:
         onnx.save(model, tmp)
     return model
+
+
+def _warn(line: str) -> None:
+    warnings.warn(line, KnownIssueWarning, stacklevel=3)
 
 
 def precision_of(options: ExportOptions) -> str:

@@ -1,12 +1,13 @@
 """Validation that runs before an export is written: checker, symbolic (or static) dims, parity with torch.
 
 Dynamic forms are checked at sizes no example uses, which proves the batch and sequence axes really are
-dynamic; the unrolled form has one static size, and is checked there.
+dynamic; a static-shape form (unrolled) has one size, and is checked there.
 """
 from __future__ import annotations
 
 import onnx
 
+from lstm_onnx.exporters.forms import FORMS
 from lstm_onnx.runtimes.compare import Tolerances
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
 from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
@@ -39,12 +40,12 @@ def check_symbolic_dims(model: onnx.ModelProto) -> None:
 
 
 def check_static_dims(model: onnx.ModelProto, batch: int, seq: int, batch_first: bool) -> None:
-    """Every input and output dim of a static-shape (unrolled) export is a number, and x is [batch, seq]."""
+    """Every input and output dim of a static-shape export is a number, and x is [batch, seq]."""
     for vi in list(model.graph.input) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
         if any(d.dim_param or not d.dim_value for d in dims):
             raise ValidationError(f"{vi.name} has a symbolic dim {[d.dim_param or d.dim_value for d in dims]}; "
-                                  "the unrolled form must have static shapes")
+                                  "this form's shapes must all be static")
     x = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     want = [batch, seq] if batch_first else [seq, batch]
     if x[:2] != want:
@@ -57,7 +58,7 @@ def validate_model(model: onnx.ModelProto, ckpt, options, precision: str = "floa
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ValidationError(f"onnx.checker rejected the export: {str(exc).splitlines()[0]}") from None
-    if options.form == "unrolled":
+    if FORMS[options.form].static_shapes:
         check_static_dims(model, options.batch_size, options.seq_len, ckpt.model_config.batch_first)
         sizes = ((options.batch_size, options.seq_len),)
     else:

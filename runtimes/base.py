@@ -15,6 +15,18 @@ class RunnerUnavailable(RunnerError):
     """The runtime is not installed or cannot run this model; reported as skipped, not failed."""
 
 
+class RunnerRefused(RunnerUnavailable):
+    """The runtime is there, but refuses this model (it would compute it wrong, or lacks an op); skipped."""
+
+
+def error_message(exc: BaseException, limit: int = 300) -> str:
+    """One line for an exception a runtime raised: a RunnerError's own text, else its type and first line."""
+    if isinstance(exc, RunnerError):
+        return str(exc)[:limit]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:limit]
+
+
 class Runner(abc.ABC):
     """Base class. Subclasses set `name`, implement `_infer` and `_input_names`, and may override
     `_activate` and `_deactivate`.

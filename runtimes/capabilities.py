@@ -38,24 +38,25 @@ class Runtime:
     why: str
 
 
+# Keyed by the runner names of runtimes/registry.py (onnx2torch has no runner); old spellings are its aliases.
 RUNTIMES: dict[str, Runtime] = {
-    "ort-cpu": Runtime(
+    "onnxruntime-cpu": Runtime(
         "ONNX Runtime, CPU EP", peepholes=YES, sequence_lens=YES, layout_1=REFUSED, scan=YES,
         float16=YES, int8=YES, fallback="decomposed",
         why="its LSTM kernel implements P and sequence_lens (float32 only; float16 runs as plain ops); "
             "layout=1 is refused"),
-    "ort-cuda": Runtime(
+    "onnxruntime-cuda": Runtime(
         "ONNX Runtime, CUDA EP", peepholes=CPU, sequence_lens=YES, layout_1=REFUSED, scan=YES,
         float16=YES, int8=UNTESTED, fallback="decomposed",
         why="an LSTM node with P is silently placed on the CPU (H100, H 512, B 256, S 100: 60 ms; "
             "the Scan form ran entirely on CUDA in 14.5 ms; cuDNN LSTM without P 1.6 ms)"),
-    "openvino": Runtime(
+    "openvino-cpu": Runtime(
         "OpenVINO 2026.4 (ONNX frontend)", peepholes=WRONG, sequence_lens=WRONG, layout_1=UNTESTED, scan=YES,
         float16=YES, int8=REFUSED, fallback="decomposed",
         why="the frontend reads P, then builds an LSTM without peepholes: wrong outputs, no error; with "
             "sequence_lens its final state differs too (measured, CPU: max abs 0.03-0.08); "
             "DynamicQuantizeLSTM with P is refused"),
-    "tensorrt": Runtime(
+    "onnxruntime-tensorrt": Runtime(
         "TensorRT (ONNX parser)", peepholes=YES, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
         float16=UNTESTED, int8=REFUSED, fallback="unrolled",
         why="the parser implements P"),
@@ -70,11 +71,19 @@ RUNTIMES: dict[str, Runtime] = {
 }
 
 
-def runtime(key: str) -> Runtime:
+def runtime_key(key: str) -> str:
+    """The canonical key for `key` (an old spelling such as ort-cuda maps to onnxruntime-cuda); KeyError if
+    there is none."""
+    from lstm_onnx.runtimes.registry import UnknownRunner, resolve
+
     try:
-        return RUNTIMES[key]
-    except KeyError:
-        raise KeyError(f"unknown target {key!r}; choose one of: {', '.join(RUNTIMES)}") from None
+        return resolve(key, RUNTIMES, "target")
+    except UnknownRunner as exc:
+        raise KeyError(str(exc)) from None
+
+
+def runtime(key: str) -> Runtime:
+    return RUNTIMES[runtime_key(key)]
 
 
 def native_needs(peepholes: bool, lengths: bool, quantize: bool = False) -> list[str]:
@@ -89,6 +98,12 @@ def choose_form(target: str, peepholes: bool, lengths: bool = False, dtype: str 
     if dtype == "float32" and all(getattr(rt, f) == YES for f in native_needs(peepholes, lengths, quantize)):
         return "native"
     return rt.fallback
+
+
+def shortfalls(target: str, needs) -> dict[str, str]:
+    """{feature: the target's cell} for each of `needs` (FEATURES keys) that it does not run natively."""
+    rt = runtime(target)
+    return {f: getattr(rt, f) for f in needs if getattr(rt, f) != YES}
 
 
 def model_features(model) -> list[str]:

@@ -12,11 +12,13 @@ Normalization comes from the model's metadata: apps pass raw features and get ra
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
 from lstm_onnx.core import metadata
 from lstm_onnx.runtimes.fold import RAW_X, RAW_Y, SUM
+from lstm_onnx.runtimes.session import OrtSession, PlacementWarning
 
 
 _FLOAT32 = np.dtype(np.float32)
@@ -26,18 +28,28 @@ class PredictorError(ValueError):
     """Bad input or a model this API cannot drive; the message says what was expected."""
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class Predictor:
     def __init__(self, session, meta: dict, model_path=None):
-        self.session = session
+        """`session`: what runtimes.session.open_session returns (Predictor.load's way), or a bare
+        onnxruntime.InferenceSession (then `placement` is None)."""
+        self.opened = session if isinstance(session, OrtSession) else None
+        self.session = session.session if self.opened is not None else session
         self.meta = meta
         self.model_path = model_path
         self._step_session = None  # built on the first stream(): see runtimes/fold.py
         cfg = meta.get("config", {}).get("model", {})
         self.batch_first = bool(cfg.get("batch_first", True))
         self.head = cfg.get("head", "last")
-        self.num_features = int(session.get_inputs()[0].shape[-1])
-        self.inputs = {i.name: i for i in session.get_inputs()}
-        self.output_names = [o.name for o in session.get_outputs()]
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.num_features = self._check_io()
+        dims = self.inputs["x"].shape[:2]
+        # [batch, seq] sizes an unrolled export fixes (None: any), batch-major.
+        self.fixed = tuple(d if isinstance(d, int) else None for d in (dims if self.batch_first else dims[::-1]))
         self.has_lengths = "lengths" in self.inputs
         if self.stateful:
             self.num_states, _, self.hidden_size = self.inputs["h0"].shape
@@ -49,24 +61,46 @@ class Predictor:
             self._shift = (-self._norm["input_mean"] * self._scale).astype(np.float32)
 
     @classmethod
-    def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool = True) -> "Predictor":
+    def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool = True, *,
+             allow_tf32: bool = False, provider_options: dict | None = None, warn: bool = True) -> "Predictor":
         """`threads`: intra-op threads (0: onnxruntime's default). `spinning=False` stops idle worker threads
-        from busy-waiting, which a server running several sessions next to an event loop wants."""
-        import onnxruntime as ort
+        from busy-waiting, which a server running several sessions next to an event loop wants.
+        `allow_tf32`: let CUDA use TF32 (results shift by about 2.5e-4). Where a node runs on another provider
+        than requested (a native LSTM with P under CUDA runs on the CPU), `placement_problems` says so, and
+        `warn` issues each as a PlacementWarning. An unknown or missing provider raises runtimes.base.RunnerError."""
+        from lstm_onnx.runtimes.session import SessionLoadError, open_session
 
-        from lstm_onnx.runtimes.ort import resolve_provider
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        if not spinning:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=[resolve_provider(provider)])
-        except Exception as exc:  # onnxruntime's own exception types
-            raise PredictorError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
-        props = session.get_modelmeta().custom_metadata_map
-        return cls(session, metadata.decode(props), path)
+            opened = open_session(path, provider, threads=threads, spinning=spinning, allow_tf32=allow_tf32,
+                                  provider_options=provider_options, name=f"Predictor({provider})")
+        except SessionLoadError as exc:
+            raise PredictorError(f"cannot load {path}: {exc.detail}") from None
+        if warn:
+            for problem in opened.problems:
+                warnings.warn(problem, PlacementWarning, stacklevel=2)
+        props = opened.session.get_modelmeta().custom_metadata_map
+        return cls(opened, metadata.decode(props), path)
+
+    def _check_io(self) -> int:
+        """The feature count, once the model is known to have our I/O names."""
+        x = self.inputs.get("x")
+        if x is None or "y" not in self.output_names:
+            raise PredictorError(f"{self.model_path or 'this model'} has inputs {list(self.inputs)} and outputs "
+                                 f"{self.output_names}; Predictor drives models with input `x` [batch, seq, "
+                                 f"features] and output `y`, as `lstm-pipeline export` writes them")
+        if len(x.shape) != 3 or not isinstance(x.shape[-1], int):
+            raise PredictorError(f"input `x` has shape {x.shape}; expected [batch, seq, features] with a fixed "
+                                 f"feature count")
+        return int(x.shape[-1])
+
+    @property
+    def placement(self) -> dict | None:
+        """Nodes per provider, the LSTM nodes' providers and the problems (see runtimes/session.py)."""
+        return self.opened.placement_report() if self.opened is not None else None
+
+    @property
+    def placement_problems(self) -> list[str]:
+        return list(self.opened.problems) if self.opened is not None else []
 
     @property
     def stateful(self) -> bool:
@@ -94,12 +128,28 @@ class Predictor:
                                  f"[batch, seq, {self.num_features}]")
         if 0 in x.shape[:2]:
             raise PredictorError(f"input shape {list(x.shape)} is empty: need at least one sequence and step")
+        wrong_size = self._fixed_mismatch(x.shape)
+        if wrong_size:
+            raise PredictorError(wrong_size)
         # A sum is finite iff no element is NaN/Inf, unless it overflows: then check element-wise.
         with np.errstate(over="ignore"):
             finite_sum = np.isfinite(x.sum())
         if not finite_sum and not np.isfinite(x).all():
             raise PredictorError("input contains NaN or Inf")
         return x
+
+    def _fixed_mismatch(self, shape) -> str | None:
+        """An unrolled export runs only at the batch and sequence length it was exported for."""
+        if not any(want is not None and want != got for want, got in zip(self.fixed, shape[:2])):
+            return None
+        want = ", ".join("any" if d is None else str(d) for d in self.fixed)
+        return (f"this model takes [batch, seq] = [{want}] only (an unrolled export), got {list(shape[:2])}: "
+                f"pass that shape, or export with --form native for any size")
+
+    def refused(self, exc: Exception, shape) -> PredictorError:
+        """onnxruntime's error for a run on batch-major `shape`, as a PredictorError saying what to change."""
+        return PredictorError(self._fixed_mismatch(shape)
+                              or f"onnxruntime refused the input {list(shape)}: {_first_line(exc)}")
 
     def _check_lengths(self, lengths, batch: int, seq: int) -> np.ndarray:
         try:
@@ -125,7 +175,12 @@ class Predictor:
         return feeds
 
     def run(self, feeds: dict) -> dict:
-        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+        try:
+            outputs = self.session.run(self.output_names, feeds)
+        except Exception as exc:  # onnxruntime's own types (InvalidArgument, Fail, ...)
+            x = feeds["x"]
+            raise self.refused(exc, x.shape if self.batch_first else x.shape[1::-1] + x.shape[2:]) from None
+        return dict(zip(self.output_names, outputs))
 
     def zero_state(self, batch: int) -> np.ndarray:
         return np.zeros((self.num_states, batch, self.hidden_size), np.float32)
@@ -216,15 +271,15 @@ class Predictor:
         """A session of this model with normalization and the NaN/Inf check inside, or None (no onnx, or no
         model path to read)."""
         if self._step_session is None and self.model_path is not None:
-            import onnxruntime as ort
-
             from lstm_onnx.runtimes.fold import fold_normalization
+            from lstm_onnx.runtimes.session import open_session, settings_of
 
             raw = self.meta.get("normalization")
             blob = fold_normalization(self.model_path, raw, denormalize=self.head != "classify")
             if blob is not None:
-                self._step_session = ort.InferenceSession(blob, sess_options=self.session.get_session_options(),
-                                                          providers=self.session.get_providers())
+                # Opened like the main session; the same graph, so its placement is already known.
+                like = self.opened.settings if self.opened is not None else settings_of(self.session)
+                self._step_session = open_session(blob, **{**like, "check_placement": False}).session
         return self._step_session
 
 
@@ -274,7 +329,10 @@ class Stepper:
             feeds = {RAW_X: x, "h0": self.h, "c0": self.c}
             if self._has_lengths:
                 self._add_lengths(feeds, shape[1])
-            y, h, c, total = self._folded(self._folded_names, feeds)
+            try:
+                y, h, c, total = self._folded(self._folded_names, feeds)
+            except Exception as exc:  # onnxruntime's own types; `try` costs nothing until it raises
+                raise self.p.refused(exc, shape) from None
             if not math.isfinite(total) and not np.isfinite(x).all():  # the sum may overflow legally
                 raise PredictorError("input contains NaN or Inf")
         else:
@@ -293,7 +351,10 @@ class Stepper:
         feeds = {"x": xn, "h0": self.h, "c0": self.c}
         if self._has_lengths:
             self._add_lengths(feeds, k)
-        y, h, c = self._run(self._names, feeds)
+        try:
+            y, h, c = self._run(self._names, feeds)
+        except Exception as exc:  # onnxruntime's own types
+            raise p.refused(exc, (self.batch, k, self._num_features)) from None
         return p.denormalize(y), h, c
 
     def _add_lengths(self, feeds, k: int) -> None:

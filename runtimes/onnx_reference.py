@@ -1,12 +1,21 @@
 """onnx.reference.ReferenceEvaluator. Its LSTM silently ignores some inputs and attributes; we refuse those."""
 from __future__ import annotations
 
-from lstm_onnx.runtimes.base import Runner, RunnerUnavailable
+from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable
 from lstm_onnx.runtimes.onnx_graph import all_nodes
 
 # What onnx/reference/ops/op_lstm.py accepts but does not implement (as of onnx 1.23).
 IGNORED_ATTRIBUTES = ("clip", "input_forget", "activations", "activation_alpha", "activation_beta")
 SEQUENCE_LENS = 4  # LSTM input index
+DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training")  # the operator sets it implements
+
+
+def unknown_ops(model) -> list[str]:
+    """Nodes from domains the reference evaluator has no kernels for (e.g. com.microsoft DynamicQuantizeLSTM),
+    unless the model defines them as functions."""
+    functions = {(f.domain, f.name) for f in model.functions}
+    return sorted({f"{node.domain}.{node.op_type}" for node in all_nodes(model.graph)
+                   if node.domain not in DOMAINS and (node.domain, node.op_type) not in functions})
 
 
 def unsupported_features(model) -> list[str]:
@@ -24,7 +33,7 @@ def unsupported_features(model) -> list[str]:
 
 
 class OnnxReferenceRunner(Runner):
-    name = "onnx.reference"
+    name = "onnx-reference"
 
     def __init__(self, model_path):
         super().__init__()
@@ -38,12 +47,16 @@ class OnnxReferenceRunner(Runner):
         except ImportError:
             raise RunnerUnavailable("onnx is not installed: pip install onnx") from None
         model = onnx.load(str(self.model_path))
+        unknown = unknown_ops(model)
+        if unknown:
+            raise RunnerRefused(f"onnx.reference has no kernel for {', '.join(unknown)}; refused")
         problems = unsupported_features(model)
         if problems:
-            raise RunnerUnavailable("onnx.reference ignores " + ", ".join(problems) +
-                                    " and would return wrong numbers; refused")
+            raise RunnerRefused("onnx.reference ignores " + ", ".join(problems) +
+                                " and would return wrong numbers; refused")
         self.evaluator = ReferenceEvaluator(model)
-        self._inputs = [i.name for i in model.graph.input]
+        inits = {t.name for t in model.graph.initializer}
+        self._inputs = [i.name for i in model.graph.input if i.name not in inits]
 
     def _input_names(self):
         return self._inputs

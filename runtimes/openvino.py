@@ -8,7 +8,17 @@ from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable
 INSTALL = "pip install 'lstm-onnx-pipeline[openvino]' (or pip install openvino)"
 
 
+def ov_message(exc: Exception) -> str:
+    """OpenVINO's messages list where they were raised ("Exception from src/...", "Check ... failed at ..."),
+    then what went wrong: the last line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
 class OpenVINORunner(Runner):
+    """Feeds and outputs by the ONNX graph's names: OpenVINO renames a port whose tensor an early node also
+    writes (e.g. `lengths` becomes `cast_out`), so ports are matched by the names each one carries."""
+
     def __init__(self, model_path, device: str = "CPU", threads: int | None = None):
         super().__init__()
         self.model_path = model_path
@@ -32,15 +42,18 @@ class OpenVINORunner(Runner):
         try:
             self.compiled = core.compile_model(str(self.model_path), self.device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long traces
-            raise RunnerError(f"OpenVINO could not compile the model: {str(exc).splitlines()[0]}") from None
-        self._inputs = [p.get_any_name() for p in self.compiled.inputs]
-        self._outputs = [_port_name(p, self._model_outputs()) for p in self.compiled.outputs]
+            raise RunnerError(f"OpenVINO could not compile the model: {ov_message(exc)}") from None
+        inputs, outputs = self._graph_io()
+        self._inputs = [_port_name(p, inputs) for p in self.compiled.inputs]
+        self._outputs = [_port_name(p, outputs) for p in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
 
-    def _model_outputs(self) -> list[str]:
+    def _graph_io(self) -> tuple[list[str], list[str]]:
         import onnx
 
-        return [o.name for o in onnx.load(str(self.model_path), load_external_data=False).graph.output]
+        graph = onnx.load(str(self.model_path), load_external_data=False).graph
+        inits = {t.name for t in graph.initializer}
+        return [i.name for i in graph.input if i.name not in inits], [o.name for o in graph.output]
 
     def _input_names(self):
         if self.compiled is None:
@@ -48,7 +61,11 @@ class OpenVINORunner(Runner):
         return self._inputs
 
     def _infer(self, feeds):
-        result = self.request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        by_port = {k: np.ascontiguousarray(feeds[name]) for k, name in enumerate(self._inputs)}
+        try:
+            result = self.request.infer(by_port)
+        except Exception as exc:  # RuntimeError with OpenVINO's trace
+            raise RunnerError(f"OpenVINO failed during inference: {ov_message(exc)}") from None
         return {name: np.array(result[port]) for name, port in zip(self._outputs, self.compiled.outputs)}
 
     def _deactivate(self):
@@ -56,6 +73,6 @@ class OpenVINORunner(Runner):
 
 
 def _port_name(port, wanted: list[str]) -> str:
-    """The port's name as the ONNX graph calls it: OpenVINO folds Identity outputs and keeps several names."""
+    """The port's name as the ONNX graph calls it: OpenVINO merges tensor names and may report another."""
     names = port.get_names()
     return next((n for n in wanted if n in names), port.get_any_name())

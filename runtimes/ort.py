@@ -1,93 +1,29 @@
 """ONNX Runtime, with execution providers chosen by short name (cpu, cuda, tensorrt, ...).
 
-`OnnxRuntimeRunner` runs with numpy in and out, optionally profiling which provider ran each node.
+`OnnxRuntimeRunner` runs with numpy in and out on a session from runtimes/session.py (TF32 off, provider
+and placement checked at activation).
 `OnnxRuntimeBoundRunner` is the fast path: IOBinding keeps inputs and outputs on the device, and for
 static-shape models CUDA graph capture replays the whole run as one launch.
 """
 from __future__ import annotations
 
-import ctypes.util
-import os
-import shutil
-import tempfile
-
 import numpy as np
 
-from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable
-
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "dml": "DmlExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-}
-INSTALL_HINTS = {
-    "cuda": "pip install onnxruntime-gpu (and an NVIDIA driver)",
-    "tensorrt": "pip install onnxruntime-gpu tensorrt (libnvinfer must be on the library path)",
-    "openvino": "pip install onnxruntime-openvino",
-    "dml": "pip install onnxruntime-directml",
-}
-
-
-def available_providers() -> list[str]:
-    """Short names of the providers this onnxruntime build has."""
-    import onnxruntime as ort
-
-    full_to_short = {v: k for k, v in PROVIDERS.items()}
-    return [full_to_short.get(p, p) for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
-
-
-def resolve_provider(short: str) -> str:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise RunnerUnavailable("onnxruntime is not installed: pip install onnxruntime") from None
-    full = PROVIDERS.get(short.lower())
-    have = available_providers()
-    if full is None:
-        raise RunnerError(f"unknown provider {short!r}; known: {', '.join(PROVIDERS)}")
-    if short.lower() not in have:
-        hint = INSTALL_HINTS.get(short.lower(), "install an onnxruntime build that has it")
-        raise RunnerUnavailable(f"provider {short!r} is not in this onnxruntime build (available: "
-                                f"{', '.join(have)}); to install: {hint}")
-    if short.lower() == "tensorrt" and not tensorrt_libraries_present():
-        raise RunnerUnavailable(f"TensorRT libraries (libnvinfer) not found; to install: {INSTALL_HINTS['tensorrt']}")
-    return full
-
-
-def tensorrt_libraries_present() -> bool:
-    if ctypes.util.find_library("nvinfer"):
-        return True
-    for soname in ("libnvinfer.so.10", "libnvinfer.so.8", "nvinfer_10.dll", "nvinfer.dll"):
-        try:
-            ctypes.CDLL(soname)
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def provider_chain(short: str, options: dict, allow_tf32: bool) -> list[tuple[str, dict]]:
-    """[(provider, options), ...] for InferenceSession. CUDA gets use_tf32=0 unless TF32 is allowed or set."""
-    full = resolve_provider(short)
-    options = {k: str(v) for k, v in options.items()}
-    if short == "cuda":
-        options.setdefault("use_tf32", "1" if allow_tf32 else "0")
-    chain = [(full, options)]
-    if short == "tensorrt" and "cuda" in available_providers():
-        chain.append((PROVIDERS["cuda"], {"use_tf32": "1" if allow_tf32 else "0"}))
-    return chain
+from lstm_onnx.runtimes.base import Runner, RunnerError
+# Re-exported: the provider helpers lived here before runtimes/providers.py.
+from lstm_onnx.runtimes.providers import (INSTALL_HINTS, PROVIDERS, available_providers,  # noqa: F401
+                                          provider_chain, provider_chain_tf32, resolve_provider,
+                                          tensorrt_libraries_present)
+from lstm_onnx.runtimes.session import numpy_dtype, open_session
 
 
 class OnnxRuntimeRunner(Runner):
     def __init__(self, model, provider: str = "cpu", provider_options: dict | None = None,
                  session_options=None, *, threads: int | None = None, allow_tf32: bool = False,
-                 profile: bool = False):
-        """`model`: a path or serialized bytes. `profile`: record which provider ran each node
-        (see `placements` after deactivate). `allow_tf32`: let CUDA use TF32 matmuls (looser tolerance)."""
+                 profile: bool = True):
+        """`model`: a path or serialized bytes. `profile`: check at activation which provider runs each node
+        (`placements`, and `placement_problems` for nodes elsewhere than requested; see runtimes/session.py).
+        `allow_tf32`: let CUDA use TF32 matmuls (looser tolerance)."""
         super().__init__()
         self.model = model
         self.provider = provider.lower()
@@ -98,8 +34,9 @@ class OnnxRuntimeRunner(Runner):
         self.profile = profile
         self.name = f"onnxruntime-{self.provider}"
         self.session = None
-        self.placements = None  # list[NodePlacement] once a profiled session is deactivated
-        self._profile_dir = None
+        self.opened = None  # the runtimes.session.OrtSession while active
+        self.placements = None  # list[NodePlacement] from the placement check at activation (profile=True)
+        self.placement_problems: list[str] = []
 
     @property
     def requested_provider(self) -> str:
@@ -109,35 +46,12 @@ class OnnxRuntimeRunner(Runner):
     def uses_tf32(self) -> bool:
         return self.provider == "cuda" and provider_chain_tf32(self.provider_options, self.allow_tf32)
 
-    def _make_session_options(self):
-        import onnxruntime as ort
-
-        so = self.session_options or ort.SessionOptions()
-        if self.threads:
-            so.intra_op_num_threads = self.threads
-            so.inter_op_num_threads = 1
-        if self.profile:
-            self._profile_dir = tempfile.mkdtemp(prefix="ort-profile-")
-            so.enable_profiling = True
-            so.profile_file_prefix = os.path.join(self._profile_dir, "profile")
-        return so
-
     def _activate(self):
-        import onnxruntime as ort
-
-        chain = provider_chain(self.provider, self.provider_options, self.allow_tf32)
-        model = str(self.model) if not isinstance(self.model, bytes) else self.model
-        try:
-            self.session = ort.InferenceSession(model, sess_options=self._make_session_options(), providers=chain)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            self._cleanup_profile()
-            raise RunnerError(f"onnxruntime could not load the model: {str(exc).splitlines()[0]}") from None
-        if chain[0][0] not in self.session.get_providers():
-            # ORT drops a provider whose libraries fail to load and silently runs everything on CPU.
-            self.session = None
-            self._cleanup_profile()
-            raise RunnerUnavailable(f"{chain[0][0]} failed to initialise (driver or libraries missing); "
-                                    f"to install: {INSTALL_HINTS.get(self.provider, 'see onnxruntime docs')}")
+        self.opened = open_session(self.model, self.provider, provider_options=self.provider_options,
+                                   session_options=self.session_options, threads=self.threads,
+                                   allow_tf32=self.allow_tf32, check_placement=self.profile, name=self.name)
+        self.session = self.opened.session
+        self.placements, self.placement_problems = self.opened.placements, self.opened.problems
 
     def _input_names(self):
         if self.session is None:
@@ -149,21 +63,7 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(names, self.session.run(names, feeds)))
 
     def _deactivate(self):
-        if self.profile and self.session is not None:
-            from lstm_onnx.runtimes.placement import parse_profile
-
-            self.placements = parse_profile(self.session.end_profiling())
-            self._cleanup_profile()
-        self.session = None
-
-    def _cleanup_profile(self):
-        if self._profile_dir:
-            shutil.rmtree(self._profile_dir, ignore_errors=True)
-            self._profile_dir = None
-
-
-def provider_chain_tf32(options: dict, allow_tf32: bool) -> bool:
-    return str(options.get("use_tf32", "1" if allow_tf32 else "0")) == "1"
+        self.session = self.opened = None  # placements stay: they describe the session this runner ran
 
 
 def static_output_shapes(session, feeds: dict[str, np.ndarray]) -> dict[str, list[int]] | None:
@@ -237,7 +137,7 @@ class OnnxRuntimeBoundRunner(OnnxRuntimeRunner):
         self._outputs = {}
         for out in self.session.get_outputs():
             if out_shapes is not None:
-                dtype = _numpy_dtype(out.type)
+                dtype = numpy_dtype(out.type)
                 self._outputs[out.name] = ort.OrtValue.ortvalue_from_shape_and_type(
                     out_shapes[out.name], dtype, self.device, self.device_id)
                 binding.bind_ortvalue_output(out.name, self._outputs[out.name])
@@ -265,12 +165,3 @@ class OnnxRuntimeBoundRunner(OnnxRuntimeRunner):
     def _deactivate(self):
         self._binding, self._bound, self._outputs, self._shapes = None, {}, {}, {}
         super()._deactivate()
-
-
-def _numpy_dtype(ort_type: str):
-    table = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-             "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
-    try:
-        return table[ort_type]
-    except KeyError:
-        raise RunnerError(f"IOBinding: unsupported output type {ort_type}") from None

@@ -49,7 +49,14 @@ def explain(p: NodePlacement, requested_short: str, peephole_nodes: set[str]) ->
                 f"export with --form decomposed")
     if p.op_type == "LSTM" and requested_short == "tensorrt":
         return "TensorRT's ONNX parser takes only some LSTM variants; export with --form decomposed"
+    if p.op_type == "LSTM":
+        return "export with --form decomposed (MatMul + Scan, no LSTM op) to run it on the requested provider"
     return "the requested provider has no kernel for it (or ORT judged CPU faster)"
+
+
+def fallbacks(requested_full: str, placements: list[NodePlacement]) -> list[NodePlacement]:
+    """The nodes that ran elsewhere than requested (ORT-internal copy/shape nodes excepted)."""
+    return [p for p in placements if p.provider != requested_full and p.op_type not in ORT_INTERNAL_OPS]
 
 
 def fallback_warnings(runner: str, requested_full: str, requested_short: str,
@@ -57,9 +64,7 @@ def fallback_warnings(runner: str, requested_full: str, requested_short: str,
     """One warning per node that ran elsewhere than requested (ORT-internal copy/shape nodes excepted)."""
     peephole_nodes = lstm_nodes_with_peepholes(model) if model is not None else set()
     out = []
-    for p in placements:
-        if p.provider == requested_full or p.op_type in ORT_INTERNAL_OPS:
-            continue
+    for p in fallbacks(requested_full, placements):
         out.append(f"{runner}: {p.op_type} node {p.node!r} ran on {p.provider} although {requested_short} "
                    f"was requested: {explain(p, requested_short, peephole_nodes)}")
     return out

@@ -1,19 +1,36 @@
-"""The reference: the trained PyTorch SequenceModel itself, in eval mode."""
+"""The reference: the trained PyTorch SequenceModel itself, in eval mode (on the CPU, or on CUDA)."""
 from __future__ import annotations
 
 import numpy as np
 
-from lstm_onnx.runtimes.base import Runner
+from lstm_onnx.runtimes.base import Runner, RunnerUnavailable
+
+
+def cuda_missing() -> str | None:
+    """Why torch cannot run on CUDA here; None if it can."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed: pip install 'lstm-onnx-pipeline[train]'"
+    return None if torch.cuda.is_available() else "torch has no CUDA device here; install a CUDA build of torch"
 
 
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, model, inputs: list[str] = ("x",)):
+    def __init__(self, model, inputs: list[str] = ("x",), device: str = "cpu"):
         """`model`: a pipeline.model.SequenceModel; `inputs`: the feeds to expect (x, lengths, h0, c0)."""
         super().__init__()
         self.model = model.eval()
         self.inputs = list(inputs)
+        self.device = device
+
+    def _activate(self):
+        if self.device != "cpu":
+            why = cuda_missing() if self.device == "cuda" else f"unknown torch device {self.device!r}"
+            if why:
+                raise RunnerUnavailable(why)
+        self.model = self.model.to(self.device)
 
     def _input_names(self) -> list[str]:
         return self.inputs
@@ -21,11 +38,13 @@ class TorchRunner(Runner):
     def _infer(self, feeds):
         import torch
 
+        def tensor(name, dtype=None):
+            value = torch.from_numpy(np.ascontiguousarray(feeds[name]))
+            return (value if dtype is None else value.to(dtype)).to(self.device)
+
         with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(feeds["x"]))
-            state = None
-            if "h0" in feeds:
-                state = (torch.from_numpy(feeds["h0"]), torch.from_numpy(feeds["c0"]))
-            lengths = torch.from_numpy(feeds["lengths"].astype(np.int64)) if "lengths" in feeds else None
+            x = tensor("x")
+            state = (tensor("h0"), tensor("c0")) if "h0" in feeds else None
+            lengths = tensor("lengths", torch.int64) if "lengths" in feeds else None
             y, (h_n, c_n) = self.model(x, state, lengths)
-        return {"y": y.numpy(), "hn": h_n.numpy(), "cn": c_n.numpy()}
+        return {"y": y.cpu().numpy(), "hn": h_n.cpu().numpy(), "cn": c_n.cpu().numpy()}

@@ -1,7 +1,10 @@
 """verify: any ONNX model with LSTM nodes, on every available runner, against a baseline.
 
-The baseline is a runner (default: torch with a checkpoint, else ORT CPU) or saved outputs (.npz). Each ORT
-session is profiled, so the report says which provider ran each node and warns when one fell back.
+The baseline is a runner (default: torch with a checkpoint, else ORT CPU) or saved outputs (.npz). Runner names
+are runtimes/registry.py's. Each runner's load, compile and run is contained: a runner that cannot run the
+model is reported, never a traceback. What counts (see `Expectation`): a runner named with --runner always
+counts; otherwise one counts only where the capability table says it computes this model right, and the
+table's own verdict (wrong, refused, untested) explains a failure instead of failing the run.
 """
 from __future__ import annotations
 
@@ -11,28 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable
+from lstm_onnx.runtimes import registry
+from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, error_message
 from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_outputs
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
 from lstm_onnx.runtimes.tolerances import Tolerance, default_tolerance
 
-# Tried by default; the ones whose runtime is missing are reported as skipped with how to install them. The
-# ones the capability table says compute this model wrongly run too, and their failures are reported as
-# expected (XFAIL, with the reason and the form to export instead); they do not fail the run.
-MODEL_RUNNERS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-cuda-iobinding", "onnxruntime-tensorrt",
-                 "openvino-cpu", "onnx.reference")
-CHECKPOINT_RUNNERS = ("numpy",)
-RUNNERS = CHECKPOINT_RUNNERS + MODEL_RUNNERS
-CPU_RUNNERS = ("numpy", "onnxruntime-cpu", "onnx.reference")  # verify_checkpoint's default
-NEEDS_CHECKPOINT = {"torch", "numpy"}
-CAPABILITY_KEYS = {"onnxruntime-cpu": "ort-cpu", "onnxruntime-cuda": "ort-cuda", "onnxruntime-tensorrt": "tensorrt",
-                   "openvino": "openvino", "onnx.reference": "onnx-reference"}
+BASELINES = ("onnxruntime-cpu", "onnx-reference")  # without a checkpoint: the first the table lets run the model
+PASSED, FAILED, NOTHING_COMPARED = "PASSED", "FAILED", "NOTHING COMPARED"
+EXIT_CODES = {PASSED: 0, FAILED: 1, NOTHING_COMPARED: 3}  # 2 is click's usage error
 
 
 @dataclass
 class VerifyOptions:
-    runners: tuple[str, ...] | None = None  # None: every known runner (checkpoint ones only with one)
-    baseline: str | None = None  # None: torch with a checkpoint, else onnxruntime-cpu
+    runners: tuple[str, ...] | None = None  # None: the registry's verify defaults (checkpoint ones with one)
+    baseline: str | None = None  # None: torch with a checkpoint, else the first of BASELINES that fits
     batch: int = 4
     seq: int = 23
     seed: int = 0
@@ -52,10 +48,35 @@ class VerifyReport:
     placements: dict = field(default_factory=dict)  # runner -> [NodePlacement]
     placement_problems: list[str] = field(default_factory=list)
     strict_placement: bool = False
+    uncounted_errors: dict[str, str] = field(default_factory=dict)  # runner in parity.errors -> why it does not count
+
+    @property
+    def counted_errors(self) -> dict[str, str]:
+        return {n: why for n, why in self.parity.errors.items() if n not in self.uncounted_errors}
+
+    @property
+    def status(self) -> str:
+        """FAILED on any failure that counts; else PASSED if a runner that counts was compared; else NOTHING
+        COMPARED (every runner skipped, unable to run, or one the capability table does not vouch for)."""
+        if self.failures():
+            return FAILED
+        return PASSED if any(not r.known_wrong for r in self.parity.rows) else NOTHING_COMPARED
 
     @property
     def passed(self) -> bool:
-        return self.parity.passed and not (self.strict_placement and self.placement_problems)
+        return self.status == PASSED
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    def failures(self) -> list[str]:
+        """Why the run fails, one line each ([] if it does not)."""
+        out = [f"{r.runner} {r.output}: {_mismatch(r)}" for r in self.parity.rows if not r.passed and not r.known_wrong]
+        out += [f"{n}: ERROR: {why}" for n, why in self.counted_errors.items()]
+        if self.strict_placement:
+            out += [f"--strict-placement: {p}" for p in self.placement_problems]
+        return out
 
     # ParityReport's fields, for callers that treat this as one
     reference = property(lambda self: self.parity.reference)
@@ -68,7 +89,8 @@ class VerifyReport:
         from lstm_onnx.runtimes.placement import summarize, to_dicts
 
         d = self.parity.to_dict()
-        d.update(passed=self.passed, strict_placement=self.strict_placement,
+        d.update(passed=self.passed, status=self.status, exit_code=self.exit_code, failures=self.failures(),
+                 uncounted_errors=self.uncounted_errors, strict_placement=self.strict_placement,
                  placement={r: {"summary": summarize(p), "nodes": to_dicts(p)} for r, p in self.placements.items()},
                  placement_problems=self.placement_problems)
         return d
@@ -84,21 +106,23 @@ class VerifyReport:
 
     def _render(self, markdown: bool) -> str:
         p = self.parity
-        out = [f"{'## ' if markdown else ''}parity against {p.reference}  (inputs {p.inputs})"]
+        h2, h3 = ("## ", "### ") if markdown else ("", "")
+        out = [f"{h2}parity against {p.reference}  (inputs {p.inputs})"]
         for output in dict.fromkeys(r.output for r in p.rows):
             rows = [[r.runner, f"{r.max_abs:.3g}", f"{r.mean_abs:.3g}", f"{r.max_rel:.3g}", f"{r.atol:g}/{r.rtol:g}",
                      r.result]
                     for r in p.rows if r.output == output]
-            out += ["", f"{'### ' if markdown else ''}output {output}"]
+            out += ["", f"{h3}output {output}"]
             out += _grid(["runner", "max abs", "mean abs", "max rel", "atol/rtol", "result"], rows, markdown)
         if p.errors or p.skipped:
-            out += ["", f"{'### ' if markdown else ''}not compared"]
-            rows = [[n, f"ERROR: {w}"] for n, w in p.errors.items()] + [[n, f"skipped: {w}"] for n, w in p.skipped.items()]
+            out += ["", f"{h3}not compared"]
+            rows = [[n, self._error_text(n, w)] for n, w in p.errors.items()]
+            rows += [[n, f"skipped: {w}"] for n, w in p.skipped.items()]
             out += _grid(["runner", "why"], rows, markdown)
         if self.placements:
             from lstm_onnx.runtimes.placement import summarize
 
-            out += ["", f"{'### ' if markdown else ''}placement (from ORT profiling)"]
+            out += ["", f"{h3}placement (from ORT profiling)"]
             rows = [[r, ", ".join(f"{prov}: {n}" for prov, n in summarize(pl).items()),
                      ", ".join(f"{x.op_type}@{x.provider.replace('ExecutionProvider', '')}" for x in pl
                                if x.op_type == "LSTM") or "-"]
@@ -106,10 +130,27 @@ class VerifyReport:
             out += _grid(["runner", "nodes per provider", "LSTM nodes"], rows, markdown)
         warn = "> **Warning:** " if markdown else "WARNING: "
         out += [""] + [warn + w for w in p.warnings] if p.warnings else []
-        if self.strict_placement and self.placement_problems:
-            out.append("FAILED by --strict-placement: a node ran on a provider other than the one requested")
-        out += ["", ("**PASSED**" if markdown else "PASSED") if self.passed else ("**FAILED**" if markdown else "FAILED")]
-        return "\n".join(out)
+        return "\n".join(out + [""] + self._verdict(markdown))
+
+    def _error_text(self, runner: str, message: str) -> str:
+        why = self.uncounted_errors.get(runner)
+        return f"ERROR (not counted: {why}): {message}" if why else f"ERROR: {message}"
+
+    def _verdict(self, markdown: bool) -> list[str]:
+        status = f"**{self.status}**" if markdown else self.status
+        if self.status == FAILED:
+            return [status + ":"] + [f"- {f}" for f in self.failures()]
+        if self.status == NOTHING_COMPARED:
+            return [f"{status}: no runner that counts was compared with the baseline: each was skipped, could "
+                    f"not run, or is one the capability table does not vouch for here (see above); name an "
+                    f"available runner with --runner"]
+        return [status]
+
+
+def _mismatch(row) -> str:
+    if row.note:
+        return row.note
+    return f"max abs {row.max_abs:.3g} over atol {row.atol:g} + rtol {row.rtol:g}·|baseline|"
 
 
 def _grid(head: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
@@ -159,14 +200,22 @@ ONNX_DTYPES = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np
 BATCH_WORDS, SEQ_WORDS = ("batch", "n", "b"), ("seq", "len", "time", "step", "s", "t")
 
 
+def graph_inputs(model) -> list:
+    """The graph's real inputs (ValueInfos), without those an initializer backs (old IR versions list them)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [vi for vi in model.graph.input if vi.name not in inits]
+
+
 def model_feeds(model, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
     """Random feeds for any model: symbolic dims named like batch/seq get those sizes; dtypes follow the model."""
     batch, seq = _static_sizes(model, batch, seq)
+    names = {vi.name for vi in graph_inputs(model)}
     shapes = {}
     for name, dims in onnx_input_shapes(model).items():
-        shapes[name] = [_size_name(d, name) if isinstance(d, str) or d == 0 else d for d in dims]
+        if name in names:
+            shapes[name] = [_size_name(d, name) if isinstance(d, str) or d == 0 else d for d in dims]
     feeds = random_feeds(shapes, batch, seq, seed)
-    for vi in model.graph.input:
+    for vi in graph_inputs(model):
         dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
         if dtype is None:
             raise ValueError(f"input {vi.name!r} has an element type we cannot generate; pass --inputs in.npz")
@@ -193,6 +242,31 @@ def _static_sizes(model, batch: int, seq: int) -> tuple[int, int]:
     return int(meta.get("batch_size", batch)), int(meta.get("seq_len", seq))
 
 
+def check_feeds(model, feeds: dict[str, np.ndarray], source) -> None:
+    """ValueError, saying how to fix it, unless each feed has its input's dtype, rank and static dims, and
+    each symbolic dim one size across the feeds."""
+    sizes: dict[str, tuple[int, str]] = {}
+    for vi in graph_inputs(model):
+        name, value = vi.name, np.asarray(feeds[vi.name])
+        want = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
+        if want is not None and value.dtype != want:
+            kind = np.dtype(want).name
+            raise ValueError(f"{source}: input {name!r} is {value.dtype}; the model takes {kind} "
+                             f"(save it with array.astype(np.{kind}))")
+        dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if value.ndim != len(dims):
+            raise ValueError(f"{source}: input {name!r} has shape {list(value.shape)}; the model takes "
+                             f"{len(dims)} dims {dims}")
+        for dim, size in zip(dims, value.shape):
+            if isinstance(dim, int) and dim > 0 and dim != size:
+                raise ValueError(f"{source}: input {name!r} has shape {list(value.shape)}; the model takes {dims}")
+            if isinstance(dim, str):
+                seen, where = sizes.setdefault(dim, (size, name))
+                if seen != size:
+                    raise ValueError(f"{source}: dim {dim!r} is {size} in {name!r} but {seen} in {where!r}; "
+                                     f"they must agree")
+
+
 def model_precision(model) -> str:
     """The precision our metadata records (int8, float16), else float16 if the model takes or computes in
     float16 (Casts inside), else float32."""
@@ -209,38 +283,37 @@ def model_precision(model) -> str:
     return "float16" if 10 in types or "float16" in model_features(model) else "float32"
 
 
+@dataclass(frozen=True)
+class Expectation:
+    """What the capability table says of a runner on this model, where it is not simply right: `verdict` is
+    the worst of its cells (wrong, refused, untested); `why` names them and the form to export instead."""
+
+    verdict: str
+    why: str
+    cells: dict = field(default_factory=dict)  # feature -> cell, for the cells that are not simply right
+
+
+def expectation(runner: str, needs: list[str]) -> Expectation | None:
+    """None where the table says the runner computes a model that `needs` these features right (cells yes or
+    `on CPU`), or the runner is no ONNX runtime (numpy, torch: they read the checkpoint)."""
+    from lstm_onnx.runtimes import capabilities as cap
+
+    key = registry.get(runner).capability
+    if key is None:
+        return None
+    cells = {f: c for f, c in cap.shortfalls(key, needs).items() if c != cap.CPU}
+    if not cells:
+        return None
+    verdict = next((v for v in (cap.WRONG, cap.REFUSED) if v in cells.values()), cap.UNTESTED)
+    listed = "; ".join(f"{cap.FEATURES[f]}: {c}" for f, c in cells.items())
+    return Expectation(verdict, f"{listed}; export --form {cap.runtime(key).fallback} for this runtime", cells)
+
+
 def make_runner(name: str, model_path, ckpt, input_names: list[str], options: VerifyOptions) -> Runner:
-    from lstm_onnx.runtimes.ort import OnnxRuntimeBoundRunner, OnnxRuntimeRunner
-
-    if name in NEEDS_CHECKPOINT and ckpt is None:
-        raise RunnerUnavailable("needs a checkpoint (verify CHECKPOINT MODEL)")
-    if name == "torch":
-        from lstm_onnx.runtimes.torch_ref import TorchRunner
-
-        return TorchRunner(ckpt.build_model(), input_names)
-    if name == "numpy":
-        from lstm_onnx.runtimes.numpy_ref import NumpyRunner
-
-        return NumpyRunner(ckpt.state_dict, ckpt.model_config, input_names)
-    if name == "onnx.reference":
-        from lstm_onnx.runtimes.onnx_reference import OnnxReferenceRunner
-
-        return OnnxReferenceRunner(model_path)
-    if name.startswith("openvino-"):
-        from lstm_onnx.runtimes.openvino import OpenVINORunner
-
-        return OpenVINORunner(model_path, device=name.split("-", 1)[1])
-    if name.startswith("onnxruntime-"):
-        parts = name.split("-")[1:]
-        provider, fast = parts[0], parts[1:]
-        kwargs = dict(provider_options=options.provider_options.get(provider), allow_tf32=options.allow_tf32)
-        if fast in (["iobinding"], ["graph"]):
-            graph = fast == ["graph"]
-            return OnnxRuntimeBoundRunner(model_path, provider, cuda_graph=graph, profile=not graph, **kwargs)
-        if not fast:
-            return OnnxRuntimeRunner(model_path, provider, profile=True, **kwargs)
-    raise ValueError(f"unknown runner {name!r}; known: torch, numpy, onnxruntime-<provider>[-iobinding|-graph], "
-                     f"openvino-<device>, onnx.reference")
+    """The registry's runner `name` for this model (an old spelling works too); UnknownRunner (a ValueError)
+    if there is no such runner."""
+    return registry.make(name, registry.Request(model_path, ckpt, list(input_names), options.provider_options,
+                                                options.allow_tf32))
 
 
 def _runner_tolerances(runner: Runner, base: Tolerances, explicit: bool) -> Tolerances:
@@ -250,83 +323,98 @@ def _runner_tolerances(runner: Runner, base: Tolerances, explicit: bool) -> Tole
     return base
 
 
-def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) -> VerifyReport:
-    """Run the baseline and every runner on the same feeds; compare each with the baseline."""
+def _load_model(model_path):
     import onnx
 
+    try:
+        return onnx.load(str(model_path), load_external_data=False)
+    except FileNotFoundError:
+        raise ValueError(f"model not found: {model_path}") from None
+    except Exception as exc:  # protobuf's DecodeError and others
+        raise ValueError(f"{model_path} is not a readable ONNX model: {error_message(exc)}") from None
+
+
+def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) -> VerifyReport:
+    """Run the baseline and every runner on the same feeds; compare each with the baseline. Raises ValueError
+    (one line: what to fix) for bad options or inputs, or a baseline that cannot run; never for a runner."""
+    from lstm_onnx.runtimes.capabilities import model_features
+
     options = options or VerifyOptions()
-    model = onnx.load(str(model_path), load_external_data=False)
-    input_names = [vi.name for vi in model.graph.input]
+    model = _load_model(model_path)
+    needs = model_features(model)
+    input_names = [vi.name for vi in graph_inputs(model)]
+    names, named = _runner_names(options.runners, ckpt is not None)
     feeds = _feeds(model, input_names, options)
     if options.save_inputs:
         save_npz(options.save_inputs, feeds)
     explicit = options.tolerances is not None
     tolerances = options.tolerances or Tolerances(default_tolerance(model_precision(model)))
-    baseline_name = options.baseline or ("torch" if ckpt is not None else "onnxruntime-cpu")
-    baseline = (SavedOutputsRunner(options.expected, input_names) if options.expected
-                else make_runner(baseline_name, model_path, ckpt, input_names, options))
-    names, known_wrong = _runner_names(options.runners, ckpt is not None, model)
-    names = [n for n in names if n != baseline.name]
-    report = VerifyReport(ParityReport(baseline.name, inputs={k: list(v.shape) for k, v in feeds.items()}),
+    if options.expected:
+        load_npz(options.expected, "expected outputs")  # its own one-line error, before anything runs
+        baseline_name = f"expected:{Path(options.expected).name}"
+        build_baseline = lambda: SavedOutputsRunner(options.expected, input_names)  # noqa: E731
+    else:
+        baseline_name = _baseline_name(options, ckpt, needs)
+        build_baseline = lambda: make_runner(baseline_name, model_path, ckpt, input_names, options)  # noqa: E731
+    names = [n for n in names if n != baseline_name]
+    report = VerifyReport(ParityReport(baseline_name, inputs={k: list(v.shape) for k, v in feeds.items()}),
                           strict_placement=options.strict_placement)
-    try:
-        with baseline:
-            expected = baseline.infer(feeds)
-    except RunnerError as exc:
-        raise ValueError(f"baseline {baseline.name} cannot run: {exc}") from None
-    _note_placement(report, baseline, model)
-    outputs = [vi.name for vi in model.graph.output]
-    missing = [n for n in outputs if n not in expected]
-    if missing:
-        raise ValueError(f"baseline {baseline.name} has no output(s) {missing}; it has {sorted(expected)}")
-    expected = {n: expected[n] for n in outputs}
+    expected = _run_baseline(report, baseline_name, build_baseline, feeds, model)
     if options.save_outputs:
         save_npz(options.save_outputs, expected)
     failing = {}
     for name in names:
-        actual = _run_one(report, name, model_path, ckpt, input_names, options, feeds, model)
-        if actual is None:
+        table = expectation(name, needs)
+        build = lambda name=name: make_runner(name, model_path, ckpt, input_names, options)  # noqa: E731
+        ran = _run_one(report, name, table, name in named, build, feeds, model)
+        if ran is None:
             continue
-        runner_name, actual, runner = actual
-        rows = compare_outputs(runner_name, actual, expected, _runner_tolerances(runner, tolerances, explicit),
-                               outputs)
+        runner, actual = ran
+        rows = compare_outputs(runner.name, actual, expected, _runner_tolerances(runner, tolerances, explicit),
+                               list(expected))
         for row in rows:
-            row.known_wrong = known_wrong.get(name, "")
+            row.known_wrong = table.why if table and name not in named else ""
         report.parity.rows += rows
         if not all(r.passed for r in rows):
-            failing[runner_name] = actual
-    from lstm_onnx.runtimes.diagnose import dropped_peepholes
-
-    report.parity.warnings += dropped_peepholes(model, feeds, failing, tolerances)
+            failing[runner.name] = actual
+    report.parity.warnings += _diagnose(model, feeds, failing, tolerances)
     return report
 
 
-def capability_key(runner: str) -> str | None:
-    for prefix, key in CAPABILITY_KEYS.items():
-        if runner.startswith(prefix):
-            return key
-    return None
+def _baseline_name(options: VerifyOptions, ckpt, needs: list[str]) -> str:
+    if options.baseline:
+        return registry.canonical(options.baseline)
+    if ckpt is not None:
+        return "torch"
+    from lstm_onnx.runtimes.capabilities import UNTESTED
+
+    fits = [n for n in BASELINES if (e := expectation(n, needs)) is None or e.verdict == UNTESTED]
+    return (fits or BASELINES)[0]
 
 
-def _runner_names(requested, with_checkpoint: bool, model) -> tuple[list[str], dict[str, str]]:
-    """The runners to run, and {runner: why} for those the capability table expects to be wrong here.
+def _run_baseline(report: VerifyReport, name: str, build, feeds, model) -> dict[str, np.ndarray]:
+    try:
+        baseline = build()
+        with baseline:
+            expected = baseline.infer(feeds)
+    except Exception as exc:  # any runtime's failure: the one line says which baseline and why
+        raise ValueError(f"baseline {name} cannot run this model: {error_message(exc)}; "
+                         f"choose another with --baseline") from None
+    _note_placement(report, baseline, model)
+    outputs = [vi.name for vi in model.graph.output]
+    missing = [n for n in outputs if n not in expected]
+    if missing:
+        raise ValueError(f"baseline {name} has no output(s) {missing}; it has {sorted(expected)}")
+    return {n: expected[n] for n in outputs}
 
-    Naming runners (other than `all`) makes every failure count: the user asked for exactly those.
-    """
-    every = list(RUNNERS if with_checkpoint else MODEL_RUNNERS)
-    if requested and "all" not in requested:
-        return list(requested), {}
-    names = every + [r for r in (requested or ()) if r not in every and r != "all"]
-    from lstm_onnx.runtimes.capabilities import native_support, runtime
 
-    problems = native_support(model)
-    known_wrong = {}
-    for name in names:
-        key = capability_key(name)
-        wrong = [p for p in problems.get(key, []) if p.endswith(": wrong")] if key else []
-        if wrong:
-            known_wrong[name] = f"{'; '.join(wrong)}; export --form {runtime(key).fallback} for this runtime"
-    return names, known_wrong
+def _runner_names(requested, with_checkpoint: bool) -> tuple[list[str], set[str]]:
+    """The runners to run (canonical names), and those named: their failures count whatever the table says.
+    `all` is the default set plus the others named. UnknownRunner (a ValueError) for a name there is none of."""
+    requested = list(requested or ())
+    named = [registry.canonical(n) for n in requested if n != "all"]
+    names = named if requested and "all" not in requested else registry.verify_defaults(with_checkpoint) + named
+    return list(dict.fromkeys(names)), set(named)
 
 
 def _feeds(model, input_names, options):
@@ -335,24 +423,50 @@ def _feeds(model, input_names, options):
     feeds = load_npz(options.inputs, "inputs")
     if set(feeds) != set(input_names):
         raise ValueError(f"{options.inputs} holds {sorted(feeds)}; the model's inputs are {sorted(input_names)}")
+    check_feeds(model, feeds, options.inputs)
     return feeds
 
 
-def _run_one(report, name, model_path, ckpt, input_names, options, feeds, model):
+def _run_one(report: VerifyReport, name: str, table: Expectation | None, named: bool, build, feeds, model):
+    """(runner, outputs), or None with the runner recorded as skipped or as an error. Fed by the model's
+    input names, whatever the runtime calls them. An error counts if the runner was named or the table
+    expects it to run this model right; where the table says it refuses the model, it is skipped."""
+    from lstm_onnx.runtimes.capabilities import REFUSED
+
     try:
-        runner = make_runner(name, model_path, ckpt, input_names, options)
+        runner = build()
         with runner:
-            actual = runner.infer({k: feeds[k] for k in runner.input_names})
+            actual = runner.infer(feeds)
+    except RunnerRefused as exc:
+        report.parity.skipped[name] = f"refused ({exc})"
+        return None
     except RunnerUnavailable as exc:
         report.parity.skipped[name] = f"unavailable ({exc})"
         return None
-    except (RunnerError, KeyError) as exc:
-        report.parity.errors[name] = str(exc)
+    except Exception as exc:  # any runtime's own error type: contained, reported in one line
+        message = error_message(exc)
+        if table and named:
+            message += f" (capability table: {table.why})"
+        elif table and REFUSED in table.cells.values():
+            report.parity.skipped[name] = f"refused, as the capability table says ({table.why}): {message}"
+            return None
+        elif table:
+            report.uncounted_errors[name] = f"capability table: {table.why}"
+        report.parity.errors[name] = message
         return None
     _note_placement(report, runner, model)
     if getattr(runner, "uses_tf32", False):
         report.parity.warnings.append(f"{runner.name} ran with TF32 matmuls; compared at the tf32 tolerance")
-    return runner.name, actual, runner
+    return runner, actual
+
+
+def _diagnose(model, feeds, failing: dict, tolerances: Tolerances) -> list[str]:
+    from lstm_onnx.runtimes.diagnose import dropped_peepholes
+
+    try:
+        return dropped_peepholes(model, feeds, failing, tolerances)
+    except Exception as exc:  # the diagnosis reruns the model on ORT CPU, which may not take it
+        return [f"could not check whether {', '.join(failing)} dropped P: {error_message(exc)}"]
 
 
 def _note_placement(report: VerifyReport, runner: Runner, model) -> None:
@@ -362,13 +476,15 @@ def _note_placement(report: VerifyReport, runner: Runner, model) -> None:
     if not placements:
         return
     report.placements[runner.name] = placements
-    problems = fallback_warnings(runner.name, runner.requested_provider, runner.provider, placements, model)
+    problems = getattr(runner, "placement_problems", None)
+    if problems is None:
+        problems = fallback_warnings(runner.name, runner.requested_provider, runner.provider, placements, model)
     report.placement_problems += problems
     report.parity.warnings += problems
 
 
-def verify_checkpoint(ckpt, model_path, runners=CPU_RUNNERS, batch: int = 4, seq: int = 23, seed: int = 0,
-                      tolerances: Tolerances | None = None) -> VerifyReport:
+def verify_checkpoint(ckpt, model_path, runners=("numpy", "onnxruntime-cpu", "onnx-reference"), batch: int = 4,
+                      seq: int = 23, seed: int = 0, tolerances: Tolerances | None = None) -> VerifyReport:
     """verify_model with the checkpoint's torch model as the baseline, by default on the runners that
     every CPU machine has (a shorthand for tests and scripts)."""
     return verify_model(model_path, ckpt, VerifyOptions(runners=tuple(runners), batch=batch, seq=seq, seed=seed,

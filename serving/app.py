@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -17,10 +18,11 @@ from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSessio
 from lstm_onnx.serving.settings import ServeSettings
 
 RETRY_AFTER_S = "1"
+log = logging.getLogger("uvicorn.error")  # uvicorn's own log, where its startup lines go
 
 
 class Server:
-    """What the routes share: settings, predictor, batcher, sessions, metrics."""
+    """What the routes share: settings, predictor, batcher, sessions, metrics; and the routes' work."""
 
     def __init__(self, settings: ServeSettings, predictor):
         self.settings, self.predictor = settings, predictor
@@ -29,6 +31,15 @@ class Server:
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,
                                       settings.max_sessions) if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        self.batcher.start()
+        sweeper = asyncio.create_task(self.sessions.sweep_forever()) if self.sessions else None
+        yield
+        if sweeper:
+            sweeper.cancel()
+        await self.batcher.stop()
 
     async def run(self, items: list[Item]) -> list[dict]:
         try:
@@ -48,6 +59,51 @@ class Server:
             raise ApiError(404, "unknown_session", f"no session {sid!r} (never created, deleted or expired "
                            f"after {self.settings.session_ttl_s:g} s idle)", "an id from POST /v1/sessions") from None
 
+    # -- the hot routes (serving/hotpath.py): (body, params, media type) -> payload
+    async def predict(self, body, params, media: str) -> dict:
+        s = self.settings
+        xs = predict_arrays(await body(), media, self.predictor.num_features, s.max_items, s.max_seq_len)
+        results = await self.run([Item(x) for x in xs])
+        return {"outputs": [r["y"].tolist() for r in results]}
+
+    async def step(self, body, params, media: str) -> dict:
+        session = self.session(params["sid"])
+        x = step_array(await body(), media, self.predictor.num_features, self.settings.max_seq_len)
+        async with session.lock:
+            (result,) = await self.run([Item(x, (session.h, session.c))])
+            session.h, session.c = result["hn"], result["cn"]
+            session.steps += len(x)
+            session.last_used = self.sessions.clock()
+        return {"outputs": result["y"].tolist(), "steps": session.steps}
+
+    # -- the FastAPI routes
+    async def open_session(self):
+        if self.sessions is None:
+            self.session("")  # raises the 409
+        try:
+            session = self.sessions.create()
+        except SessionLimit as exc:
+            self.metrics.rejected.inc(reason="session_limit")
+            raise ApiError(503, "too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
+                           f"sessions", {"Retry-After": RETRY_AFTER_S}) from None
+        return {"session_id": session.id, "ttl_s": self.settings.session_ttl_s}
+
+    async def end_session(self, sid: str):
+        self.session(sid)
+        self.sessions.delete(sid)
+        return {"deleted": sid}
+
+    async def model(self):
+        return self.model_info()
+
+    async def readyz(self):
+        if not self.batcher.running:
+            return JSONResponse({"status": "not ready", "reason": "batcher not running"}, 503)
+        return {"status": "ready", "queue_depth": self.batcher.depth}
+
+    async def render_metrics(self):
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
     def model_info(self) -> dict:
         p, s = self.predictor, self.settings
         meta = p.meta
@@ -58,7 +114,7 @@ class Server:
                 "stateful": p.stateful, "lengths_input": p.has_lengths,
                 "batching": "padded with sequence_lens" if p.has_lengths else "grouped by length",
                 "inputs": io(p.session.get_inputs()), "outputs": io(p.session.get_outputs()),
-                "io": meta.get("io"), "providers": p.session.get_providers(),
+                "io": meta.get("io"), "providers": p.session.get_providers(), "placement": p.placement,
                 "limits": {k: getattr(s, k) for k in ("max_batch", "max_wait_ms", "max_queue", "max_items",
                                                          "max_seq_len", "max_body_bytes", "session_ttl_s",
                                                          "max_sessions", "workers")}}
@@ -101,94 +157,61 @@ class MetricsMiddleware:
             self.metrics.finished(start, route.path if route is not None else "other", scope["method"], status[0])
 
 
-def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
-    """`predictor`: a loaded runtimes.embed.Predictor (loaded from settings.model when None)."""
-    if predictor is None:
-        from lstm_onnx.runtimes.embed import Predictor
+def load_predictor(settings: ServeSettings):
+    """The settings' model, refused (ValueError) where the server cannot serve it as asked: fixed batch/sequence
+    sizes, or with `strict_placement` a node placed elsewhere than the requested provider. Placement problems
+    are otherwise logged, loudly, once."""
+    from lstm_onnx.runtimes.embed import Predictor
 
-        predictor = Predictor.load(settings.model, settings.provider, threads=settings.threads, spinning=False)
+    predictor = Predictor.load(settings.model, settings.provider, threads=settings.threads, spinning=False,
+                               allow_tf32=settings.allow_tf32, warn=False)
+    problems = predictor.placement_problems
+    if problems and settings.strict_placement:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"--strict-placement: {problems[0]}{more}")
+    for problem in problems:
+        log.warning("placement: %s", problem)
+    return predictor
+
+
+def check_servable(predictor, model: str) -> None:
     static = [d for d in predictor.inputs["x"].shape[:2] if not isinstance(d, str)]
     if static:
-        raise ValueError(f"{settings.model} has fixed batch/sequence sizes {predictor.inputs['x'].shape[:2]}; "
+        raise ValueError(f"{model} has fixed batch/sequence sizes {predictor.inputs['x'].shape[:2]}; "
                          "the server batches and streams, so export with --form native or decomposed")
+
+
+async def api_error(request, exc: ApiError):
+    return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+
+async def http_error(request, exc: StarletteHTTPException):
+    return JSONResponse(ApiError(exc.status_code, "http", str(exc.detail)).body(), exc.status_code)
+
+
+async def internal_error(request, exc: Exception):
+    return JSONResponse(ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body(), 500)
+
+
+async def healthz():
+    return {"status": "ok"}
+
+
+def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
+    """`predictor`: a loaded runtimes.embed.Predictor (loaded from settings.model when None)."""
+    predictor = predictor if predictor is not None else load_predictor(settings)
+    check_servable(predictor, settings.model)
     srv = Server(settings, predictor)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        srv.batcher.start()
-        sweeper = asyncio.create_task(srv.sessions.sweep_forever()) if srv.sessions else None
-        yield
-        if sweeper:
-            sweeper.cancel()
-        await srv.batcher.stop()
-
-    app = ServingApp(title="lstm-onnx-pipeline", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = ServingApp(title="lstm-onnx-pipeline", lifespan=srv.lifespan, docs_url=None, redoc_url=None)
     app.state.server = srv
     app.add_middleware(MetricsMiddleware, metrics=srv.metrics)
-
-    @app.exception_handler(ApiError)
-    async def api_error(request, exc: ApiError):
-        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, exc):
-        return JSONResponse(ApiError(exc.status_code, "http", str(exc.detail)).body(), exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request, exc):
-        return JSONResponse(ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body(), 500)
-
-    @app.post("/v1/sessions", status_code=201)
-    async def open_session():
-        if srv.sessions is None:
-            srv.session("")  # raises the 409
-        try:
-            session = srv.sessions.create()
-        except SessionLimit as exc:
-            srv.metrics.rejected.inc(reason="session_limit")
-            raise ApiError(503, "too_many_sessions", str(exc), f"at most {settings.max_sessions} open sessions",
-                           {"Retry-After": RETRY_AFTER_S}) from None
-        return {"session_id": session.id, "ttl_s": settings.session_ttl_s}
-
-    async def predict(body, params, media: str) -> dict:
-        xs = predict_arrays(await body(), media, predictor.num_features, settings.max_items, settings.max_seq_len)
-        results = await srv.run([Item(x) for x in xs])
-        return {"outputs": [r["y"].tolist() for r in results]}
-
-    async def step(body, params, media: str) -> dict:
-        session = srv.session(params["sid"])
-        x = step_array(await body(), media, predictor.num_features, settings.max_seq_len)
-        async with session.lock:
-            (result,) = await srv.run([Item(x, (session.h, session.c))])
-            session.h, session.c = result["hn"], result["cn"]
-            session.steps += len(x)
-            session.last_used = srv.sessions.clock()
-        return {"outputs": result["y"].tolist(), "steps": session.steps}
-
-    app.hot = HotRoutes({PREDICT: predict, STEP: step}, srv.metrics, settings.max_body_bytes)
-
-    @app.delete("/v1/sessions/{sid}")
-    async def end_session(sid: str):
-        srv.session(sid)
-        srv.sessions.delete(sid)
-        return {"deleted": sid}
-
-    @app.get("/v1/model")
-    async def model():
-        return srv.model_info()
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz():
-        if not srv.batcher.running:
-            return JSONResponse({"status": "not ready", "reason": "batcher not running"}, 503)
-        return {"status": "ready", "queue_depth": srv.batcher.depth}
-
-    @app.get("/metrics")
-    async def metrics():
-        return PlainTextResponse(srv.metrics.render(), media_type="text/plain; version=0.0.4")
-
+    for kind, handler in ((ApiError, api_error), (StarletteHTTPException, http_error), (Exception, internal_error)):
+        app.add_exception_handler(kind, handler)
+    app.hot = HotRoutes({PREDICT: srv.predict, STEP: srv.step}, srv.metrics, settings.max_body_bytes)
+    app.post("/v1/sessions", status_code=201)(srv.open_session)
+    app.delete("/v1/sessions/{sid}")(srv.end_session)
+    app.get("/v1/model")(srv.model)
+    app.get("/healthz")(healthz)
+    app.get("/readyz")(srv.readyz)
+    app.get("/metrics")(srv.render_metrics)
     return app

@@ -12,6 +12,8 @@ class ServeSettings:
     provider: str = "cpu"
     workers: int = 1  # inference threads running batches concurrently (one process: sessions live in it)
     threads: int = 1  # onnxruntime intra-op threads per run
+    allow_tf32: bool = False  # CUDA: TF32 matmuls (results shift by about 2.5e-4)
+    strict_placement: bool = False  # refuse to start if a node runs on another provider than requested
     max_batch: int = 64  # sequences per run; 1 turns batching off
     max_wait_ms: float = 2.0  # how long a partial batch waits for company
     max_queue: int = 1024  # sequences waiting; beyond it requests get 503 + Retry-After

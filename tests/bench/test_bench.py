@@ -40,3 +40,31 @@ def test_tiny_bench_end_to_end(tmp_path):
     assert json.loads(paths["json"].read_text())["rows"]
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "onnxruntime-cpu" in to_table(result)
+
+
+def test_plan_follows_the_registry():
+    from lstm_onnx.bench.run import label, plan
+
+    models = {"native": {}, "unrolled": {}}
+    config = BenchConfig(threads=(1, 2), runtimes=("onnxruntime", "torch", "onnx-reference"))
+    specs, skipped = plan(config, models, {}, "model.pt")
+    cells = {(label(s), s["worker"], s["form"], s["threads"]) for s in specs}
+    assert cells == {("onnxruntime-cpu", "ort", f, t) for f in models for t in (1, 2)} | {
+        ("torch-peephole-cpu", "torch", "eager", t) for t in (1, 2)} | {
+        ("torch-lstm-cpu", "torch", "no P", t) for t in (1, 2)} | {
+        ("onnx-reference", "runner", f, t) for f in models for t in (1, 2)}
+    assert not skipped
+    forms = {s["form"] for s in specs if s["runner"] == "onnxruntime-cpu"}
+    assert forms == set(models)
+
+
+def test_plan_skips_what_is_not_here():
+    from lstm_onnx.bench.run import plan
+    from lstm_onnx.runtimes.ort import available_providers
+
+    if "cuda" in available_providers():
+        pytest.skip("this machine has ORT CUDA")
+    specs, skipped = plan(BenchConfig(providers=("cuda",), runtimes=("onnxruntime",)), {"native": {}}, {}, "m.pt")
+    assert not specs
+    assert set(skipped) == {"onnxruntime-cuda", "onnxruntime-cuda-iobinding", "onnxruntime-cuda-graph"}
+    assert all(why.startswith("unavailable (provider 'cuda'") for why in skipped.values())

@@ -36,13 +36,13 @@ def test_verify_prints_a_passing_table_and_json(trained):
     runner = CliRunner()
     res = runner.invoke(cli, ["verify", str(trained / "m.pt"), str(trained / "m.onnx")])
     assert res.exit_code == 0, res.output
-    for name in ("numpy", "onnxruntime-cpu", "onnx.reference", "PASSED"):
+    for name in ("numpy", "onnxruntime-cpu", "onnx-reference", "PASSED"):
         assert name in res.output
     res = runner.invoke(cli, ["verify", str(trained / "m.pt"), str(trained / "m.onnx"), "--json"])
     report = json.loads(res.output)
     assert report["passed"]
     rows = {r["runner"]: r for r in report["rows"]}
-    assert all(rows[n]["passed"] for n in ("numpy", "onnxruntime-cpu", "onnx.reference"))
+    assert all(rows[n]["passed"] for n in ("numpy", "onnxruntime-cpu", "onnx-reference"))
     if "openvino-cpu" in rows:  # installed: it drops P, and the report says so without failing the run
         assert not rows["openvino-cpu"]["passed"] and "LSTM with P" in rows["openvino-cpu"]["known_wrong"]
 

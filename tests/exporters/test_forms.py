@@ -6,16 +6,16 @@ import onnx
 import pytest
 
 from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+from lstm_onnx.exporters.forms import FORMS
 from lstm_onnx.runtimes.verify import verify_checkpoint
 from tests.helpers import make_checkpoint
 
-FORMS = ("native", "decomposed", "unrolled")
 BATCH, SEQ = 3, 6  # the static size of the unrolled exports (and the feeds for every form)
-RUNNERS = ("numpy", "onnxruntime-cpu", "onnx.reference")
+RUNNERS = ("numpy", "onnxruntime-cpu", "onnx-reference")
 
 
 def form_options(form: str, **kw) -> ExportOptions:
-    static = dict(seq_len=SEQ, batch_size=BATCH) if form == "unrolled" else {}
+    static = dict(seq_len=SEQ, batch_size=BATCH) if FORMS[form].static_shapes else {}
     return ExportOptions(form=form, **static, **kw)
 
 
@@ -39,7 +39,7 @@ def test_form_matches_every_reference(tmp_path, form, layers, bidirectional, pee
     assert {r.runner for r in rows(report)} == set(RUNNERS)
     assert {o.name for o in model.graph.output} == ({"y", "hn", "cn"} if stateful else {"y"})
     has_lstm = any(n.op_type == "LSTM" for n in model.graph.node)
-    assert has_lstm == (form == "native")
+    assert has_lstm == FORMS[form].lstm_node
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -55,7 +55,8 @@ def test_lengths_heads_and_layouts(tmp_path, form, bidirectional, stateful, head
     report = verify_checkpoint(ckpt, path, RUNNERS, batch=BATCH, seq=SEQ, seed=3)
     assert report.passed, report.to_table()
     compared = {r.runner for r in rows(report)}
-    assert ("onnx.reference" in compared) == (form != "native")  # refused only for an LSTM with sequence_lens
+    # refused only for an LSTM with sequence_lens
+    assert ("onnx-reference" in compared) == (FORMS[form].lengths_by == "mask")
 
 
 def test_unrolled_is_static_and_concats_in_groups(tmp_path):

@@ -5,6 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from lstm_onnx.exporters.export import ExportError, ExportOptions, build_model, export_checkpoint
+from lstm_onnx.exporters.forms import FORMS
 from lstm_onnx.exporters.opsets import OpsetError, max_opset
 from lstm_onnx.exporters.precision import PrecisionError, check_quantizable
 from lstm_onnx.core import metadata
@@ -24,7 +25,7 @@ def data_checkpoint(**kw):
 @pytest.mark.parametrize("form", ["decomposed", "unrolled"])
 def test_float16_export_reports_its_accuracy(tmp_path, form):
     ckpt = data_checkpoint(num_layers=2)
-    static = dict(seq_len=20, batch_size=16) if form == "unrolled" else {}
+    static = dict(seq_len=20, batch_size=16) if FORMS[form].static_shapes else {}
     model = export_checkpoint(ckpt, tmp_path / "m.onnx", ExportOptions(form=form, dtype="float16", stateful=True,
                                                                        lengths=True, **static))
     inits = [t for t in model.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
@@ -79,7 +80,7 @@ def test_auto_export_for_ort_cuda_has_no_lstm_node(tmp_path):
     model = export_checkpoint(make_checkpoint(), tmp_path / "m.onnx", ExportOptions(form="auto", target="ort-cuda"))
     assert not any(n.op_type == "LSTM" for n in model.graph.node)
     meta = metadata.read(str(tmp_path / "m.onnx"))
-    assert meta["form"] == "decomposed" and meta["target"] == "ort-cuda"
+    assert meta["form"] == "decomposed" and meta["target"] == "onnxruntime-cuda"  # old spelling, canonical key
 
 
 @pytest.mark.parametrize("options,match", [
@@ -95,15 +96,15 @@ def test_inspect_lists_native_runtimes():
     from lstm_onnx.runtimes.inspect import describe, format_description
 
     native = describe(build_model(make_checkpoint(), ExportOptions()))
-    assert native["native_runtimes"]["ort-cpu"] == [] and native["native_runtimes"]["openvino"]
+    assert native["native_runtimes"]["onnxruntime-cpu"] == [] and native["native_runtimes"]["openvino-cpu"]
     decomposed = describe(build_model(make_checkpoint(), ExportOptions(form="decomposed")))
-    assert decomposed["native_runtimes"]["openvino"] == [] and decomposed["needs"] == ["scan"]
-    assert "runs natively on: ort-cpu, ort-cuda, openvino" in format_description(decomposed)
+    assert decomposed["native_runtimes"]["openvino-cpu"] == [] and decomposed["needs"] == ["scan"]
+    assert "runs natively on: onnxruntime-cpu, onnxruntime-cuda, openvino-cpu" in format_description(decomposed)
 
 
-@pytest.mark.parametrize("form", ["native", "decomposed", "unrolled"])
+@pytest.mark.parametrize("form", FORMS)
 def test_oldest_and_newest_opsets_run(tmp_path, form):
-    static = dict(seq_len=4, batch_size=2) if form == "unrolled" else {}
+    static = dict(seq_len=4, batch_size=2) if FORMS[form].static_shapes else {}
     for opset in (14, max_opset()):
         model = export_checkpoint(make_checkpoint(bidirectional=True), tmp_path / "m.onnx",
                                   ExportOptions(form=form, opset=opset, lengths=True, **static))

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from lstm_onnx.exporters.export import ExportError, ExportOptions, build_model
+from lstm_onnx.exporters.forms import FORMS
 from tests.helpers import make_checkpoint
-
-FORMS = ("native", "decomposed", "unrolled")
 
 
 def session(ckpt, **options):
@@ -15,7 +14,7 @@ def session(ckpt, **options):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("form", ["native", "decomposed"])
+@pytest.mark.parametrize("form", [name for name, f in FORMS.items() if not f.static_shapes])
 def test_chunks_carrying_state_equal_one_pass(form):
     ckpt = make_checkpoint(num_layers=2, head="sequence")
     sess = session(ckpt, form=form, stateful=True)
@@ -55,7 +54,7 @@ def test_stateful_bidirectional_is_refused_for_every_form():
     for form in FORMS:
         with pytest.raises(ExportError, match="unidirectional"):
             build_model(make_checkpoint(bidirectional=True),
-                        ExportOptions(form=form, stateful=True, seq_len=4 if form == "unrolled" else None))
+                        ExportOptions(form=form, stateful=True, seq_len=4 if FORMS[form].static_shapes else None))
 
 
 def _per_item(ckpt, x, lengths):
@@ -75,7 +74,7 @@ def _per_item(ckpt, x, lengths):
 def test_padded_batch_equals_per_item_runs(form):
     ckpt = make_checkpoint(num_layers=2, head="sequence")
     S, lengths = 7, np.array([7, 3, 1, 5], np.int32)
-    static = dict(seq_len=S, batch_size=4) if form == "unrolled" else {}
+    static = dict(seq_len=S, batch_size=4) if FORMS[form].static_shapes else {}
     sess = session(ckpt, form=form, lengths=True, stateful=True, **static)
     x = np.random.default_rng(2).standard_normal((4, S, 3)).astype(np.float32)
     zeros = np.zeros((2, 4, 8), np.float32)
@@ -93,7 +92,7 @@ def test_padded_batch_equals_per_item_runs(form):
 def test_padded_bidirectional_reverse_starts_at_each_items_end(form):
     ckpt = make_checkpoint(bidirectional=True, head="last")
     S, lengths = 6, np.array([2, 6, 4], np.int32)
-    static = dict(seq_len=S, batch_size=3) if form == "unrolled" else {}
+    static = dict(seq_len=S, batch_size=3) if FORMS[form].static_shapes else {}
     sess = session(ckpt, form=form, lengths=True, **static)
     x = np.random.default_rng(3).standard_normal((3, S, 3)).astype(np.float32)
     y = sess.run(["y"], {"x": x, "lengths": lengths})[0]

@@ -101,3 +101,47 @@ def test_misuse_is_refused(paths):
         Predictor.load(paths["serve"]).stream(batch=2).step(np.zeros((1, 3)))
     with pytest.raises(PredictorError, match="cannot load"):
         Predictor.load(paths["plain"].parent / "missing.onnx")
+
+
+@pytest.fixture(scope="module")
+def unrolled(ckpt, tmp_path_factory):
+    from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+
+    path = tmp_path_factory.mktemp("embed") / "unrolled.onnx"
+    export_checkpoint(ckpt, path, ExportOptions(form="unrolled", seq_len=4, batch_size=1, stateful=True))
+    return path
+
+
+def test_an_unrolled_model_says_which_shape_it_takes(ckpt, unrolled):
+    p = Predictor.load(unrolled)
+    x = np.stack(models.raw_inputs(np.random.default_rng(6), [4]))
+    close(p.predict(x), models.torch_reference(ckpt, x))  # its own shape runs
+    for bad in (np.zeros((1, 5, 3)), np.zeros((2, 4, 3))):
+        with pytest.raises(PredictorError, match=r"takes \[batch, seq\] = \[1, 4\] only .*--form native"):
+            p.predict(bad)
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_a_stream_step_onnxruntime_refuses_is_a_predictor_error(unrolled, fold):
+    stepper = Predictor.load(unrolled).stream(fold=fold)
+    with pytest.raises(PredictorError, match=r"\[1, 4\] only .*got \[1, 1\]"):
+        stepper.step(np.zeros((1, 3)))
+    assert stepper.step(np.zeros((1, 4, 3))).shape == (1, models.O)  # the stream is still usable
+
+
+def test_other_onnxruntime_refusals_are_predictor_errors(paths):
+    p = Predictor.load(paths["plain"])
+    with pytest.raises(PredictorError, match="onnxruntime refused the input"):
+        p.run({"x": np.zeros((1, 2, 3), np.float64)})  # the wrong dtype: ORT's InvalidArgument
+
+
+def test_a_model_without_our_input_names_is_refused_at_load(paths, tmp_path):
+    import onnx
+
+    model = onnx.load(str(paths["plain"]))
+    model.graph.input[0].name = "input"
+    for node in model.graph.node:
+        node.input[:] = ["input" if name == "x" else name for name in node.input]
+    onnx.save(model, tmp_path / "renamed.onnx")
+    with pytest.raises(PredictorError, match=r"inputs \['input'\].*input `x`"):
+        Predictor.load(tmp_path / "renamed.onnx")

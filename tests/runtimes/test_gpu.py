@@ -119,3 +119,28 @@ def test_gpu_benchmark(tmp_path):
                   f"faster than the CPU fallback (goal >= 4x)")
         if peephole and cudnn:
             print(f"{case}: {min(peephole) / cudnn[0]:.1f}x cuDNN without P (goal <= 3x)")
+
+
+def test_predictor_on_cuda_has_tf32_off_and_warns_of_the_cpu_lstm(ckpt, tmp_path):
+    """The serving path's session (runtimes/session.py): TF32 off unless asked, the placement checked at load."""
+    from lstm_onnx.runtimes.embed import Predictor
+    from lstm_onnx.runtimes.session import PlacementWarning
+
+    native = export(ckpt, "native", tmp_path)
+    with pytest.warns(PlacementWarning, match="no peephole support.*--form decomposed"):
+        pred = Predictor.load(native, "cuda")
+    assert pred.session.get_provider_options()["CUDAExecutionProvider"]["use_tf32"] == "0"
+    assert set(pred.placement["lstm"].values()) == {"CPUExecutionProvider"}, pred.placement
+    loose = Predictor.load(native, "cuda", allow_tf32=True, warn=False)
+    assert loose.session.get_provider_options()["CUDAExecutionProvider"]["use_tf32"] == "1"
+    decomposed = Predictor.load(export(ckpt, "decomposed", tmp_path), "cuda")
+    assert decomposed.placement_problems == [] and decomposed.placement["checked"], decomposed.placement
+
+
+def test_serve_strict_placement_refuses_a_native_peephole_model_on_cuda(ckpt, tmp_path):
+    from lstm_onnx.serving.app import create_app
+    from lstm_onnx.serving.settings import ServeSettings
+
+    native = export(ckpt, "native", tmp_path)
+    with pytest.raises(ValueError, match="--strict-placement: .*no peephole support"):
+        create_app(ServeSettings(model=str(native), provider="cuda", strict_placement=True))

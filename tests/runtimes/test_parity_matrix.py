@@ -20,7 +20,7 @@ def test_every_runner_matches_torch(tmp_path, num_layers, bidirectional, peephol
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path)
     report = verify_checkpoint(ckpt, path, batch=3, seq=9)
-    assert {r.runner for r in report.rows} == {"numpy", "onnxruntime-cpu", "onnx.reference"}
+    assert {r.runner for r in report.rows} == {"numpy", "onnxruntime-cpu", "onnx-reference"}
     assert report.passed, report.to_table()
 
 
@@ -56,7 +56,7 @@ def test_harness_catches_a_broken_export(tmp_path, monkeypatch, mutation):
     _export_unvalidated(ckpt, path)
     report = verify_checkpoint(ckpt, path, batch=3, seq=9)
     failed = {r.runner for r in report.rows if not r.passed}
-    assert failed == {"onnxruntime-cpu", "onnx.reference"}, report.to_table()
+    assert failed == {"onnxruntime-cpu", "onnx-reference"}, report.to_table()
 
 
 def test_export_refuses_to_write_a_broken_model(tmp_path, monkeypatch):
@@ -77,4 +77,4 @@ def test_state_and_lengths_inputs_match_torch(tmp_path, stateful, lengths):
     report = verify_checkpoint(ckpt, path, batch=4, seq=8)
     assert report.passed, report.to_table()
     if lengths:
-        assert "onnx.reference" in report.skipped and "sequence_lens" in report.skipped["onnx.reference"]
+        assert "onnx-reference" in report.skipped and "sequence_lens" in report.skipped["onnx-reference"]

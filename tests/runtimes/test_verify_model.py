@@ -19,10 +19,10 @@ def native(ckpt, tmp_path_factory):
 
 
 def test_checkpointless_verify_against_ort_cpu(native):
-    report = verify_model(native, options=VerifyOptions(runners=("onnx.reference", "onnxruntime-cuda")))
+    report = verify_model(native, options=VerifyOptions(runners=("onnx-reference", "onnxruntime-cuda")))
     assert report.parity.reference == "onnxruntime-cpu"
     assert report.passed, report.to_table()
-    assert [r.runner for r in report.parity.rows] == ["onnx.reference"]
+    assert [r.runner for r in report.parity.rows] == ["onnx-reference"]
     assert report.parity.skipped["onnxruntime-cuda"].startswith("unavailable (")
     assert "LSTM" in {p.op_type for p in report.placements["onnxruntime-cpu"]}
     table = report.to_table()
@@ -30,7 +30,7 @@ def test_checkpointless_verify_against_ort_cpu(native):
 
 
 def test_checkpoint_runners_are_skipped_without_one(native):
-    report = verify_model(native, options=VerifyOptions(runners=("numpy", "onnx.reference")))
+    report = verify_model(native, options=VerifyOptions(runners=("numpy", "onnx-reference")))
     assert "needs a checkpoint" in report.parity.skipped["numpy"]
 
 
@@ -42,7 +42,7 @@ def test_with_checkpoint_torch_is_the_baseline(ckpt, native):
 
 
 def test_saved_inputs_and_outputs_round_trip(native, tmp_path):
-    first = verify_model(native, options=VerifyOptions(runners=("onnx.reference",), batch=3, seq=9,
+    first = verify_model(native, options=VerifyOptions(runners=("onnx-reference",), batch=3, seq=9,
                                                        save_inputs=tmp_path / "in.npz",
                                                        save_outputs=tmp_path / "out.npz"))
     assert first.passed
@@ -82,7 +82,7 @@ def test_foreign_dim_names_and_dtypes(native, tmp_path):
 
 
 def test_strict_placement_turns_a_fallback_into_failure(native):
-    report = verify_model(native, options=VerifyOptions(runners=("onnx.reference",)))
+    report = verify_model(native, options=VerifyOptions(runners=("onnx-reference",)))
     assert report.passed
     report.placement_problems.append("LSTM ran on CPUExecutionProvider although cuda was requested")
     assert report.passed  # a warning only...
@@ -94,7 +94,7 @@ def test_strict_placement_turns_a_fallback_into_failure(native):
 def test_json_report_carries_placement(native):
     import json
 
-    report = verify_model(native, options=VerifyOptions(runners=("onnx.reference",)))
+    report = verify_model(native, options=VerifyOptions(runners=("onnx-reference",)))
     data = json.loads(report.to_json())
     nodes = data["placement"]["onnxruntime-cpu"]["nodes"]
     assert any(n["op_type"] == "LSTM" and n["provider"] == "CPUExecutionProvider" for n in nodes)
@@ -106,7 +106,7 @@ def test_missing_runtime_is_skipped_with_install_hint(native, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
-    report = verify_model(native, options=VerifyOptions(runners=("openvino-cpu", "onnx.reference")))
+    report = verify_model(native, options=VerifyOptions(runners=("openvino-cpu", "onnx-reference")))
     assert report.passed and not report.parity.errors
     assert "unavailable" in report.parity.skipped["openvino-cpu"]
     assert "pip install" in report.parity.skipped["openvino-cpu"]

@@ -1,4 +1,5 @@
 """`lstm-pipeline serve` refuses bad models and settings with one line, before binding anything."""
+import pytest
 from click.testing import CliRunner
 
 from lstm_onnx.cli.main import cli
@@ -26,3 +27,42 @@ def test_static_shapes_are_refused(tmp_path):
     export_checkpoint(models.checkpoint(), path, ExportOptions(form="unrolled", seq_len=4, batch_size=1))
     r = run(str(path))
     assert r.exit_code == 1 and "fixed batch/sequence sizes" in r.output
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """The settings `serve` would start the server with (nothing binds)."""
+    from lstm_onnx.serving import server
+
+    seen = []
+    monkeypatch.setattr(server, "serve", lambda settings: seen.append(settings))
+    return seen
+
+
+def test_defaults_are_the_settings_defaults(serve_model, started):
+    from lstm_onnx.serving.settings import ServeSettings
+
+    assert run(str(serve_model)).exit_code == 0
+    assert started == [ServeSettings(model=str(serve_model))]
+
+
+def test_each_option_reaches_its_setting(serve_model, started):
+    from lstm_onnx.serving.settings import ServeSettings
+
+    r = run(str(serve_model), "--host", "0.0.0.0", "--port", "9001", "--workers", "2", "--threads", "3",
+            "--max-batch", "8", "--max-wait-ms", "0.5", "--max-queue", "10", "--max-seq-len", "50",
+            "--session-ttl", "7", "--max-sessions", "4", "--strict-placement", "--allow-tf32")
+    assert r.exit_code == 0, r.output
+    assert started == [ServeSettings(model=str(serve_model), host="0.0.0.0", port=9001, workers=2, threads=3,
+                                     max_batch=8, max_wait_ms=0.5, max_queue=10, max_seq_len=50, session_ttl_s=7.0,
+                                     max_sessions=4, strict_placement=True, allow_tf32=True)]
+
+
+def test_strict_placement_refuses_to_start_in_one_line(serve_model, monkeypatch):
+    from tests.placement_fakes import move_lstm_nodes
+
+    move_lstm_nodes(monkeypatch)
+    monkeypatch.setattr("uvicorn.Server.run", lambda self: pytest.fail("the server started"))
+    r = run(str(serve_model), "--strict-placement")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.startswith("Error: --strict-placement: Predictor(cpu): LSTM node") and "--form decomposed" in r.output

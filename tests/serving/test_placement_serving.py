@@ -1,0 +1,64 @@
+"""Placement in serving: `/v1/model` reports it, a misplaced LSTM is logged loudly, and `serve
+--strict-placement` refuses to start. On CPU nothing lands elsewhere, so the LSTM is moved at the factory's seam."""
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lstm_onnx.runtimes.placement import parse_profile
+from lstm_onnx.serving.app import create_app
+from lstm_onnx.serving.settings import ServeSettings
+from tests.placement_fakes import ELSEWHERE, move_lstm_nodes
+
+
+@pytest.fixture
+def lstm_elsewhere(monkeypatch):
+    move_lstm_nodes(monkeypatch)
+
+
+def profiled_by_hand(path):
+    """Node placements from a session profiled straight on onnxruntime, with real-sized feeds."""
+    import os
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests import models
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    h = np.zeros((1, 2, models.H), np.float32)
+    sess.run(None, {"x": np.ones((2, 5, models.F), np.float32), "lengths": np.array([5, 3], np.int32),
+                    "h0": h, "c0": h})
+    profile = sess.end_profiling()
+    try:
+        return parse_profile(profile)
+    finally:
+        os.remove(profile)
+
+
+def test_model_info_reports_the_placement(serve_model):
+    with TestClient(create_app(ServeSettings(model=str(serve_model)))) as c:
+        placement = c.get("/v1/model").json()["placement"]
+    by_hand = profiled_by_hand(serve_model)
+    assert placement == {"requested": "CPUExecutionProvider", "checked": True,
+                         "nodes": {"CPUExecutionProvider": len(by_hand)},
+                         "lstm": {p.node: p.provider for p in by_hand if p.op_type == "LSTM"}, "problems": []}
+    assert placement["lstm"]  # the model has an LSTM node, and it was seen
+
+
+def test_a_misplaced_lstm_is_logged_and_shown(serve_model, lstm_elsewhere, caplog):
+    with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+        app = create_app(ServeSettings(model=str(serve_model)))
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(logged) == 1 and "LSTM node" in logged[0] and "--form decomposed" in logged[0]
+    with TestClient(app) as c:
+        placement = c.get("/v1/model").json()["placement"]
+        assert c.post("/v1/predict", json={"inputs": [[[1.0, 2.0, 3.0]]]}).status_code == 200  # it still serves
+    assert set(placement["lstm"].values()) == {ELSEWHERE} and placement["problems"] == [logged[0][len("placement: "):]]
+
+
+def test_strict_placement_refuses_to_build_the_app(serve_model, lstm_elsewhere):
+    with pytest.raises(ValueError, match="--strict-placement: .*LSTM node .*--form decomposed"):
+        create_app(ServeSettings(model=str(serve_model), strict_placement=True))
