@@ -8,12 +8,13 @@ CONFIG ?=
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/lstm-pipeline
 
-.PHONY: demo test test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures bench-train
+.PHONY: demo test fuzz test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures bench-train
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo     train -> export -> verify on the built-in task (creates $(VENV))"
-	@echo "make test     run the test suite"
+	@echo "make test     run the test suite (with a fast, seeded slice of the bad-input harness)"
+	@echo "make fuzz     the bad-input and fault harness, longer (FUZZ_SCALE=25); prints cases tried, clean errors, failures"
 	@echo "make install-sizes  installed MB of the deploy install (no torch) and of [full], in fresh venvs"
 	@echo "make report   test metrics + plots (loss, forecast vs actual) of $(ART)/model.pt -> $(ART)/report/"
 	@echo "make experiment-peepholes  peephole vs plain LSTM, timing task + CO2, several seeds -> $(ART)/peepholes/"
@@ -68,6 +69,12 @@ demo: $(ART)/model.onnx
 
 test: $(VENV)/.installed node-deps
 	$(PY) -m pytest -q
+
+# The harness alone, longer: FUZZ_SCALE times the fast slice's loops, hypothesis's long profile. Ends with the
+# figures (cases tried, clean errors, failures).
+FUZZ_SCALE ?= 25
+fuzz: $(VENV)/.installed
+	FUZZ_SCALE=$(FUZZ_SCALE) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -m harness
 
 test-gpu: $(VENV)/.installed
 	$(PY) -m pytest -q -m gpu

@@ -1,0 +1,21 @@
+"""Suite-wide settings: hypothesis profiles (seeded and short for `make test`, long for `make fuzz`) and the
+harness figures at the end of the run."""
+import os
+
+from hypothesis import HealthCheck, settings
+
+from tests.harness import TALLY
+
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=2000, derandomize=False, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = TALLY.lines()
+    if lines:
+        terminalreporter.section("bad-input and fault harness")
+        for line in lines:
+            terminalreporter.write_line(line)
