@@ -52,6 +52,11 @@ def peak_warnings(result: BenchResult) -> list[str]:
             f"is not a measure" for r in result.rows if r.peak_exceeded]
 
 
+def placement_warnings(result: BenchResult) -> list[str]:
+    """Rows whose session ran nodes off the requested provider: their time is not that provider's."""
+    return [f"WARNING: {r.runner} {r.form} @ {r.case}: {p}" for r in result.rows for p in r.placement_problems]
+
+
 def to_table(result: BenchResult, markdown: bool = False) -> str:
     lines = _grid(HEAD, [_cells(r) for r in result.rows], markdown)
     lines += [f"skipped {k}: {v}" for k, v in result.skipped.items()]
@@ -59,7 +64,7 @@ def to_table(result: BenchResult, markdown: bool = False) -> str:
         lines += ["", "GEMM peaks: the fastest run of the LSTM's own GEMM shapes and a large square one, the max "
                       "over this run's workers; % peak divides by these. Spread in GFLOP/s.", ""]
         lines += _grid(PEAK_HEAD, [_peak_cells(k, p) for k, p in sorted(result.peaks.items())], markdown)
-    warnings = peak_warnings(result)
+    warnings = peak_warnings(result) + placement_warnings(result)
     return "\n".join(warnings + ([""] if warnings else []) + lines + [""] + warnings + headline(result))
 
 
@@ -93,7 +98,8 @@ def headline(result: BenchResult) -> list[str]:
 
 def write_json(result: BenchResult, path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(dict(result.to_dict(), warnings=peak_warnings(result)), indent=2))
+        tmp.write_text(json.dumps(dict(result.to_dict(), warnings=peak_warnings(result) + placement_warnings(result)),
+                                  indent=2))
 
 
 def write_chart(result: BenchResult, path) -> None:

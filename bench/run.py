@@ -50,6 +50,7 @@ class Row:
     peak_exceeded: bool = False  # faster than that peak: the peak is understated and the % is no measure
     worker_gemm_gflops: float | None = None  # the peak this row's own worker measured
     error: str = ""
+    placement_problems: list[str] = field(default_factory=list)  # nodes that ran off the requested provider
 
 
 @dataclass
@@ -148,6 +149,7 @@ def rows_from(spec: dict, result: dict, config: BenchConfig) -> list[Row]:
             row.error = cell["error"]
         else:
             row.median_ms, row.p99_ms = cell["median_ms"], cell["p99_ms"]
+            row.placement_problems = cell.get("placement_problems", [])
             row.seq_per_s = case.batch / (row.median_ms / 1e3)
             flops = lstm_flops(case.batch, case.seq, config.input_size, config.hidden, config.layers)
             row.gflops = flops / (row.median_ms * 1e6)

@@ -39,6 +39,7 @@ def feeds_for(batch: int, seq: int, input_size: int) -> dict[str, np.ndarray]:
 class OrtBench:
     def __init__(self, spec):
         self.spec = spec
+        self.placement_problems = []  # of the last timed session: a timing of nodes that ran elsewhere
 
     def runner(self, model):
         from lstm_onnx.runtimes.ort import OnnxRuntimeBoundRunner, OnnxRuntimeRunner
@@ -52,6 +53,7 @@ class OrtBench:
     def timed(self, model, feeds, min_time):
         runner = self.runner(model)
         with runner:
+            self.placement_problems = runner.placement_problems
             if hasattr(runner, "bind"):
                 runner.bind(feeds)
                 return sample(runner.run_bound, min_time)
@@ -195,6 +197,8 @@ def run(spec: dict) -> dict:
                 raise RuntimeError(case.get("model_error", "no model for this case"))
             times = bench.timed(model, feeds_for(case["batch"], case["seq"], spec["input_size"]), spec["min_time"])
             result["cases"][case["name"]] = summary(times)
+            if getattr(bench, "placement_problems", None):
+                result["cases"][case["name"]]["placement_problems"] = bench.placement_problems
         except Exception as exc:  # reported per cell; one failing case must not lose the others
             result["cases"][case["name"]] = {"error": _short(exc)}
     again = gemm_peak(bench, spec, result, candidates=[first]) if first else None

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from lstm_onnx.bench import peak
+from lstm_onnx.bench import peak, worker
 from lstm_onnx.bench.cases import Case, lstm_flops, lstm_gemm_shapes, peak_gemm_shapes
 from lstm_onnx.bench.report import OVER, headline, peak_warnings, to_table, write_json
 from lstm_onnx.bench.run import BenchConfig, BenchResult, Row, run_worker
@@ -155,3 +155,31 @@ def test_worker_measures_the_peak_over_shapes_and_routes(kind, routes):
     assert best["gflops"] == max(r["gflops"] for r in out["gemm_shapes"]) == out["gemm_gflops"] > 0
     spread = best["spread"]
     assert spread["min"] <= spread["median"] <= spread["max"] == best["gflops"] and spread["n"] >= 5
+
+
+def test_a_row_whose_nodes_ran_off_its_provider_is_a_warning(tmp_path):
+    """A timing of nodes that ran elsewhere is not that provider's timing: the table and the JSON say so."""
+    result = _result()
+    problem = "onnxruntime-cuda: LSTM node 'lstm0' ran on CPUExecutionProvider although cuda was requested"
+    result.rows[0].placement_problems = [problem]
+    assert [line for line in to_table(result).splitlines() if problem in line] == \
+        [f"WARNING: onnxruntime-cpu native @ batch: {problem}"] * 2
+    write_json(result, tmp_path / "b.json")
+    assert any(problem in w for w in json.loads((tmp_path / "b.json").read_text())["warnings"])
+
+
+def test_the_worker_reports_placement_problems_per_case(monkeypatch):
+    """The seam: whatever the ORT runner found at load lands in that case's cell."""
+    from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
+
+    real = OnnxRuntimeRunner._activate
+
+    def misplaced(self):
+        real(self)
+        self.placement_problems = ["faked: LSTM ran on CPU"]
+
+    monkeypatch.setattr(OnnxRuntimeRunner, "_activate", misplaced)
+    bench = worker.OrtBench({"provider": "cpu", "threads": 1})
+    model = worker.gemm_model((4, 4, 4))
+    bench.timed(model, worker.gemm_input((4, 4, 4)), 0.01)
+    assert bench.placement_problems == ["faked: LSTM ran on CPU"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+from lstm_onnx.exporters.forms import FORMS
 from lstm_onnx.runtimes.embed import Predictor, PredictorError
 from lstm_onnx.runtimes.tolerances import default_tolerance
 from tests import models
@@ -31,7 +32,7 @@ def test_folded_step_equals_torch_and_numpy_path(tmp_path, monkeypatch, form, he
         monkeypatch.setattr(fold._Graph, "fold_output", lambda *a: False)
     ckpt = models.checkpoint(head=head, bias=bias)
     ckpt.config.model.batch_first = batch_first
-    extra = dict(seq_len=1, batch_size=2) if form == "unrolled" else {}
+    extra = dict(seq_len=1, batch_size=2) if FORMS[form].static_shapes else {}
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path, ExportOptions(form=form, stateful=True, **extra))
     pred = Predictor.load(path)
@@ -40,7 +41,7 @@ def test_folded_step_equals_torch_and_numpy_path(tmp_path, monkeypatch, form, he
     blob = fold.fold_normalization(path, pred.meta["normalization"], head != "classify")
     # Our exports take the affine maps into their weights; only a model without an input bias to absorb
     # the shift (decomposed, bias=False) needs nodes on the input side.
-    expect_nodes = not into_weights or (form != "native" and not bias)
+    expect_nodes = not into_weights or (not FORMS[form].lstm_node and not bias)
     assert bool(_fold_nodes(blob)) == expect_nodes
     x = np.stack(models.raw_inputs(np.random.default_rng(0), [6, 6]))
     ys = [folded.step(x[:, t]) for t in range(6)]

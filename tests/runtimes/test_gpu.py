@@ -7,6 +7,7 @@ import os
 import pytest
 
 from lstm_onnx.bench.models import export_form, random_checkpoint
+from lstm_onnx.exporters.forms import FORMS
 from lstm_onnx.runtimes.compare import Tolerances
 from lstm_onnx.runtimes.ort import available_providers
 from lstm_onnx.runtimes.tolerances import default_tolerance
@@ -44,9 +45,9 @@ def export(ckpt, form, tmp_path, **kw):
 CUDA_RUNNERS = ("onnxruntime-cuda", "onnxruntime-cuda-iobinding")
 
 
-@pytest.mark.parametrize("form", ["native", "decomposed", "unrolled"])
+@pytest.mark.parametrize("form", list(FORMS))
 def test_parity_on_ort_cuda(ckpt, form, tmp_path):
-    runners = CUDA_RUNNERS + (("onnxruntime-cuda-graph",) if form == "unrolled" else ())
+    runners = CUDA_RUNNERS + (("onnxruntime-cuda-graph",) if FORMS[form].cuda_graph_capturable else ())
     report = verify_model(export(ckpt, form, tmp_path), ckpt,
                           VerifyOptions(runners=runners, batch=BATCH, seq=SEQ))
     assert not report.parity.skipped and not report.parity.errors, report.to_table()
