@@ -5,6 +5,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 ART ?= artifacts
 CONFIG ?=
+# One folder of artifacts per config, named by its file's stem: CONFIG=configs/co2.toml -> $(ART)/co2/model.pt.
+# Without CONFIG (the built-in task) they stay in $(ART) itself, where the CLI's defaults and the README look.
+RUN_DIR := $(if $(CONFIG),$(ART)/$(basename $(notdir $(CONFIG))),$(ART))
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/lstm-pipeline
 
@@ -14,13 +17,13 @@ CLI := $(VENV)/bin/lstm-pipeline
 help:
 	@echo "make demo     train -> export -> verify on the built-in task (creates $(VENV))"
 	@echo "make test     run the test suite (with a fast, seeded slice of the bad-input harness)"
-	@echo "make fuzz     the bad-input and fault harness, longer (FUZZ_SCALE=25); prints cases tried, clean errors, failures"
+	@echo "make fuzz     the bad-input and fault harness, longer (FUZZ_SCALE=5, about a quarter hour on 2 cores); prints cases tried, clean errors, failures"
 	@echo "make install-sizes  installed MB of the deploy install (no torch) and of [full], in fresh venvs"
-	@echo "make report   test metrics + plots (loss, forecast vs actual) of $(ART)/model.pt -> $(ART)/report/"
+	@echo "make report   test metrics + plots (loss, forecast vs actual) of $(RUN_DIR)/model.pt -> $(RUN_DIR)/report/"
 	@echo "make experiment-peepholes  peephole vs plain LSTM, timing task + CO2, several seeds -> $(ART)/peepholes/"
 	@echo "make docs-figures  rerun the experiment + a CO2 report; splice its table into docs/experiments.md, PNGs to docs/img/"
 	@echo "make docs-bench | docs-forms | docs-runtimes | docs-serving  measure, then splice the result into docs/*.md"
-	@echo "make train | export | verify   one step of the chain"
+	@echo "make train | export | verify   one step of the chain, in $(RUN_DIR)/ (CONFIG=configs/x.toml: $(ART)/x/)"
 	@echo "make test-gpu GPU tests (need CUDA + onnxruntime-gpu)"
 	@echo "make bench    runner x form x threads benchmark -> $(ART)/bench/ (table, JSON, PNG)"
 	@echo "make bench-train  one training step of PeepholeLSTM (compiled and pure PyTorch) vs nn.LSTM"
@@ -49,30 +52,30 @@ install-sizes:
 	$(PYTHON) -m pip --python $(SIZES_DIR)/full/bin/python install -q "$(TORCH_SPEC)" ".[full]"
 	du -sm $(SIZES_DIR)/deploy/lib/python*/site-packages $(SIZES_DIR)/full/lib/python*/site-packages
 
-$(ART)/model.pt: $(VENV)/.installed $(CONFIG)
+$(RUN_DIR)/model.pt: $(VENV)/.installed $(CONFIG)
 	$(CLI) train $(if $(CONFIG),--config $(CONFIG)) -o $@
 
-$(ART)/model.onnx: $(ART)/model.pt
+$(RUN_DIR)/model.onnx: $(RUN_DIR)/model.pt
 	$(CLI) export $< -o $@
 
-$(ART)/parity.json: $(ART)/model.pt $(ART)/model.onnx
+$(RUN_DIR)/parity.json: $(RUN_DIR)/model.pt $(RUN_DIR)/model.onnx
 	$(CLI) verify $^ --json > $@.tmp || (cat $@.tmp; rm -f $@.tmp; exit 1)
 	mv $@.tmp $@
 
-train: $(ART)/model.pt
-export: $(ART)/model.onnx
-verify: $(ART)/parity.json
+train: $(RUN_DIR)/model.pt
+export: $(RUN_DIR)/model.onnx
+verify: $(RUN_DIR)/parity.json
 
-demo: $(ART)/model.onnx
-	$(CLI) inspect $(ART)/model.onnx
-	$(CLI) verify $(ART)/model.pt $(ART)/model.onnx
+demo: $(RUN_DIR)/model.onnx
+	$(CLI) inspect $(RUN_DIR)/model.onnx
+	$(CLI) verify $(RUN_DIR)/model.pt $(RUN_DIR)/model.onnx
 
 test: $(VENV)/.installed node-deps
 	$(PY) -m pytest -q
 
 # The harness alone, longer: FUZZ_SCALE times the fast slice's loops, hypothesis's long profile. Ends with the
 # figures (cases tried, clean errors, failures).
-FUZZ_SCALE ?= 25
+FUZZ_SCALE ?= 5
 fuzz: $(VENV)/.installed
 	FUZZ_SCALE=$(FUZZ_SCALE) HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -m harness
 
@@ -89,19 +92,19 @@ bench-train: $(VENV)/.installed
 	mkdir -p $(ART)
 	$(PY) -m benchmarks.bench_train --runs 9 --json $(ART)/bench_train.json
 
-forms-report: $(ART)/model.pt
-	$(PY) benchmarks/forms.py $< --json $(ART)/forms.json $(FORMS_ARGS)
+forms-report: $(RUN_DIR)/model.pt
+	$(PY) benchmarks/forms.py $< --json $(RUN_DIR)/forms.json $(FORMS_ARGS)
 
 # Serving: one model with h0/c0 (sessions) and lengths (padded batches).
-$(ART)/model-serve.onnx: $(ART)/model.pt
+$(RUN_DIR)/model-serve.onnx: $(RUN_DIR)/model.pt
 	$(CLI) export $< -o $@ --stateful --lengths
 
 SERVE_ARGS ?=
-serve: $(ART)/model-serve.onnx
+serve: $(RUN_DIR)/model-serve.onnx
 	$(CLI) serve $< $(SERVE_ARGS)
 
 LOADTEST_ARGS ?= --clients 64 --seconds 10
-loadtest: $(ART)/model-serve.onnx
+loadtest: $(RUN_DIR)/model-serve.onnx
 	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS)
 
 # onnxruntime-node's postinstall downloads CUDA binaries from outside the registry; `skip` keeps the CPU
@@ -118,9 +121,9 @@ node-deps:
 clean:
 	rm -rf $(ART)
 
-# Test metrics and PNG plots of the trained checkpoint (CONFIG=configs/co2.toml make report for real data).
-report: $(ART)/model.pt
-	$(CLI) report $< -o $(ART)/report
+# Test metrics and PNG plots of the trained checkpoint (make report CONFIG=configs/co2.toml for real data).
+report: $(RUN_DIR)/model.pt
+	$(CLI) report $< -o $(RUN_DIR)/report
 
 # Peephole vs plain LSTM over seeds; one torch thread per run, EXP_JOBS runs side by side (~10 min on 2 cores).
 EXP_SEEDS ?= 6
@@ -130,7 +133,7 @@ experiment-peepholes: $(VENV)/.installed
 
 # The table and figures of docs/experiments.md: the experiment and a CO2 run report.
 docs-figures: experiment-peepholes
-	$(MAKE) report ART=$(ART)/co2 CONFIG=configs/co2.toml
+	$(MAKE) report CONFIG=configs/co2.toml
 	$(SPLICE) docs/experiments.md docs-figures $(ART)/peepholes/results.md
 	mkdir -p docs/img
 	cp $(ART)/peepholes/peepholes.png docs/img/
@@ -144,14 +147,14 @@ SPLICE = $(PY) -m benchmarks.docs_section
 docs-bench: bench
 	$(SPLICE) docs/benchmarks.md docs-bench $(ART)/bench/bench.md
 
-docs-forms: $(ART)/model.pt
-	$(PY) benchmarks/forms.py $< --json $(ART)/forms.json $(FORMS_ARGS) > $(ART)/forms.md
-	$(SPLICE) docs/forms.md docs-forms $(ART)/forms.md
+docs-forms: $(RUN_DIR)/model.pt
+	$(PY) benchmarks/forms.py $< --json $(RUN_DIR)/forms.json $(FORMS_ARGS) > $(RUN_DIR)/forms.md
+	$(SPLICE) docs/forms.md docs-forms $(RUN_DIR)/forms.md
 
-docs-runtimes: $(ART)/model.pt $(ART)/model.onnx
-	$(CLI) verify $^ > $(ART)/verify.txt
-	$(SPLICE) docs/runtimes.md docs-runtimes $(ART)/verify.txt --fence text
+docs-runtimes: $(RUN_DIR)/model.pt $(RUN_DIR)/model.onnx
+	$(CLI) verify $^ > $(RUN_DIR)/verify.txt
+	$(SPLICE) docs/runtimes.md docs-runtimes $(RUN_DIR)/verify.txt --fence text
 
-docs-serving: $(ART)/model-serve.onnx
-	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS) > $(ART)/loadtest.txt
-	$(SPLICE) docs/serving.md docs-serving $(ART)/loadtest.txt --fence text
+docs-serving: $(RUN_DIR)/model-serve.onnx
+	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS) > $(RUN_DIR)/loadtest.txt
+	$(SPLICE) docs/serving.md docs-serving $(RUN_DIR)/loadtest.txt --fence text

@@ -31,11 +31,14 @@ def export_form(ckpt, form: str, path: str | Path, *, seq: int | None = None, ba
     """Build `form` (a static-shape one at seq x batch) and save it, without the PyTorch validation pass."""
     import onnx
 
+    from lstm_onnx.core.fileio import atomic_path
     from lstm_onnx.exporters.export import ExportOptions, build_model
     from lstm_onnx.exporters.forms import FORMS
 
     options = ExportOptions(form=form, stateful=stateful, dtype=dtype)
     if FORMS[form].static_shapes:
         options.seq_len, options.batch_size = seq, batch
-    onnx.save(build_model(ckpt, options), str(path))
+    model = build_model(ckpt, options)
+    with atomic_path(path) as tmp:  # bench/run.py reuses a file that exists: never a half-written one
+        onnx.save(model, tmp)
     return Path(path)

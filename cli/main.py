@@ -27,6 +27,47 @@ def _fail(msg: str) -> None:
     raise click.ClickException(msg)
 
 
+class UsageLine(click.ClickException):
+    """click's usage error in one line (click prints the usage and a hint above it)."""
+
+    exit_code = 2
+
+
+class Group(click.Group):
+    """Every user error in one line on stderr: click's usage errors too, and an artifact that cannot be
+    written (core.fileio.ArtifactWriteError: `cannot write PATH: REASON`)."""
+
+    def invoke(self, ctx):
+        from lstm_onnx.core.fileio import ArtifactWriteError
+
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise UsageLine(f"{exc.format_message()} (see `{where} -h`)") from None
+        except ArtifactWriteError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _check_writable(path, folder: bool = False) -> None:
+    """Fail now, not after the work, if `path` (a file, or with `folder` a folder) cannot be written: the
+    nearest folder that exists must take a new file."""
+    import tempfile
+
+    path = Path(path)
+    probe = path if folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        _fail(f"cannot write {path}: {probe} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
 class RegistryName(click.ParamType):
     """A name from runtimes/registry.py: canonical, or an old spelling (mapped to the canonical one)."""
 
@@ -46,10 +87,14 @@ class RegistryName(click.ParamType):
 
 
 def _load_ckpt(path):
+    import warnings
+
     from lstm_onnx.pipeline.checkpoint import CheckpointError, load_checkpoint
 
     try:
-        return load_checkpoint(path)
+        with warnings.catch_warnings():  # torch's unpickler warns about files it then refuses: one line is ours
+            warnings.filterwarnings("ignore", module="torch")
+            return load_checkpoint(path)
     except CheckpointError as exc:
         _fail(str(exc))
 
@@ -67,10 +112,41 @@ def _load_onnx(path):
               f"`lstm-pipeline export`")
     if not model.graph.node:
         _fail(f"{path} is not an ONNX model (empty graph)")
+    if not _text_is_utf8(model):
+        _fail(f"{path} is not a readable ONNX model (names that are not UTF-8 text: the file is damaged)")
+    from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
+
+    try:
+        checked_metadata({p.key: p.value for p in model.metadata_props}, path, _feature_count(model))
+    except MetadataError as exc:
+        _fail(str(exc))
     return model
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _text_is_utf8(model) -> bool:
+    """protobuf hands out a string field that is not UTF-8 as bytes: a damaged file that still parses."""
+    g = model.graph
+    texts = [o.domain for o in model.opset_import] + [t.name for t in g.initializer]
+    texts += [vi.name for vi in (*g.input, *g.output)]
+    for node in g.node:
+        texts += [node.op_type, node.domain, node.name, *node.input, *node.output, *(a.name for a in node.attribute)]
+        for attr in node.attribute:
+            try:
+                [v.decode() for v in (attr.s, *attr.strings)]
+            except UnicodeDecodeError:
+                return False
+    return all(isinstance(t, str) for t in texts)
+
+
+def _feature_count(model) -> int | None:
+    """The last dim of input `x`, where the model has one and it is fixed."""
+    for vi in model.graph.input:
+        if vi.name == "x" and vi.type.tensor_type.shape.dim:
+            return vi.type.tensor_type.shape.dim[-1].dim_value or None
+    return None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
 @click.version_option(package_name="lstm-onnx-pipeline", prog_name="lstm-pipeline")
 @click.pass_context
@@ -109,14 +185,18 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
         _fail(f"config not found: {config_path}")
     except (ValueError, TypeError) as exc:
         _fail(f"bad config {config_path}: {exc}" if config_path else str(exc))
-    if epochs is not None:
-        config.train.epochs = epochs
-    if seed is not None:
-        config.train.seed = config.data.seed = seed
+    overrides = [("--epochs", config.train, "epochs", epochs), ("--seed", config.train, "seed", seed),
+                 ("--seed", config.data, "seed", seed), ("--threads", config.train, "threads", threads)]
+    for flag, section, name, value in overrides:
+        if value is not None:
+            setattr(section, name, value)
+            try:
+                config.validate()  # the checks a config file's value gets, in one place
+            except ValueError as exc:
+                _fail(f"{flag} {value}: {exc}")
     if no_peephole:
         config.model.peephole = False
-    if threads is not None:
-        config.train.threads = threads
+    _check_writable(out)
     try:
         ckpt = run_train(config, out, progress=not obj.quiet, log=obj.echo,
                          resume=state_path(out) if resume else None)
@@ -138,6 +218,7 @@ def report(obj, checkpoint, out):
     from lstm_onnx.pipeline.report import write_report
 
     ckpt = _load_ckpt(checkpoint)
+    _check_writable(out, folder=True)
     try:
         files = write_report(ckpt, out)
     except ValueError as exc:
@@ -151,13 +232,14 @@ def report(obj, checkpoint, out):
 @click.option("-o", "--out", default="artifacts/model.onnx", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--form", default="native", show_default=True, type=click.Choice(export_forms.choices()),
               help=export_forms.help_text())
-@click.option("--target", help="The runtime it is for (see README 'Export forms'), e.g. onnxruntime-cuda, "
+@click.option("--target", help="The runtime it is for (see README 'Export forms and runtimes'), e.g. onnxruntime-cuda, "
                                "openvino-cpu: --form auto picks the form; another form is refused if the target "
                                "computes it wrong.")
 @click.option("--allow-known-wrong", is_flag=True,
               help="Write a form that --target computes wrong or refuses, with a warning.")
-@click.option("--seq-len", type=int, help=f"{export_forms.having('static_shapes')}: the static sequence length.")
-@click.option("--batch-size", type=int,
+@click.option("--seq-len", type=click.IntRange(1, 4096),
+              help=f"{export_forms.having('static_shapes')}: the static sequence length.")
+@click.option("--batch-size", type=click.IntRange(1, 1024),
               help=f"{export_forms.having('static_shapes')}: the static batch size (default 1).")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(export_forms.DTYPES),
               help="Precision of the computation (I/O stay float32); not every form has every dtype.")
@@ -220,8 +302,8 @@ def _provider_options(items) -> dict[str, dict]:
               help="Compare against these saved outputs (.npz) instead of a baseline runner.")
 @click.option("--save-inputs", type=click.Path(dir_okay=False), help="Write the feeds to an .npz.")
 @click.option("--save-outputs", type=click.Path(dir_okay=False), help="Write the baseline's outputs to an .npz.")
-@click.option("--batch", default=4, show_default=True)
-@click.option("--seq", default=23, show_default=True)
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--seq", default=23, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--atol", type=float, help="Absolute tolerance for every output (default by dtype).")
 @click.option("--rtol", type=float, help="Relative tolerance for every output.")
@@ -247,6 +329,9 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
     checkpoint, model = (paths if len(paths) == 2 else (None, paths[0]))
     if checkpoint and checkpoint_opt:
         _fail("give the checkpoint once: as an argument or with --checkpoint")
+    for flag, value in (("--atol", atol), ("--rtol", rtol)):
+        if value is not None and not value >= 0:
+            _fail(f"{flag} {value}: a tolerance must be >= 0")
     checkpoint = checkpoint or checkpoint_opt
     if checkpoint:
         require("verify CHECKPOINT MODEL", "torch")
@@ -268,9 +353,9 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
 @cli.command()
 @click.option("-o", "--out", "out_dir", default="artifacts/bench", show_default=True,
               type=click.Path(file_okay=False), help="Where bench.json, bench.md and bench.png go.")
-@click.option("--input-size", default=64, show_default=True)
-@click.option("--hidden", default=256, show_default=True)
-@click.option("--layers", default=1, show_default=True)
+@click.option("--input-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--hidden", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--case", "cases", multiple=True, metavar="NAME=BxS",
               help="Cases (repeatable; default: streaming=1x1 sequence=1x100 batch=64x100).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts.")
@@ -281,8 +366,10 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
               type=RegistryName(dict.fromkeys(registry.bench_families() + registry.bench_names()), "bench runtime"),
               help="A family (its runners on each --provider) or one runner (repeatable; default: every "
                    "family's default runners).")
-@click.option("--min-time", default=0.3, show_default=True, help="Seconds of timed runs per cell.")
-@click.option("--gemm-n", default=1024, show_default=True, help="Size of the peak-GEMM reference.")
+@click.option("--min-time", default=0.3, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds of timed runs per cell.")
+@click.option("--gemm-n", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="The large square GEMM timed beside each case's own GEMM shapes; the fastest is the peak.")
 @click.pass_obj
 def bench(obj, out_dir, input_size, hidden, layers, cases, threads, forms, providers, runtimes, min_time, gemm_n):
     """Benchmark runner x form x provider x threads; write a table, JSON and a PNG chart."""
@@ -293,7 +380,7 @@ def bench(obj, out_dir, input_size, hidden, layers, cases, threads, forms, provi
 
     try:
         config = BenchConfig(input_size=input_size, hidden=hidden, layers=layers,
-                             cases=tuple(parse_case(c) for c in cases) or DEFAULT_CASES,
+                             cases=tuple(_bench_case(parse_case, c) for c in cases) or DEFAULT_CASES,
                              threads=tuple(int(t) for t in threads.split(",")), forms=tuple(forms) or None,
                              providers=tuple(p.lower() for p in providers) or ("cpu",),
                              runtimes=tuple(runtimes) or None,
@@ -307,19 +394,37 @@ def bench(obj, out_dir, input_size, hidden, layers, cases, threads, forms, provi
     unknown = [f for f in config.forms or () if f not in FORMS]
     if unknown:
         _fail(f"unknown form(s) {unknown}; choose from {', '.join(FORMS)}")
+    _check_writable(out_dir, folder=True)
     result = run_bench(config, log=lambda m: obj.echo(m, err=True))
     paths = write_all(result, out_dir)
     click.echo(to_table(result))
     obj.echo(f"wrote {paths['table']}, {paths['json']}, {paths['chart']}")
 
 
-def _read_array(path: Path) -> np.ndarray:
+MAX_BENCH_STEPS = 1 << 22  # batch x seq of one case
+
+
+def _bench_case(parse_case, text: str):
+    try:
+        case = parse_case(text)
+    except ValueError as exc:
+        _fail(f"--case {exc}")
+    if case.batch * case.seq > MAX_BENCH_STEPS:
+        _fail(f"--case {text}: {case.batch * case.seq} steps (batch x seq); at most {MAX_BENCH_STEPS}")
+    return case
+
+
+def _read_array(path: Path, feature_names: list[str] | None = None) -> np.ndarray:
+    from lstm_onnx.cli.predict_csv import CSVInputError, read_sequence
+
     if not path.is_file():
         _fail(f"input not found: {path}")
     try:
         if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+            return _read_npy(path)
+        return read_sequence(path, feature_names)
+    except CSVInputError as exc:
+        _fail(f"cannot read {exc}")
     except ValueError as exc:
         _fail(f"cannot read {path}: {str(exc).splitlines()[0]} (expected numbers, comma-separated)")
 
@@ -334,21 +439,30 @@ def _read_array(path: Path) -> np.ndarray:
               help="Raw features in, raw targets out (normalization from the model's metadata).")
 @click.pass_obj
 def predict(obj, model, inputs, out, provider, allow_tf32, raw):
-    """Run MODEL on INPUTS: a CSV of one sequence (rows = steps) or a .npy [batch, seq, features]."""
+    """Run MODEL on INPUTS: a CSV of one sequence (rows = steps) or a .npy [batch, seq, features].
+
+    \b
+    CSV in: one row per step, one column per feature; an optional first row of
+    the model's feature names (`lstm-pipeline inspect` lists them), in order.
+    CSV out (stdout, or -o x.csv): a header row, then
+      last/classify heads: sequence,<target names>       one row per sequence
+      sequence heads:      sequence,step,<target names>  one row per step
+    sequence and step count from 0: pandas.read_csv(...).groupby("sequence").
+    """
     from lstm_onnx.runtimes.base import RunnerError
     from lstm_onnx.runtimes.embed import Predictor, PredictorError
 
     _load_onnx(model)
-    x = _read_array(Path(inputs))
     try:
         pred = Predictor.load(model, provider=provider, allow_tf32=allow_tf32, warn=False)
+        x = _read_array(Path(inputs), pred.meta.get("feature_names"))
         for problem in pred.placement_problems:
             click.secho(f"warning: {problem}", err=True, fg="yellow", bold=True)
-        y = pred.predict(x if x.ndim == 3 else x[None], normalize=raw)
+        y = _predict(pred, x, inputs, normalize=raw)
     except (PredictorError, RunnerError) as exc:
         _fail(str(exc))
     if out is None:
-        click.echo(_csv_text(y))
+        click.echo(_csv_text(y, pred), nl=False)
         return
     from lstm_onnx.core.fileio import atomic_path
 
@@ -357,12 +471,32 @@ def predict(obj, model, inputs, out, provider, allow_tf32, raw):
             with open(tmp, "wb") as fh:
                 np.save(fh, y)
         else:
-            tmp.write_text(_csv_text(y) + "\n")
+            tmp.write_text(_csv_text(y, pred))
     obj.echo(f"wrote {out} {list(y.shape)}")
 
 
-def _csv_text(y: np.ndarray) -> str:
-    return "\n".join(",".join(f"{v:.7g}" for v in row) for row in y.reshape(-1, y.shape[-1]))
+def _predict(pred, x: np.ndarray, inputs, normalize: bool) -> np.ndarray:
+    """The Predictor's refusal of the input names the input file."""
+    from lstm_onnx.runtimes.embed import PredictorError
+
+    try:
+        return pred.predict(x if x.ndim == 3 else x[None], normalize=normalize)
+    except PredictorError as exc:
+        raise PredictorError(f"{inputs}: {exc}") from None
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # a damaged header raises ValueError, EOFError, tokenize's TokenError, ...
+        _fail(f"cannot read {path}: {(str(exc).splitlines() or [type(exc).__name__])[0]} "
+              f"(expected a .npy array [batch, seq, features])")
+
+
+def _csv_text(y: np.ndarray, pred) -> str:
+    from lstm_onnx.cli.predict_csv import prediction_text
+
+    return prediction_text(y, pred.meta.get("target_names"))
 
 
 @cli.command()
@@ -382,7 +516,7 @@ def inspect(model, as_json):
 
 # serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own.
 SERVE_OPTIONS = (
-    ("--host", "host", "Interface to bind (no auth: keep loopback)."),
+    ("--host", "host", "Interface to bind; beyond loopback, set a token (--auth-token-file)."),
     ("--port", "port", None),
     ("--provider", "provider", None),
     ("--allow-tf32", "allow_tf32", "Let ORT CUDA use TF32 (results shift by about 2.5e-4)."),
@@ -396,6 +530,10 @@ SERVE_OPTIONS = (
     ("--max-seq-len", "max_seq_len", None),
     ("--session-ttl", "session_ttl_s", "Idle seconds before a session expires."),
     ("--max-sessions", "max_sessions", None),
+    ("--max-header-bytes", "max_header_bytes", "Request line + headers; beyond it 431."),
+    ("--header-timeout", "header_timeout_s", "Seconds for a request's headers to arrive, else 408."),
+    ("--body-timeout", "body_timeout_s", "Seconds for a body to arrive after its headers, else 408."),
+    ("--graceful-timeout", "graceful_timeout_s", "Seconds in-flight requests get to finish on SIGTERM."),
 )
 
 
@@ -415,17 +553,25 @@ def _serve_options(command):
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @_serve_options
-def serve(model, **settings):
+@click.option("--auth-token-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding a bearer token every route but /healthz and /readyz then needs "
+                   "(default: $LSTM_PIPELINE_TOKEN, else no token).")
+def serve(model, auth_token_file, **settings):
     """Serve MODEL over HTTP: /v1/predict (dynamic batching), /v1/sessions (streaming), /metrics."""
     from lstm_onnx.runtimes.base import RunnerError
     from lstm_onnx.runtimes.embed import PredictorError
+    from lstm_onnx.serving.auth import token_from
+    from lstm_onnx.serving.settings import ServeSettings
 
+    try:  # settings first: a bad --port or token file needs no model
+        serve_settings = ServeSettings(model=model, auth_token=token_from(auth_token_file), **settings)
+    except ValueError as exc:
+        _fail(str(exc))
     _load_onnx(model)
     try:
         from lstm_onnx.serving.server import serve as run_server
-        from lstm_onnx.serving.settings import ServeSettings
 
-        run_server(ServeSettings(model=model, **settings))
+        run_server(serve_settings)
     except ImportError as exc:
         _fail(f"serving needs the serve extra ({exc.name} missing): pip install 'lstm-onnx-pipeline[serve]'")
     except (ValueError, PredictorError, RunnerError) as exc:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,16 @@ class Checkpoint:
             "target_names": list(self.target_names),
             "metrics": self.metrics,
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        save_torch(payload, path)
+
+
+def save_torch(obj, path: str | Path) -> None:
+    """torch.save, atomically. Serialized in memory first: torch's writer turns a short write on a full
+    disk into a RuntimeError, where a plain write raises the OSError that atomic_path reports in one line."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -2,11 +2,34 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HEADS = ("last", "sequence", "classify")
+
+
+def check_types(section) -> None:
+    """ValueError unless each field holds its default's kind: TOML gives `epochs = 1.5` a float, `"2"` a
+    string, and the comparisons after this would let the one through and trip over the other."""
+    for f in dataclasses.fields(section):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value = getattr(section, f.name)
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        elif isinstance(default, list):
+            ok, kind = isinstance(value, (list, tuple)), "a list"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{f.name} must be {kind}, got {value!r}")
 
 
 @dataclass
@@ -24,6 +47,7 @@ class ModelConfig:
     output_size: int = 10
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         for name in ("input_size", "hidden_size", "num_layers", "output_size"):
@@ -66,6 +90,7 @@ class DataConfig:
     delays: list[int] = field(default_factory=lambda: [20, 30, 40])  # spike_delay: the classes
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.missing not in MISSING:
@@ -73,6 +98,8 @@ class DataConfig:
         for name in ("window", "horizon", "stride", "num_samples", "period"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.test_window and self.task not in ("adding", "spike_timing", "spike_delay"):
             raise ValueError("test_window applies only to the generated tasks (adding, spike_timing, spike_delay)")
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
@@ -95,13 +122,17 @@ class TrainConfig:
     min_lr_factor: float = 0.05
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.grad_clip < 0 or self.patience < 0 or self.threads < 0:
-            raise ValueError("lr must be > 0; grad_clip, patience and threads must be >= 0")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("grad_clip", "patience", "threads", "seed", "min_delta"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -110,8 +141,15 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def validate(self) -> None:
+        """The checks each section ran when it was made, again: for values set on it since (--epochs)."""
+        for section in (self.model, self.data, self.train):
+            section.__post_init__()
+
 
 def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"[{where}] must be a table of keys, got {values!r}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -137,6 +175,8 @@ def load_run_config(path: str | Path) -> RunConfig:
             values = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError("not UTF-8 text (TOML files are UTF-8)") from None
     config = run_config_from_dict(values)
     if config.data.csv and not Path(config.data.csv).is_absolute():
         config.data.csv = str((Path(path).parent / config.data.csv).resolve())

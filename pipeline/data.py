@@ -57,6 +57,23 @@ class CSVError(ValueError):
     """The CSV cannot feed the task; the message names the file, column and row."""
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """The CSV's rows; CSVError, naming the line, for a field over csv's size limit or text that is not UTF-8."""
+    rows: list[list[str]] = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        try:
+            rows.extend(reader)
+        except csv.Error as exc:
+            raise CSVError(f"{path} line {reader.line_num}: {exc} (a field that long is not a number)") from None
+        except UnicodeDecodeError:
+            raise CSVError(f"{path} is not UTF-8 text after line {reader.line_num}: save it as UTF-8 CSV") from None
+    return rows
+
+
 def read_csv(cfg: DataConfig) -> tuple[np.ndarray, list[str]]:
     """The numeric columns of `cfg.csv` as [rows, columns] float64 with their names, missing values handled."""
     path = Path(cfg.csv)
@@ -64,8 +81,7 @@ def read_csv(cfg: DataConfig) -> tuple[np.ndarray, list[str]]:
         raise CSVError("task 'csv' needs data.csv: the path of a CSV file")
     if not path.is_file():
         raise CSVError(f"CSV not found: {path}")
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    rows = _rows(path)
     if not rows:
         raise CSVError(f"{path} is empty")
     header = [h.strip() for h in rows[0]]
@@ -99,6 +115,8 @@ def _number(text: str, path: Path, line: int, column: str) -> float:
                        f"(drop the column with data.drop_columns, or choose data.features)") from None
     if math.isinf(value):
         raise CSVError(f"{path} line {line}, column {column!r}: infinite value")
+    if abs(value) > FLOAT32_MAX:  # the model computes in float32: this would be inf there
+        raise CSVError(f"{path} line {line}, column {column!r}: {text} is beyond float32 (|value| <= 3.4e38)")
     return value
 
 
@@ -125,6 +143,10 @@ def csv_dataset(cfg: DataConfig) -> Dataset:
     values, names = read_csv(cfg)
     if cfg.difference:
         values = np.diff(values, axis=0)
+        if (np.abs(values) > FLOAT32_MAX).any():
+            r, c = np.argwhere(np.abs(values) > FLOAT32_MAX)[0]
+            raise CSVError(f"{cfg.csv}: the difference of data rows {r + 1} and {r + 2} in column {names[c]!r} is "
+                           f"beyond float32 (|value| <= 3.4e38)")
     inputs = list(dict.fromkeys(cfg.features)) if cfg.features else names
     targets = list(cfg.targets) or inputs
     try:

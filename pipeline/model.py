@@ -50,11 +50,14 @@ class PeepholeLSTM(nn.Module):
 
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM) -> "PeepholeLSTM":
-        """A plain PeepholeLSTM with the weights of an nn.LSTM (no proj_size)."""
+        """A plain PeepholeLSTM with the weights, dtype and device of an nn.LSTM (no proj_size)."""
         if lstm.proj_size:
             raise ValueError("nn.LSTM with proj_size has no ONNX LSTM equivalent")
         new = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
                   lstm.dropout, lstm.bidirectional, peephole=False)
+        source = next(lstm.parameters())
+        # load_state_dict copies into the existing tensors, casting to their dtype: convert those first.
+        new.to(device=source.device, dtype=source.dtype)
         new.load_state_dict(lstm.state_dict())
         return new
 

@@ -16,10 +16,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lstm_onnx.pipeline.checkpoint import Checkpoint
+from lstm_onnx.pipeline.checkpoint import Checkpoint, save_torch
 from lstm_onnx.pipeline.config import RunConfig, run_config_from_dict
 from lstm_onnx.pipeline.data import Dataset, load_dataset
-from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.metrics import task_metrics
 from lstm_onnx.pipeline.model import SequenceModel
 
@@ -144,8 +143,7 @@ class _Run:
                 "bad_epochs": self.bad_epochs, "history": self.history, "elapsed": self.elapsed}
 
     def save(self, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(self.state(), tmp)
+        save_torch(self.state(), path)
 
     def restore(self, path: Path) -> None:
         saved = load_state_config(path)
@@ -195,7 +193,9 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
     """Train from `config`; write the best-validation checkpoint to `out` (atomically) and return it.
 
     `resume`: a training-state file (`<checkpoint>.state`) to continue from, up to `config.train.epochs`.
+    A config that fails its checks (ValueError) is refused before anything is read or written.
     """
+    config.validate()  # values set after the config was made (e.g. --epochs) get the checks a file's get
     seed_everything(config.train.seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)

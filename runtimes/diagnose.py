@@ -25,23 +25,28 @@ def strip_peepholes(model: onnx.ModelProto) -> onnx.ModelProto:
     return stripped
 
 
-def outputs_without_peepholes(model: onnx.ModelProto, feeds: dict) -> dict:
+def outputs_without_peepholes(model: onnx.ModelProto, feeds: dict, folder=None) -> dict:
+    """`folder`: where the model file was, so that weights it keeps in external data files are found (the
+    stripped copy runs from memory, which has no folder of its own)."""
     import onnxruntime as ort
 
     from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
 
     quiet = ort.SessionOptions()
     quiet.log_severity_level = 3  # ORT warns that P is now an unused initializer: that is the point
+    if folder is not None:
+        quiet.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
     with OnnxRuntimeRunner(strip_peepholes(model).SerializeToString(), "cpu", session_options=quiet) as runner:
         return runner.infer({k: feeds[k] for k in runner.input_names})
 
 
 def dropped_peepholes(model: onnx.ModelProto, feeds: dict, failing: dict[str, dict],
-                      tolerances: Tolerances) -> list[str]:
-    """Warnings for each runner in `failing` (name -> its outputs) that matches the model without P."""
+                      tolerances: Tolerances, folder=None) -> list[str]:
+    """Warnings for each runner in `failing` (name -> its outputs) that matches the model without P.
+    `folder`: the model file's folder (for external data)."""
     if not failing or not lstm_nodes_with_peepholes(model):
         return []
-    reference = outputs_without_peepholes(model, feeds)
+    reference = outputs_without_peepholes(model, feeds, folder)
     warnings = []
     for runner, actual in failing.items():
         rows = compare_outputs(runner, actual, reference, tolerances, [n for n in reference if n in actual])

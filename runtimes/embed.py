@@ -16,7 +16,6 @@ import warnings
 
 import numpy as np
 
-from lstm_onnx.core import metadata
 from lstm_onnx.runtimes.fold import RAW_X, RAW_Y, SUM
 from lstm_onnx.runtimes.session import OrtSession, PlacementWarning
 
@@ -78,8 +77,15 @@ class Predictor:
         if warn:
             for problem in opened.problems:
                 warnings.warn(problem, PlacementWarning, stacklevel=2)
-        props = opened.session.get_modelmeta().custom_metadata_map
-        return cls(opened, metadata.decode(props), path)
+        from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
+
+        x = next((i for i in opened.session.get_inputs() if i.name == "x"), None)
+        features = x.shape[-1] if x is not None and x.shape and isinstance(x.shape[-1], int) else None
+        try:
+            meta = checked_metadata(opened.session.get_modelmeta().custom_metadata_map, path, features)
+        except MetadataError as exc:
+            raise PredictorError(str(exc)) from None
+        return cls(opened, meta, path)
 
     def _check_io(self) -> int:
         """The feature count, once the model is known to have our I/O names."""
@@ -119,8 +125,12 @@ class Predictor:
 
     # -- checks
     def check_input(self, x) -> np.ndarray:
+        raw = x
+        if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":  # complex would lose its imaginary part
+            raise PredictorError(f"input is {x.dtype}; expected real numbers shaped [batch, seq, features]")
         try:
-            x = np.asarray(x, dtype=np.float32)
+            with np.errstate(over="ignore"):  # values beyond float32 are refused below, by name
+                x = np.asarray(x, dtype=np.float32)
         except (TypeError, ValueError):
             raise PredictorError("input must be numbers shaped [batch, seq, features]") from None
         if x.ndim != 3 or x.shape[2] != self.num_features:
@@ -135,6 +145,8 @@ class Predictor:
         with np.errstate(over="ignore"):
             finite_sum = np.isfinite(x.sum())
         if not finite_sum and not np.isfinite(x).all():
+            if np.isfinite(np.asarray(raw, dtype=np.float64)).all():
+                raise PredictorError("input has values beyond float32 (|x| <= 3.4e38)")
             raise PredictorError("input contains NaN or Inf")
         return x
 

@@ -177,15 +177,53 @@ class SavedOutputsRunner(Runner):
         return load_npz(self.path, "expected outputs")
 
 
+MAX_NPZ_BYTES = 256 << 20  # what an .npz may inflate to; verify's feeds and outputs are far smaller
+
+
 def load_npz(path, what: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, one line (ValueError) if it is none, is damaged, or would inflate past
+    MAX_NPZ_BYTES: each member's size is read from its header before any of it is inflated."""
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} not found: {path}")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            damaged = fh.read(4) == b"PK\x03\x04"  # a zip's start without its end: cut short
+        raise ValueError(f"{path} is not a readable .npz of {what}: truncated or damaged" if damaged else
+                         f"{path} is not an .npz (a zip of arrays, as np.savez writes) of {what}")
     try:
+        size = _inflated_size(path)
+        if size > MAX_NPZ_BYTES:
+            raise ValueError(f"{path}: the {what} would inflate to {size / 2**30:.2f} GiB; an .npz may hold "
+                             f"at most {MAX_NPZ_BYTES >> 20} MiB") from None
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{path} is not a readable .npz of {what}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # a damaged zip or .npy header: BadZipFile, zlib.error, EOFError, TokenError, ...
+        if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path} is not a readable .npz of {what}: {error_message(exc)}") from None
+
+
+def _inflated_size(path: Path) -> int:
+    """Bytes the members inflate to: an array's from its .npy header (what np.load allocates), another
+    member's from the zip directory."""
+    import zipfile
+
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            size = info.file_size
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(fh)
+                size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            total += size
+    return total
 
 
 def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
@@ -197,6 +235,7 @@ def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
 
 
 ONNX_DTYPES = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np.int64}
+MAX_FEED_VALUES = 1 << 26  # per input, for generated feeds: --batch x --seq x features
 BATCH_WORDS, SEQ_WORDS = ("batch", "n", "b"), ("seq", "len", "time", "step", "s", "t")
 
 
@@ -214,6 +253,11 @@ def model_feeds(model, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]
     for name, dims in onnx_input_shapes(model).items():
         if name in names:
             shapes[name] = [_size_name(d, name) if isinstance(d, str) or d == 0 else d for d in dims]
+    for name, dims in shapes.items():
+        values = int(np.prod([{"batch": batch, "seq": seq}.get(d, d) for d in dims], dtype=np.float64))
+        if values > MAX_FEED_VALUES:
+            raise ValueError(f"--batch {batch} x --seq {seq} makes {values} values of input {name!r}; at most "
+                             f"{MAX_FEED_VALUES}: lower --batch or --seq")
     feeds = random_feeds(shapes, batch, seq, seed)
     for vi in graph_inputs(model):
         dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
@@ -242,9 +286,9 @@ def _static_sizes(model, batch: int, seq: int) -> tuple[int, int]:
     return int(meta.get("batch_size", batch)), int(meta.get("seq_len", seq))
 
 
-def check_feeds(model, feeds: dict[str, np.ndarray], source) -> None:
+def check_feeds(model, feeds: dict[str, np.ndarray], source) -> dict[str, tuple[int, str]]:
     """ValueError, saying how to fix it, unless each feed has its input's dtype, rank and static dims, and
-    each symbolic dim one size across the feeds."""
+    each symbolic dim one size across the feeds. Returns those sizes (dim -> (size, input))."""
     sizes: dict[str, tuple[int, str]] = {}
     for vi in graph_inputs(model):
         name, value = vi.name, np.asarray(feeds[vi.name])
@@ -253,18 +297,37 @@ def check_feeds(model, feeds: dict[str, np.ndarray], source) -> None:
             kind = np.dtype(want).name
             raise ValueError(f"{source}: input {name!r} is {value.dtype}; the model takes {kind} "
                              f"(save it with array.astype(np.{kind}))")
-        dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if value.ndim != len(dims):
-            raise ValueError(f"{source}: input {name!r} has shape {list(value.shape)}; the model takes "
-                             f"{len(dims)} dims {dims}")
-        for dim, size in zip(dims, value.shape):
-            if isinstance(dim, int) and dim > 0 and dim != size:
-                raise ValueError(f"{source}: input {name!r} has shape {list(value.shape)}; the model takes {dims}")
-            if isinstance(dim, str):
-                seen, where = sizes.setdefault(dim, (size, name))
-                if seen != size:
-                    raise ValueError(f"{source}: dim {dim!r} is {size} in {name!r} but {seen} in {where!r}; "
-                                     f"they must agree")
+        _check_shape(vi, value, sizes, source, "input")
+    return sizes
+
+
+def check_expected(model, expected: dict[str, np.ndarray], sizes: dict, source) -> None:
+    """ValueError unless the saved outputs hold each model output, as real numbers of its shape (symbolic
+    dims as in the feeds)."""
+    for vi in model.graph.output:
+        if vi.name not in expected:
+            raise ValueError(f"{source} holds {sorted(expected)}; the model's outputs are "
+                             f"{[o.name for o in model.graph.output]}: no {vi.name!r}")
+        value = expected[vi.name]
+        if value.dtype.kind not in "iuf":
+            raise ValueError(f"{source}: output {vi.name!r} is {value.dtype}; expected real numbers")
+        _check_shape(vi, value, sizes, source, "output")
+
+
+def _check_shape(vi, value: np.ndarray, sizes: dict, source, what: str) -> None:
+    name, verb = vi.name, "takes" if what == "input" else "gives"
+    dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+    if value.ndim != len(dims):
+        raise ValueError(f"{source}: {what} {name!r} has shape {list(value.shape)}; the model {verb} "
+                         f"{len(dims)} dims {dims}")
+    for dim, size in zip(dims, value.shape):
+        if isinstance(dim, int) and dim > 0 and dim != size:
+            raise ValueError(f"{source}: {what} {name!r} has shape {list(value.shape)}; the model {verb} {dims}")
+        if isinstance(dim, str):
+            seen, where = sizes.setdefault(dim, (size, name))
+            if seen != size:
+                raise ValueError(f"{source}: dim {dim!r} is {size} in {name!r} but {seen} in {where!r}; "
+                                 f"they must agree")
 
 
 def model_precision(model) -> str:
@@ -350,7 +413,9 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
     explicit = options.tolerances is not None
     tolerances = options.tolerances or Tolerances(default_tolerance(model_precision(model)))
     if options.expected:
-        load_npz(options.expected, "expected outputs")  # its own one-line error, before anything runs
+        # Its own one-line errors, before anything runs.
+        check_expected(model, load_npz(options.expected, "expected outputs"), _feed_sizes(model, feeds),
+                       options.expected)
         baseline_name = f"expected:{Path(options.expected).name}"
         build_baseline = lambda: SavedOutputsRunner(options.expected, input_names)  # noqa: E731
     else:
@@ -377,7 +442,7 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
         report.parity.rows += rows
         if not all(r.passed for r in rows):
             failing[runner.name] = actual
-    report.parity.warnings += _diagnose(model, feeds, failing, tolerances)
+    report.parity.warnings += _diagnose(model, feeds, failing, tolerances, Path(model_path).parent)
     return report
 
 
@@ -415,6 +480,10 @@ def _runner_names(requested, with_checkpoint: bool) -> tuple[list[str], set[str]
     named = [registry.canonical(n) for n in requested if n != "all"]
     names = named if requested and "all" not in requested else registry.verify_defaults(with_checkpoint) + named
     return list(dict.fromkeys(names)), set(named)
+
+
+def _feed_sizes(model, feeds) -> dict[str, tuple[int, str]]:
+    return check_feeds(model, feeds, "the feeds")
 
 
 def _feeds(model, input_names, options):
@@ -460,11 +529,11 @@ def _run_one(report: VerifyReport, name: str, table: Expectation | None, named: 
     return runner, actual
 
 
-def _diagnose(model, feeds, failing: dict, tolerances: Tolerances) -> list[str]:
+def _diagnose(model, feeds, failing: dict, tolerances: Tolerances, folder: Path) -> list[str]:
     from lstm_onnx.runtimes.diagnose import dropped_peepholes
 
     try:
-        return dropped_peepholes(model, feeds, failing, tolerances)
+        return dropped_peepholes(model, feeds, failing, tolerances, folder)
     except Exception as exc:  # the diagnosis reruns the model on ORT CPU, which may not take it
         return [f"could not check whether {', '.join(failing)} dropped P: {error_message(exc)}"]
 

@@ -9,15 +9,25 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lstm_onnx.serving import openapi
+from lstm_onnx.serving.auth import BearerCheck
 from lstm_onnx.serving.batcher import Batcher, Item, QueueFull
 from lstm_onnx.serving.bodies import predict_arrays, step_array
-from lstm_onnx.serving.hotpath import PREDICT, STEP, HotRoutes, route_of
+from lstm_onnx.serving.hotpath import PREDICT, STEP, HotRoutes, respond, route_of
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.metrics import Metrics
+from lstm_onnx.serving.parse_pool import ParsePool
 from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
 
 RETRY_AFTER_S = "1"
+# Quantizations whose results depend on what else shares a run, and why: such models get no cross-request
+# batching, so that a request's numbers never depend on its batch-mates.
+BATCH_DEPENDENT = {"int8": "int8 dynamic quantization takes one activation scale for all the sequences in a run, "
+                           "so a sequence's result would depend on the sequences sharing its batch"}
+UNAUTHORIZED = ApiError(401, "unauthorized", "missing or wrong bearer token",
+                        "an Authorization: Bearer <token> header with the token the server was started with",
+                        {"WWW-Authenticate": "Bearer"})
 log = logging.getLogger("uvicorn.error")  # uvicorn's own log, where its startup lines go
 
 
@@ -26,8 +36,12 @@ class Server:
 
     def __init__(self, settings: ServeSettings, predictor):
         self.settings, self.predictor = settings, predictor
-        self.batcher = Batcher(predictor, settings.max_batch, settings.max_wait_ms, settings.max_queue,
+        self.batching = batching_policy(predictor, settings.max_batch)
+        self.batcher = Batcher(predictor, self.batching["max_batch"], settings.max_wait_ms, settings.max_queue,
                                settings.workers, on_batch=lambda n: self.metrics.batch_size.observe(n))
+        self.parser = ParsePool()
+        if "why" in self.batching and settings.max_batch > 1:
+            log.info("batching: %s", self.batching["why"])
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,
                                       settings.max_sessions) if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
@@ -40,6 +54,7 @@ class Server:
         if sweeper:
             sweeper.cancel()
         await self.batcher.stop()
+        self.parser.close()
 
     async def run(self, items: list[Item]) -> list[dict]:
         try:
@@ -62,13 +77,15 @@ class Server:
     # -- the hot routes (serving/hotpath.py): (body, params, media type) -> payload
     async def predict(self, body, params, media: str) -> dict:
         s = self.settings
-        xs = predict_arrays(await body(), media, self.predictor.num_features, s.max_items, s.max_seq_len)
+        xs = await self.parser.run(predict_arrays, await body(), media, self.predictor.num_features, s.max_items,
+                              s.max_seq_len)
         results = await self.run([Item(x) for x in xs])
         return {"outputs": [r["y"].tolist() for r in results]}
 
     async def step(self, body, params, media: str) -> dict:
         session = self.session(params["sid"])
-        x = step_array(await body(), media, self.predictor.num_features, self.settings.max_seq_len)
+        x = await self.parser.run(step_array, await body(), media, self.predictor.num_features,
+                             self.settings.max_seq_len)
         async with session.lock:
             (result,) = await self.run([Item(x, (session.h, session.c))])
             session.h, session.c = result["hn"], result["cn"]
@@ -98,7 +115,8 @@ class Server:
 
     async def readyz(self):
         if not self.batcher.running:
-            return JSONResponse({"status": "not ready", "reason": "batcher not running"}, 503)
+            refusal = ApiError(503, "not_ready", "batcher not running", "a started server").body()
+            return JSONResponse({"status": "not ready", "reason": "batcher not running", **refusal}, 503)
         return {"status": "ready", "queue_depth": self.batcher.depth}
 
     async def render_metrics(self):
@@ -112,23 +130,41 @@ class Server:
                 "opset": meta.get("opset"), "head": p.head, "num_features": p.num_features,
                 "feature_names": meta.get("feature_names"), "target_names": meta.get("target_names"),
                 "stateful": p.stateful, "lengths_input": p.has_lengths,
-                "batching": "padded with sequence_lens" if p.has_lengths else "grouped by length",
+                "batching": self.batching,
                 "inputs": io(p.session.get_inputs()), "outputs": io(p.session.get_outputs()),
                 "io": meta.get("io"), "providers": p.session.get_providers(), "placement": p.placement,
                 "limits": {k: getattr(s, k) for k in ("max_batch", "max_wait_ms", "max_queue", "max_items",
                                                          "max_seq_len", "max_body_bytes", "session_ttl_s",
-                                                         "max_sessions", "workers")}}
+                                                         "max_sessions", "workers", "max_header_bytes",
+                                                         "header_timeout_s", "body_timeout_s",
+                                                         "graceful_timeout_s")}}
+
+
+def batching_policy(predictor, max_batch: int) -> dict:
+    """How the batcher may combine sequences, as /v1/model reports it."""
+    why = BATCH_DEPENDENT.get(predictor.meta.get("quantization", "none"))
+    if why:
+        return {"cross_request": False, "max_batch": 1, "how": "one sequence per run",
+                "why": why + "; each sequence runs alone, whatever --max-batch says"}
+    how = "padded with sequence_lens" if predictor.has_lengths else "grouped by length"
+    return {"cross_request": max_batch > 1, "max_batch": max_batch, "how": how}
 
 
 class ServingApp(FastAPI):
-    """FastAPI, with the hot routes (pipeline.serving.hotpath) answered before its middleware stack."""
+    """FastAPI, with the bearer check and the hot routes (serving/hotpath.py) in front of its middleware stack."""
 
     hot: HotRoutes | None = None
+    auth: BearerCheck | None = None
+    on_refused = staticmethod(lambda: None)
 
     async def __call__(self, scope, receive, send):
-        found = route_of(scope["path"]) if scope["type"] == "http" and self.hot is not None else None
-        if found is not None:
-            return await self.hot(scope, receive, send, *found)
+        if scope["type"] == "http":
+            if self.auth is not None and not self.auth.allows(scope):
+                self.on_refused()
+                return await respond(send, UNAUTHORIZED.status, UNAUTHORIZED.body(), UNAUTHORIZED.headers)
+            found = route_of(scope["path"]) if self.hot is not None else None
+            if found is not None:
+                return await self.hot(scope, receive, send, *found)
         return await super().__call__(scope, receive, send)
 
 
@@ -186,7 +222,8 @@ async def api_error(request, exc: ApiError):
 
 
 async def http_error(request, exc: StarletteHTTPException):
-    return JSONResponse(ApiError(exc.status_code, "http", str(exc.detail)).body(), exc.status_code)
+    return JSONResponse(ApiError(exc.status_code, "http", str(exc.detail)).body(), exc.status_code,
+                        headers=exc.headers)  # 405's Allow
 
 
 async def internal_error(request, exc: Exception):
@@ -208,10 +245,24 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     for kind, handler in ((ApiError, api_error), (StarletteHTTPException, http_error), (Exception, internal_error)):
         app.add_exception_handler(kind, handler)
     app.hot = HotRoutes({PREDICT: srv.predict, STEP: srv.step}, srv.metrics, settings.max_body_bytes)
+    if settings.auth_token is not None:
+        app.auth = BearerCheck(settings.auth_token)
+        app.on_refused = lambda: srv.metrics.rejected.inc(reason="unauthorized")
     app.post("/v1/sessions", status_code=201)(srv.open_session)
     app.delete("/v1/sessions/{sid}")(srv.end_session)
     app.get("/v1/model")(srv.model)
     app.get("/healthz")(healthz)
     app.get("/readyz")(srv.readyz)
-    app.get("/metrics")(srv.render_metrics)
+    app.get("/metrics", response_class=PlainTextResponse)(srv.render_metrics)
+    install_openapi(app, predictor.num_features, settings)
     return app
+
+
+def install_openapi(app: FastAPI, num_features: int, settings: ServeSettings) -> None:
+    def schema() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.build(app, num_features, settings.max_items, settings.max_seq_len,
+                                               settings.auth_token is not None)
+        return app.openapi_schema
+
+    app.openapi = schema

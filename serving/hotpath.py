@@ -7,6 +7,7 @@ errors, so they skip those layers; every other route stays a normal FastAPI rout
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -38,6 +39,10 @@ async def respond(send, status: int, payload: dict, headers: dict | None = None)
     raw += [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+SHUT_DOWN = ApiError(503, "shutting_down", "the server stopped before this request finished",
+                     "retry on a running server", {"Retry-After": "1"})
 
 
 class Disconnected(Exception):
@@ -105,6 +110,8 @@ class HotRoutes:
             return exc.status, exc.body(), exc.headers
         except Disconnected:
             return None
+        except asyncio.CancelledError:  # uvicorn cancels what still runs when the shutdown grace is over
+            return 503, SHUT_DOWN.body(), SHUT_DOWN.headers
         except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
             log.exception("%s %s failed", scope["method"], scope["path"])
             return 500, ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body(), None

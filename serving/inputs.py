@@ -20,6 +20,9 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.expected = status, code, message, expected
         self.headers = headers or {}
 
+    def __reduce__(self):  # raised in the parse process (serving/parse_pool.py), re-raised in the server
+        return ApiError, (self.status, self.code, self.message, self.expected, self.headers)
+
     def body(self) -> dict:
         err = {"code": self.code, "message": self.message}
         if self.expected:
@@ -27,7 +30,7 @@ class ApiError(Exception):
         return {"error": err}
 
 
-_FLOAT32_ROUNDS_TO_INF = np.float64(2.0**128 - 2.0**103)  # float32 max plus half its last step; a numpy
+FLOAT32_ROUNDS_TO_INF = np.float64(2.0**128 - 2.0**103)  # float32 max plus half its last step; a numpy
 # float64, so that comparing a float16 or float32 array with it happens in float64
 
 
@@ -69,8 +72,31 @@ def _finite(v) -> bool:
 
 
 def _excerpt(v, limit: int = 40) -> str:
-    text = json.dumps(v)
-    return text if len(text) <= limit else text[:limit] + "..."
+    """The start of v's JSON text. Walks v without recursion and only as far as it writes: a value nested a
+    thousand deep overflowed json.dumps."""
+    parts, size, stack, ends = [], 0, [iter((("", v),))], []
+    while stack and size <= limit:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            text = ends.pop() if ends else ""
+        else:
+            prefix, item = entry
+            if isinstance(item, list):
+                text = prefix + "["
+                stack.append(((", " if i else "", x) for i, x in enumerate(item)))
+                ends.append("]")
+            elif isinstance(item, dict):
+                text = prefix + "{"
+                pairs = enumerate(item.items())
+                stack.append(((", " if i else "") + json.dumps(str(k)) + ": ", x) for i, (k, x) in pairs)
+                ends.append("}")
+            else:
+                text = prefix + json.dumps(item[:limit + 1] if isinstance(item, str) else item)
+        parts.append(text)
+        size += len(text)
+    text = "".join(parts)
+    return text if len(text) <= limit and not stack else text[:limit] + "..."
 
 
 def _locate(seq, num_features: int, where: str) -> str:
@@ -127,7 +153,7 @@ def sequence(seq, num_features: int, max_steps: int, where: str, strict_types: b
 def finite_float32(values: np.ndarray, where: str) -> np.ndarray:
     """Numbers -> float32, refusing NaN, Infinity and finite values beyond float32's range (e.g. 1e300)."""
     largest = np.abs(values).max()  # NaN if any value is NaN
-    if not largest < _FLOAT32_ROUNDS_TO_INF:
+    if not largest < FLOAT32_ROUNDS_TO_INF:
         what = "values beyond float32's range" if np.isfinite(largest) else "NaN or Infinity"
         raise ApiError(422, "non_finite", f"{where} holds {what}", "finite float32 numbers")
     return values.astype(np.float32)

@@ -1,17 +1,32 @@
-"""Run the app under uvicorn. SIGINT/SIGTERM stop accepting, let in-flight requests finish, then drain the queue."""
+"""Run the app under uvicorn. SIGINT/SIGTERM stop accepting, let in-flight requests finish, then drain the queue;
+a request still sending its body is answered 503 at once (serving/protocol.py)."""
 from __future__ import annotations
 
+import logging
+
 from lstm_onnx.serving.settings import ServeSettings
+
+
+def config_for(settings: ServeSettings, app, log_level: str = "info"):
+    """The uvicorn config the server runs with: our limited httptools protocol, no websockets."""
+    import uvicorn
+
+    from lstm_onnx.serving.protocol import protocol_for
+
+    # No route reads the client's address or scheme, so X-Forwarded-* handling would be a layer for nothing.
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+                          timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
+                          proxy_headers=False, http=protocol_for(settings), ws="none")
 
 
 def serve(settings: ServeSettings, log_level: str = "info") -> None:
     import uvicorn
 
     from lstm_onnx.serving.app import create_app
+    from lstm_onnx.serving.auth import exposure_warning
 
-    app = create_app(settings)
-    # No route reads the client's address or scheme, so X-Forwarded-* handling would be a layer for nothing.
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
-                            timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
-                            proxy_headers=False)
+    config = config_for(settings, create_app(settings), log_level)  # configures logging
+    warning = exposure_warning(settings.host, settings.auth_token)
+    if warning:
+        logging.getLogger("uvicorn.error").warning(warning)
     uvicorn.Server(config).run()

@@ -1,13 +1,15 @@
 """Everything the server can be tuned by, with the defaults `lstm-pipeline serve` uses."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from lstm_onnx.serving.auth import check_token
 
 
 @dataclass
 class ServeSettings:
     model: str = "artifacts/model-serve.onnx"
-    host: str = "127.0.0.1"  # loopback unless asked: the server has no authentication
+    host: str = "127.0.0.1"  # loopback unless asked; elsewhere, set auth_token
     port: int = 8000
     provider: str = "cpu"
     workers: int = 1  # inference threads running batches concurrently (one process: sessions live in it)
@@ -23,12 +25,23 @@ class ServeSettings:
     session_ttl_s: float = 300.0  # idle time after which a session is dropped
     max_sessions: int = 1000
     graceful_timeout_s: float = 30.0  # in-flight requests get this long to finish on shutdown
+    max_header_bytes: int = 64 << 10  # request line and headers; beyond it 431
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this of its first byte, else 408
+    body_timeout_s: float = 30.0  # and its whole body within this of its headers, else 408
+    auth_token: str | None = field(default=None, repr=False)  # Bearer token all routes but the probes need
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads", "max_batch", "max_queue", "max_items", "max_seq_len",
-                     "max_body_bytes", "max_sessions"):
+                     "max_body_bytes", "max_sessions", "max_header_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_wait_ms", "session_ttl_s", "graceful_timeout_s"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN too
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be 1..65535, got {self.port}")
+        if self.auth_token is not None:
+            check_token(self.auth_token)

@@ -63,7 +63,9 @@ def test_predict_npy_and_csv(trained, tmp_path):
     np.savetxt(tmp_path / "x.csv", x[0], delimiter=",")
     res = CliRunner().invoke(cli, ["predict", str(trained / "m.onnx"), str(tmp_path / "x.csv")])
     assert res.exit_code == 0
-    np.testing.assert_allclose(np.array(res.output.split(","), float), np.load(tmp_path / "y.npy")[0], rtol=1e-5)
+    header, row = res.output.splitlines()
+    assert header.split(",")[0] == "sequence" and len(header.split(",")) == 4, header
+    np.testing.assert_allclose(np.array(row.split(",")[1:], float), np.load(tmp_path / "y.npy")[0], rtol=1e-5)
 
 
 def test_inspect_shows_p(trained):

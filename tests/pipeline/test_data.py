@@ -123,3 +123,59 @@ def test_line_numbers_count_blank_lines(tmp_path):
     path.write_text("v\n1\n\n2\nx\n")
     with pytest.raises(CSVError, match="line 5, column 'v': 'x'"):
         read_csv(cfg(path))
+
+
+@pytest.mark.parametrize("text", ["1e39", "-3.5e38", "1e300"])
+def test_values_beyond_float32_are_refused_by_line_and_column(tmp_path, text):
+    """float32 tops out at 3.4e38: such a value would train into a model that outputs inf."""
+    rows = [[i, i * 0.5] for i in range(40)]
+    rows[7][1] = text
+    path = write_csv(tmp_path / "big.csv", ["a", "b"], rows)
+    with pytest.raises(CSVError, match=rf"line 9, column 'b': {text} is beyond float32"):
+        read_csv(cfg(path))
+    rows[7][1] = "3.4e38"  # just inside float32: kept, and finite once cast
+    values, _ = read_csv(cfg(write_csv(tmp_path / "edge.csv", ["a", "b"], rows)))
+    assert np.isfinite(values.astype(np.float32)).all() and values[7, 1] == 3.4e38
+
+
+def test_difference_beyond_float32_is_refused(tmp_path):
+    rows = [[3e38 if i % 2 else -3e38] for i in range(40)]
+    path = write_csv(tmp_path / "d.csv", ["v"], rows)
+    with pytest.raises(CSVError, match="difference of data rows 1 and 2 in column 'v' is beyond float32"):
+        load_dataset(cfg(path, difference=True))
+
+
+def test_a_field_over_the_csv_limit_and_text_that_is_not_utf8(tmp_path):
+    huge = tmp_path / "huge.csv"
+    huge.write_text("a,b\n1,2\n" + "1" * (129 << 10) + ",3\n")
+    with pytest.raises(CSVError, match=r"huge.csv line 3: field larger than field limit"):
+        read_csv(cfg(huge))
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"a,b\n1,2\n\xff\xfe,3\n")
+    with pytest.raises(CSVError, match=r"bin.csv is not UTF-8 text"):
+        read_csv(cfg(binary))
+
+
+@pytest.mark.parametrize("line,message", [
+    ("epochs = 1.5", "epochs must be an integer, got 1.5"), ("epochs = 0", "epochs must be >= 1, got 0"),
+    ('epochs = "3"', "epochs must be an integer, got '3'"), ("epochs = true", "epochs must be an integer"),
+    ("threads = -1", "threads must be >= 0, got -1"), ('lr = "fast"', "lr must be a number"),
+    ("lr = nan", "lr must be > 0, got nan"), ("seed = -2", "seed must be >= 0"),
+])
+def test_config_values_of_the_wrong_kind_are_refused(tmp_path, line, message):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[train]\n{line}\n")
+    with pytest.raises(ValueError, match=message):
+        load_run_config(path)
+
+
+def test_a_value_set_after_loading_gets_the_same_checks(tmp_path):
+    """What `train --epochs 0` does: RunConfig.validate is the check a config file's value gets."""
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepochs = 2\nlr = 1\n")
+    config = load_run_config(path)
+    config.validate()
+    assert config.train.lr == 1  # an integer where a float is expected is still a number
+    config.train.epochs = 0
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        config.validate()

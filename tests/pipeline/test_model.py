@@ -54,3 +54,20 @@ def test_padded_batch_equals_per_item_runs(bidirectional):
 def test_bad_input_shape_is_a_clear_error():
     with pytest.raises(ValueError, match=r"expected input of shape \[\.\., \.\., 3\]"):
         PeepholeLSTM(3, 4)(torch.randn(2, 5, 4))
+
+
+def test_from_lstm_keeps_float64():
+    torch.manual_seed(2)
+    ref = torch.nn.LSTM(3, 5, 2, batch_first=True).double()
+    ours = PeepholeLSTM.from_lstm(ref)
+    assert {p.dtype for p in ours.parameters()} == {torch.float64}
+    assert {p.device for p in ours.parameters()} == {next(ref.parameters()).device}
+    x = torch.randn(2, 40, 3, dtype=torch.float64)
+    out_r, (h_r, c_r) = ref(x)
+    out, (h, c) = ours(x)
+    assert out.dtype == torch.float64
+    # Tighter than float32 can hold: a float32 copy of the weights is ~1e-8 off, so this bound fails for it.
+    torch.testing.assert_close(out, out_r, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(c, c_r, atol=1e-12, rtol=1e-12)
+    for name, p in ours.named_parameters():
+        assert torch.equal(p, ref.state_dict()[name]), name

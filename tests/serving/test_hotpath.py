@@ -95,3 +95,25 @@ def test_handler_errors_become_json():
     asyncio.run(HotRoutes({PREDICT: refuses}, metrics, 100)(scope, None, record, PREDICT, {}))
     assert sent[0]["status"] == 409
     assert json.loads(sent[1]["body"]) == {"error": {"code": "nope", "message": "refused", "expected": "something else"}}
+
+
+def test_a_request_cancelled_at_the_end_of_the_grace_gets_a_503_not_a_traceback():
+    """uvicorn cancels the requests still running when graceful_timeout_s is over; they answer 503 and end."""
+    metrics, sent = Metrics(lambda: 0, lambda: 0), []
+
+    async def hangs(body, params, media):
+        await asyncio.sleep(3600)
+
+    async def record(message):
+        sent.append(message)
+
+    async def main():
+        scope = {"type": "http", "method": "POST", "path": PREDICT, "headers": []}
+        task = asyncio.create_task(HotRoutes({PREDICT: hangs}, metrics, 100)(scope, None, record, PREDICT, {}))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await task  # ends without raising
+
+    asyncio.run(main())
+    assert sent[0]["status"] == 503 and json.loads(sent[1]["body"])["error"]["code"] == "shutting_down"
+    assert 'status="503"' in metrics.render()

@@ -66,3 +66,27 @@ def test_strict_placement_refuses_to_start_in_one_line(serve_model, monkeypatch)
     r = run(str(serve_model), "--strict-placement")
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.output.startswith("Error: --strict-placement: Predictor(cpu): LSTM node") and "--form decomposed" in r.output
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "65536"])
+def test_a_port_out_of_range_is_one_line(port, started):
+    """Issue 14: --port 70000 listened on 4464 (70000 mod 65536) and logged 70000."""
+    r = run("model.onnx", "--port", port)  # refused before the model is even looked for
+    assert r.exit_code == 1 and r.output == f"Error: port must be 1..65535, got {port}\n" and not started
+
+
+@pytest.mark.parametrize("option, value, words", [("--header-timeout", "0", "header_timeout_s must be > 0"),
+                                                  ("--body-timeout", "nan", "body_timeout_s must be > 0"),
+                                                  ("--max-header-bytes", "0", "max_header_bytes must be >= 1"),
+                                                  ("--graceful-timeout", "-1", "graceful_timeout_s must be >= 0")])
+def test_bad_limits_are_one_line(option, value, words, started):
+    r = run("model.onnx", option, value)
+    assert r.exit_code == 1 and words in r.output and r.output.count("\n") == 1 and not started
+
+
+def test_the_limits_reach_their_settings(serve_model, started):
+    r = run(str(serve_model), "--max-header-bytes", "1000", "--header-timeout", "2", "--body-timeout", "3",
+            "--graceful-timeout", "4")
+    assert r.exit_code == 0, r.output
+    s = started[0]
+    assert (s.max_header_bytes, s.header_timeout_s, s.body_timeout_s, s.graceful_timeout_s) == (1000, 2, 3, 4)

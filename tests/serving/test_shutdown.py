@@ -63,3 +63,46 @@ def test_sigterm_finishes_in_flight_requests(serve_model):
             os.kill(proc.pid, signal.SIGKILL)
         out = proc.stdout.read()
     assert "Shutting down" in out
+
+
+@pytest.mark.slow
+@pytest.mark.harness
+def test_sigterm_with_a_stalled_client_is_quick_and_clean(serve_model):
+    """Issue 14: one client stalled mid-body held SIGTERM for the full grace (30 s), which ended in a
+    CancelledError traceback and a 500. Now the stalled request is answered 503 at once and the server exits."""
+    from tests.harness import record
+    from tests.serving.harness_tools import read_reply
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "lstm_onnx.cli", "serve", str(serve_model), "--port", str(port),
+           "--graceful-timeout", "8", "--body-timeout", "60"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.2)
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=20)
+        stalled.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{\"inputs\": [[[1.0,")
+        while in_flight(url) < 2:  # this scrape and the stalled predict
+            time.sleep(0.05)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        reply = read_reply(stalled)
+        code = proc.wait(20)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        out = proc.stdout.read()
+    clean = reply.status == 503 and took < 4 and "Traceback" not in out and "ERROR" not in out
+    record("faults", clean, f"SIGTERM with a stalled client: {reply.status}, exit {code} after {took:.1f} s")
+    assert reply.status == 503 and reply.json()["error"]["code"] == "shutting_down", reply.body
+    assert code in (0, -signal.SIGTERM) and took < 4, (code, took)
+    assert "Traceback" not in out and "ERROR" not in out, out

@@ -1,0 +1,127 @@
+"""uvicorn's httptools protocol with the limits it lacks: a size limit on the request head, read timeouts for
+the head and the body, and a shutdown that refuses a request still sending its body instead of waiting for it.
+
+uvicorn keeps growing a header while it arrives (four 128 MiB headers cost the server 560 MiB) and waits for a
+stalled body forever, so these limits have to sit where the bytes arrive, before the ASGI app sees a request.
+Every refusal is written in the API's JSON error shape, then the connection is closed.
+"""
+from __future__ import annotations
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from lstm_onnx.serving.hotpath import dumps
+from lstm_onnx.serving.inputs import ApiError
+
+
+class HeadTooLarge(Exception):
+    pass
+
+
+def refusal(error: ApiError) -> bytes:
+    body = dumps(error.body())
+    head = [STATUS_LINE[error.status], b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body), b"connection: close\r\n"]
+    head += [f"{k.lower()}: {v}\r\n".encode("latin-1") for k, v in error.headers.items()]
+    return b"".join(head) + b"\r\n" + body
+
+
+class LimitedProtocol(HttpToolsProtocol):
+    """Subclassed per server by `protocol_for(settings)`, which sets the three limits."""
+
+    max_head = 64 << 10
+    head_timeout = 10.0
+    body_timeout = 30.0
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.reading_head, self.head_bytes = True, 0
+        self.timer = self.loop.call_later(self.head_timeout, self.head_timed_out)  # a silent connection too
+
+    def connection_lost(self, exc) -> None:
+        self.cancel_timer()
+        super().connection_lost(exc)
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self.reading_head:
+            if self.timer is None:  # the first bytes of a request on a kept-alive connection
+                self.timer = self.loop.call_later(self.head_timeout, self.head_timed_out)
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, HeadTooLarge):
+                return self.refuse_head()
+            self.logger.warning("Invalid HTTP request received.")
+            return self.refuse(ApiError(400, "bad_request", f"not a valid HTTP/1.1 request ({exc})",
+                                        "an HTTP/1.1 request"))
+        if self.reading_head and self.head_bytes > self.max_head:  # still no end of the head in sight
+            self.refuse_head()
+
+    # parser callbacks
+    def on_headers_complete(self) -> None:
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_head:
+            raise HeadTooLarge  # httptools stops parsing and raises HttpParserCallbackError from it
+        self.reading_head = False
+        self.cancel_timer()
+        super().on_headers_complete()
+        self.timer = self.loop.call_later(self.body_timeout, self.body_timed_out)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.cancel_timer()
+        self.reading_head, self.head_bytes = True, 0
+
+    # refusals
+    def refuse_head(self) -> None:
+        self.refuse(ApiError(431, "headers_too_large", f"the request line and headers are more than "
+                             f"{self.max_head} bytes", f"at most {self.max_head} bytes of headers"))
+
+    def head_timed_out(self) -> None:
+        self.timer = None
+        if self.head_bytes == 0 and (self.cycle is None or self.cycle.response_complete):
+            self.transport.close()  # connected and never said anything: nobody to answer
+            return
+        self.refuse(ApiError(408, "header_timeout", f"the request's headers did not arrive within "
+                             f"{self.head_timeout:g} s", "a whole request head, sent without pauses"))
+
+    def body_timed_out(self) -> None:
+        self.timer = None
+        self.refuse(ApiError(408, "body_timeout", f"the request's body did not arrive within "
+                             f"{self.body_timeout:g} s of its headers", "the whole body, sent without pauses"))
+
+    def shutdown(self) -> None:
+        if not self.reading_head:  # headers in, body still coming: no work has started, so don't wait for it
+            return self.refuse(ApiError(503, "shutting_down", "the server is shutting down",
+                                        "retry on a running server", {"Retry-After": "1"}))
+        super().shutdown()
+
+    def refuse(self, error: ApiError) -> None:
+        """Answer `error` unless a response is already under way on this connection, then close it. A request
+        whose app task is waiting for its body is told the client went away, so the task ends quietly."""
+        self.cancel_timer()
+        cycle = self.cycle
+        if cycle is None or (cycle.response_complete if self.reading_head else not cycle.response_started):
+            self.transport.write(refusal(error))
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def protocol_for(settings) -> type[LimitedProtocol]:
+    return type("LimitedProtocol", (LimitedProtocol,), {
+        "max_head": settings.max_header_bytes, "head_timeout": settings.header_timeout_s,
+        "body_timeout": settings.body_timeout_s})
