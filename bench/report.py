@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.bench.run import BenchResult, Row
+from lstm_onnx.core.fileio import atomic_path
 
 HEAD = ["case", "BxS", "runner", "form", "thr", "median ms", "p99 ms", "seq/s", "GFLOP/s", "GEMM GFLOP/s",
         "% peak"]

@@ -50,8 +50,8 @@ def latency_ms(path: Path, cfg, batch: int, seq: int, repeat: int, threads: int)
 
 
 def measure(ckpt, repeat: int, threads: int) -> list[dict]:
-    from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
     from lstm_onnx.core import metadata
+    from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

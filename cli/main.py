@@ -10,8 +10,8 @@ import click
 import numpy as np
 
 from lstm_onnx.cli.extras import require
-from lstm_onnx.runtimes import registry
 from lstm_onnx.exporters import forms as export_forms
+from lstm_onnx.runtimes import registry
 
 
 class Context:

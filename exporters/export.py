@@ -12,15 +12,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from lstm_onnx.core import __version__, metadata
+from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.exporters.errors import ExportError
 from lstm_onnx.exporters.forms import AUTO, FORMS, Form, having
 from lstm_onnx.exporters.graph import FLOAT, GraphBuilder, final_features
 from lstm_onnx.exporters.opsets import check_opset, ir_version_for
 from lstm_onnx.exporters.weights import layer_weights
-from lstm_onnx.core import __version__
 from lstm_onnx.pipeline.checkpoint import Checkpoint
-from lstm_onnx.core.fileio import atomic_path
-from lstm_onnx.core import metadata
 from lstm_onnx.runtimes import capabilities
 
 DTYPES = {"float32": FLOAT, "float16": TensorProto.FLOAT16}

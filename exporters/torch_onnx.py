@@ -22,7 +22,6 @@ from torch import nn
 from lstm_onnx.exporters.errors import ExportError
 
 
-
 class _FlatSignature(nn.Module):
     """SequenceModel with named tensor inputs and outputs, as the ONNX graph will have them."""
 

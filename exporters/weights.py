@@ -10,6 +10,7 @@ import numpy as np
 
 from lstm_onnx.core.gates import param_suffix, reorder_gates, reorder_peepholes
 
+
 @dataclass
 class OnnxLSTMWeights:
     """Initializers of one ONNX LSTM node (all directions): W [D,4H,I], R [D,4H,H], B [D,8H], P [D,3H]|None."""

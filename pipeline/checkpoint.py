@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from lstm_onnx.core import __version__
+from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.config import DataConfig, ModelConfig, RunConfig, run_config_from_dict
 from lstm_onnx.pipeline.data import Normalization
-from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.model import SequenceModel
 
 FORMAT = "lstm-onnx-pipeline/checkpoint-1"

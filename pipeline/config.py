@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 HEADS = ("last", "sequence", "classify")
 

@@ -6,9 +6,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from lstm_onnx.core.gates import param_suffix
 from lstm_onnx.pipeline.cell import lstm_layer
 from lstm_onnx.pipeline.config import ModelConfig
-from lstm_onnx.core.gates import param_suffix
 
 
 class PeepholeLSTM(nn.Module):

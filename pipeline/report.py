@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.checkpoint import Checkpoint
 from lstm_onnx.pipeline.data import Dataset, load_dataset
-from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.metrics import denormalize, summary, task_metrics
 from lstm_onnx.pipeline.train import predict
 

@@ -5,9 +5,9 @@ A cell is YES (implemented and right), or says how it goes wrong. Only YES count
 """
 from __future__ import annotations
 
-from lstm_onnx.runtimes.onnx_graph import all_nodes
-
 from dataclasses import dataclass
+
+from lstm_onnx.runtimes.onnx_graph import all_nodes
 
 YES = "yes"
 REFUSED = "refused"  # a clear error at load or run time

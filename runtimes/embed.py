@@ -19,7 +19,6 @@ import numpy as np
 from lstm_onnx.runtimes.fold import RAW_X, RAW_Y, SUM
 from lstm_onnx.runtimes.session import OrtSession, PlacementWarning
 
-
 _FLOAT32 = np.dtype(np.float32)
 
 

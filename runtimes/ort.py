@@ -10,10 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from lstm_onnx.runtimes.base import Runner, RunnerError
+
 # Re-exported: the provider helpers lived here before runtimes/providers.py.
-from lstm_onnx.runtimes.providers import (INSTALL_HINTS, PROVIDERS, available_providers,  # noqa: F401
-                                          provider_chain, provider_chain_tf32, resolve_provider,
-                                          tensorrt_libraries_present)
+from lstm_onnx.runtimes.providers import (  # noqa: F401
+    INSTALL_HINTS,
+    PROVIDERS,
+    available_providers,
+    provider_chain,
+    provider_chain_tf32,
+    resolve_provider,
+    tensorrt_libraries_present,
+)
 from lstm_onnx.runtimes.session import numpy_dtype, open_session
 
 

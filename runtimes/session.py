@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
-from lstm_onnx.runtimes.providers import INSTALL_HINTS, PROVIDERS, provider_chain, provider_chain_tf32
 from lstm_onnx.runtimes.placement import NodePlacement, fallback_warnings, fallbacks, parse_profile, summarize
+from lstm_onnx.runtimes.providers import INSTALL_HINTS, PROVIDERS, provider_chain, provider_chain_tf32
 
 
 class SessionLoadError(RunnerError):

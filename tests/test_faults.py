@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from lstm_onnx.pipeline.checkpoint import load_checkpoint
 from lstm_onnx.pipeline.config import load_run_config
 from lstm_onnx.pipeline.train import load_state_config, train
 from tests.harness import record, scale
+from tests.tmpfs import private_tmpfs
 
 pytestmark = pytest.mark.harness
 
@@ -209,15 +209,6 @@ def test_kill_during_export_leaves_old_or_complete_model(tmp_path):
     _run_kills("export", cmd, folder, {folder / "model.onnx": complete_model}, span=3.5, writes=1, seed=15)
 
 
-def _private_tmpfs() -> list[str] | None:
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    probe = subprocess.run([unshare, "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True)
-    return [unshare, "-rm"] if probe.returncode == 0 else None
-
-
 FULL_DISK = textwrap.dedent("""
     import os, sys
     from lstm_onnx.bench.models import random_checkpoint
@@ -242,12 +233,12 @@ FULL_DISK = textwrap.dedent("""
 
 
 def test_full_disk_on_train_and_export_writers(tmp_path):
-    runner = _private_tmpfs()
+    runner = private_tmpfs()
     if runner is None:
         pytest.skip("cannot mount a private tmpfs here (unshare -rm)")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    res = subprocess.run([*runner, "sh", "-c", f'mount -t tmpfs -o size=256k tmpfs "$1" && "$2" -c "$3" "$1"',
+    res = subprocess.run([*runner, "sh", "-c", 'mount -t tmpfs -o size=256k tmpfs "$1" && "$2" -c "$3" "$1"',
                           "sh", str(mnt), sys.executable, FULL_DISK], capture_output=True, text=True, timeout=120)
     expected = []
     for name in ("model.pt", "model.onnx"):

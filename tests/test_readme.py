@@ -24,7 +24,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from benchmarks.docs_section import END, START, SectionError, main as splice_main, splice
+from benchmarks.docs_section import END, START, SectionError, splice
+from benchmarks.docs_section import main as splice_main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

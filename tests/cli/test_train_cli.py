@@ -43,7 +43,7 @@ def test_messy_csv_is_one_clear_line(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("t,v\n" + "\n".join(f"{i},{'' if i == 3 else i}" for i in range(50)) + "\n")
     config = tmp_path / "c.toml"
-    config.write_text(f'[data]\ntask = "csv"\ncsv = "d.csv"\nwindow = 5\n[model]\ninput_size = 2\noutput_size = 2\n')
+    config.write_text('[data]\ntask = "csv"\ncsv = "d.csv"\nwindow = 5\n[model]\ninput_size = 2\noutput_size = 2\n')
     result = run("train", "--config", config, "-o", tmp_path / "m.pt")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "missing value(s), first at line 5, column 'v'" in result.output

@@ -4,8 +4,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from lstm_onnx.cli.main import cli
 from lstm_onnx.bench.models import export_form, random_checkpoint
+from lstm_onnx.cli.main import cli
 
 
 @pytest.fixture(scope="module")

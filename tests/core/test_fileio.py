@@ -3,7 +3,6 @@ leave the old target and the folder as they were."""
 import errno
 import fcntl
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 
 from lstm_onnx.core import fileio
 from lstm_onnx.core.fileio import ArtifactWriteError, atomic_path, host_key, remove_stale_temps
+from tests.tmpfs import private_tmpfs
 
 
 def _mode(path) -> int:
@@ -190,18 +190,8 @@ def test_failure_removes_the_folders_made_for_it(tmp_path):
     assert (tmp_path / "a" / "b" / "model.pt").read_bytes() == b"new"
 
 
-def _tmpfs_runner():
-    """A command prefix that runs in a private mount namespace (root, or unprivileged user namespaces)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    probe = subprocess.run([unshare, "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True)
-    return [unshare, "-rm"] if probe.returncode == 0 else None
-
-
 def test_real_full_disk_on_a_small_tmpfs(tmp_path):
-    runner = _tmpfs_runner()
+    runner = private_tmpfs()
     if runner is None:
         pytest.skip("cannot mount a private tmpfs here (unshare -rm)")
     script = textwrap.dedent("""
@@ -220,7 +210,7 @@ def test_real_full_disk_on_a_small_tmpfs(tmp_path):
     """)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    res = subprocess.run([*runner, "sh", "-c", f'mount -t tmpfs -o size=256k tmpfs "$1" && "$2" -c "$3" "$1"',
+    res = subprocess.run([*runner, "sh", "-c", 'mount -t tmpfs -o size=256k tmpfs "$1" && "$2" -c "$3" "$1"',
                           "sh", str(mnt), sys.executable, script], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [f"cannot write {mnt}/model.onnx: No space left on device",

@@ -4,11 +4,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from lstm_onnx.core import metadata
 from lstm_onnx.exporters.export import ExportError, ExportOptions, build_model, export_checkpoint
 from lstm_onnx.exporters.forms import FORMS
 from lstm_onnx.exporters.opsets import OpsetError, max_opset
 from lstm_onnx.exporters.precision import PrecisionError, check_quantizable
-from lstm_onnx.core import metadata
 from lstm_onnx.runtimes import capabilities
 from lstm_onnx.runtimes.tolerances import default_tolerance
 from tests.helpers import make_checkpoint

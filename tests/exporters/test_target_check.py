@@ -5,10 +5,16 @@ import itertools
 
 import pytest
 
-from lstm_onnx.exporters.export import (ExportError, ExportOptions, KnownIssueWarning, export_checkpoint,
-                                        resolve_options, target_warnings)
-from lstm_onnx.exporters.forms import DTYPES, FORMS
 from lstm_onnx.core import metadata
+from lstm_onnx.exporters.export import (
+    ExportError,
+    ExportOptions,
+    KnownIssueWarning,
+    export_checkpoint,
+    resolve_options,
+    target_warnings,
+)
+from lstm_onnx.exporters.forms import DTYPES, FORMS
 from lstm_onnx.runtimes import capabilities
 from lstm_onnx.runtimes.capabilities import CPU, REFUSED, RUNTIMES, WRONG, YES
 from tests.helpers import make_checkpoint

@@ -5,9 +5,9 @@ import sys
 import pytest
 import torch
 
+from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.checkpoint import CheckpointError, load_checkpoint
 from lstm_onnx.pipeline.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.train import train
 
 

@@ -4,9 +4,9 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from lstm_onnx.exporters.export import FORMS  # noqa: E402
 from lstm_onnx.bench.models import export_form, random_checkpoint  # noqa: E402
-from lstm_onnx.runtimes.compare import compare_outputs, Tolerances  # noqa: E402
+from lstm_onnx.exporters.export import FORMS  # noqa: E402
+from lstm_onnx.runtimes.compare import Tolerances, compare_outputs  # noqa: E402
 from lstm_onnx.runtimes.numpy_ref import NumpyRunner  # noqa: E402
 from lstm_onnx.runtimes.openvino import OpenVINORunner  # noqa: E402
 from lstm_onnx.runtimes.verify import VerifyOptions, verify_model  # noqa: E402

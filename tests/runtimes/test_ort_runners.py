@@ -2,10 +2,15 @@
 import numpy as np
 import pytest
 
-from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
 from lstm_onnx.bench.models import export_form, random_checkpoint
-from lstm_onnx.runtimes.ort import (OnnxRuntimeBoundRunner, OnnxRuntimeRunner, available_providers, provider_chain,
-                          provider_chain_tf32)
+from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
+from lstm_onnx.runtimes.ort import (
+    OnnxRuntimeBoundRunner,
+    OnnxRuntimeRunner,
+    available_providers,
+    provider_chain,
+    provider_chain_tf32,
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from tests import models
 from tests.placement_fakes import ELSEWHERE, move_lstm_nodes
 
 
-
 @pytest.fixture(scope="module")
 def native(tmp_path_factory):
     return export_form(random_checkpoint(4, 8), "native", tmp_path_factory.mktemp("session") / "native.onnx",

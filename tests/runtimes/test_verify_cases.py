@@ -6,8 +6,15 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
-from lstm_onnx.runtimes.verify import (EXIT_CODES, FAILED, NOTHING_COMPARED, PASSED, VerifyOptions, model_feeds,
-                                       verify_model)
+from lstm_onnx.runtimes.verify import (
+    EXIT_CODES,
+    FAILED,
+    NOTHING_COMPARED,
+    PASSED,
+    VerifyOptions,
+    model_feeds,
+    verify_model,
+)
 from tests import models
 from tests.helpers import make_checkpoint
 

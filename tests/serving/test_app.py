@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from lstm_onnx.serving.app import create_app
-from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.runtimes.embed import Predictor
 from lstm_onnx.runtimes.tolerances import default_tolerance
+from lstm_onnx.serving.app import create_app
+from lstm_onnx.serving.settings import ServeSettings
 from tests import models
 
 TOL = default_tolerance("float32")

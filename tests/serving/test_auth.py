@@ -82,7 +82,7 @@ def test_bad_token_files_are_one_line_errors(tmp_path, content, words):
         f.write_bytes(content)
     r = CliRunner().invoke(cli, ["serve", "model.onnx", "--auth-token-file", str(f)])
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
-    assert r.output.startswith(f"Error: ") and words in r.output and r.output.count("\n") == 1, r.output
+    assert r.output.startswith("Error: ") and words in r.output and r.output.count("\n") == 1, r.output
 
 
 @pytest.mark.parametrize("env, words", [("", "is empty"), ("has space", "printable ASCII")])

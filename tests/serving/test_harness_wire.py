@@ -4,7 +4,6 @@ all get a 4xx in the JSON error shape, the server logs no traceback and still an
 from __future__ import annotations
 
 import select
-import socket
 import time
 
 import pytest

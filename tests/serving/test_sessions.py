@@ -1,6 +1,6 @@
-from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
-
 import pytest
+
+from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
 
 
 class Clock:

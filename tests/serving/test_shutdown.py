@@ -17,6 +17,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc, url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+        time.sleep(0.2)
+
+
 def in_flight(url: str) -> int:
     text = httpx.get(url + "/metrics").text
     return int(float(text.split("\nlstm_requests_in_flight ")[1].split()[0]))
@@ -29,15 +41,7 @@ def test_sigterm_finishes_in_flight_requests(serve_model):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_ready(proc, url)
         result = {}
 
         def send():
@@ -79,15 +83,7 @@ def test_sigterm_with_a_stalled_client_is_quick_and_clean(serve_model):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_ready(proc, url)
         stalled = socket.create_connection(("127.0.0.1", port), timeout=20)
         stalled.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{\"inputs\": [[[1.0,")
         while in_flight(url) < 2:  # this scrape and the stalled predict
