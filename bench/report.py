@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lstm_onnx.bench.run import BenchResult, Row
 from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.core.tables import grid
 
 HEAD = ["case", "BxS", "runner", "form", "thr", "median ms", "p99 ms", "seq/s", "GFLOP/s", "GEMM GFLOP/s",
         "% peak"]
@@ -37,14 +38,6 @@ def _peak_cells(key: str, p: dict) -> list[str]:
             _spread(p["workers"], n=True)]
 
 
-def _grid(head: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
-    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
-
-
 def peak_warnings(result: BenchResult) -> list[str]:
     """One line per row that ran faster than its GEMM peak (which therefore was measured too low)."""
     return [f"WARNING: GEMM peak understated: {r.runner} {r.form} @ {r.case} ({r.batch}x{r.seq}), {r.threads} thr "
@@ -58,12 +51,12 @@ def placement_warnings(result: BenchResult) -> list[str]:
 
 
 def to_table(result: BenchResult, markdown: bool = False) -> str:
-    lines = _grid(HEAD, [_cells(r) for r in result.rows], markdown)
+    lines = grid(HEAD, [_cells(r) for r in result.rows], markdown)
     lines += [f"skipped {k}: {v}" for k, v in result.skipped.items()]
     if result.peaks:
         lines += ["", "GEMM peaks: the fastest run of the LSTM's own GEMM shapes and a large square one, the max "
                       "over this run's workers; % peak divides by these. Spread in GFLOP/s.", ""]
-        lines += _grid(PEAK_HEAD, [_peak_cells(k, p) for k, p in sorted(result.peaks.items())], markdown)
+        lines += grid(PEAK_HEAD, [_peak_cells(k, p) for k, p in sorted(result.peaks.items())], markdown)
     warnings = peak_warnings(result) + placement_warnings(result)
     return "\n".join(warnings + ([""] if warnings else []) + lines + [""] + warnings + headline(result))
 

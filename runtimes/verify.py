@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_onnx.core.tables import grid
 from lstm_onnx.runtimes import registry
 from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, error_message
 from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_outputs
@@ -113,12 +114,12 @@ class VerifyReport:
                      r.result]
                     for r in p.rows if r.output == output]
             out += ["", f"{h3}output {output}"]
-            out += _grid(["runner", "max abs", "mean abs", "max rel", "atol/rtol", "result"], rows, markdown)
+            out += grid(["runner", "max abs", "mean abs", "max rel", "atol/rtol", "result"], rows, markdown)
         if p.errors or p.skipped:
             out += ["", f"{h3}not compared"]
             rows = [[n, self._error_text(n, w)] for n, w in p.errors.items()]
             rows += [[n, f"skipped: {w}"] for n, w in p.skipped.items()]
-            out += _grid(["runner", "why"], rows, markdown)
+            out += grid(["runner", "why"], rows, markdown)
         if self.placements:
             from lstm_onnx.runtimes.placement import summarize
 
@@ -127,7 +128,7 @@ class VerifyReport:
                      ", ".join(f"{x.op_type}@{x.provider.replace('ExecutionProvider', '')}" for x in pl
                                if x.op_type == "LSTM") or "-"]
                     for r, pl in self.placements.items()]
-            out += _grid(["runner", "nodes per provider", "LSTM nodes"], rows, markdown)
+            out += grid(["runner", "nodes per provider", "LSTM nodes"], rows, markdown)
         warn = "> **Warning:** " if markdown else "WARNING: "
         out += [""] + [warn + w for w in p.warnings] if p.warnings else []
         return "\n".join(out + [""] + self._verdict(markdown))
@@ -151,14 +152,6 @@ def _mismatch(row) -> str:
     if row.note:
         return row.note
     return f"max abs {row.max_abs:.3g} over atol {row.atol:g} + rtol {row.rtol:g}·|baseline|"
-
-
-def _grid(head: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
-    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 
 class SavedOutputsRunner(Runner):
