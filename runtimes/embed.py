@@ -57,6 +57,7 @@ class Predictor:
             # x_n = (x - mean) / std as one multiply-add: x * scale + shift.
             self._scale = (1.0 / self._norm["input_std"]).astype(np.float32)
             self._shift = (-self._norm["input_mean"] * self._scale).astype(np.float32)
+        self.safe_abs = self._safe_abs()
 
     @classmethod
     def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool = True, *,
@@ -123,6 +124,26 @@ class Predictor:
         return y * self._norm["target_std"] + self._norm["target_mean"]
 
     # -- checks
+    def _safe_abs(self) -> float | None:
+        """The largest |x| that stays a float32 once normalized: a small training std turns a large but finite
+        raw value into inf, and the model into NaN. None: no normalization, so float32 itself is the bound."""
+        if self._norm is None:
+            return None
+        scale, shift = self._scale.astype(np.float64), self._shift.astype(np.float64)
+        exact = np.min((float(np.finfo(np.float32).max) - np.abs(shift)) / np.abs(scale)) * (1 - 1e-6)  # rounding
+        bound = np.float32(exact)  # a float32 itself, so any number at or under it stays under after the cast
+        return float(bound if bound <= exact else np.nextafter(bound, np.float32(0)))
+
+    def range_problem(self, x: np.ndarray) -> str | None:
+        """Why `x` (finite float32) cannot be normalized without overflow, or None (one pass over x)."""
+        if self.safe_abs is None:
+            return None
+        largest = float(np.abs(x).max())
+        if largest <= self.safe_abs:
+            return None
+        return (f"input values up to {largest:.3g} overflow float32 once normalized by this model's training "
+                f"statistics: keep |x| under {self.safe_abs:.3g}")
+
     def check_input(self, x) -> np.ndarray:
         raw = x
         if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":  # complex would lose its imaginary part
@@ -147,6 +168,9 @@ class Predictor:
             if np.isfinite(np.asarray(raw, dtype=np.float64)).all():
                 raise PredictorError("input has values beyond float32 (|x| <= 3.4e38)")
             raise PredictorError("input contains NaN or Inf")
+        problem = self.range_problem(x)
+        if problem:
+            raise PredictorError(problem)
         return x
 
     def _fixed_mismatch(self, shape) -> str | None:

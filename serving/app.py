@@ -74,11 +74,19 @@ class Server:
             raise ApiError(404, "unknown_session", f"no session {sid!r} (never created, deleted or expired "
                            f"after {self.settings.session_ttl_s:g} s idle)", "an id from POST /v1/sessions") from None
 
+    def check_range(self, x, where: str) -> None:
+        """Per request, before batching: one request's overflow must not fail its batch-mates."""
+        problem = self.predictor.range_problem(x)
+        if problem:
+            raise ApiError(422, "out_of_range", f"{where}: {problem}", "values the model can normalize")
+
     # -- the hot routes (serving/hotpath.py): (body, params, media type) -> payload
     async def predict(self, body, params, media: str) -> dict:
         s = self.settings
         xs = await self.parser.run(predict_arrays, await body(), media, self.predictor.num_features, s.max_items,
                               s.max_seq_len)
+        for k, x in enumerate(xs):
+            self.check_range(x, f"inputs[{k}]")
         results = await self.run([Item(x) for x in xs])
         return {"outputs": [r["y"].tolist() for r in results]}
 
@@ -86,6 +94,7 @@ class Server:
         session = self.session(params["sid"])
         x = await self.parser.run(step_array, await body(), media, self.predictor.num_features,
                              self.settings.max_seq_len)
+        self.check_range(x, "inputs")
         async with session.lock:
             (result,) = await self.run([Item(x, (session.h, session.c))])
             session.h, session.c = result["hn"], result["cn"]
@@ -254,15 +263,15 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     app.get("/healthz")(healthz)
     app.get("/readyz")(srv.readyz)
     app.get("/metrics", response_class=PlainTextResponse)(srv.render_metrics)
-    install_openapi(app, predictor.num_features, settings)
+    install_openapi(app, predictor, settings)
     return app
 
 
-def install_openapi(app: FastAPI, num_features: int, settings: ServeSettings) -> None:
+def install_openapi(app: FastAPI, predictor, settings: ServeSettings) -> None:
     def schema() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = openapi.build(app, num_features, settings.max_items, settings.max_seq_len,
-                                               settings.auth_token is not None)
+            app.openapi_schema = openapi.build(app, predictor.num_features, settings.max_items, settings.max_seq_len,
+                                               settings.auth_token is not None, predictor.safe_abs)
         return app.openapi_schema
 
     app.openapi = schema

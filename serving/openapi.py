@@ -38,10 +38,14 @@ def _ok(properties: dict) -> dict:
     return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
 
 
-def hot_routes(num_features: int, max_items: int, max_steps: int) -> dict:
-    bound = float(FLOAT32_ROUNDS_TO_INF)  # what rounds to a finite float32 is accepted
-    step = {"type": "array", "minItems": num_features, "maxItems": num_features,
-            "items": {"type": "number", "exclusiveMinimum": -bound, "exclusiveMaximum": bound}}
+def hot_routes(num_features: int, max_items: int, max_steps: int, safe_abs: float | None = None) -> dict:
+    """`safe_abs`: the largest |x| the model can normalize (Predictor.safe_abs); None: float32's range."""
+    if safe_abs is None:
+        bound = float(FLOAT32_ROUNDS_TO_INF)  # what rounds to a finite float32 is accepted
+        number = {"type": "number", "exclusiveMinimum": -bound, "exclusiveMaximum": bound}
+    else:
+        number = {"type": "number", "minimum": -safe_abs, "maximum": safe_abs}
+    step = {"type": "array", "minItems": num_features, "maxItems": num_features, "items": number}
     sequence = {"type": "array", "minItems": 1, "maxItems": max_steps, "items": step}
     batch = {"type": "array", "minItems": 1, "maxItems": max_items, "items": sequence}
     sid = [{"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -57,9 +61,9 @@ def hot_routes(num_features: int, max_items: int, max_steps: int) -> dict:
                         "responses": _ok({"outputs": {"type": "array"}, "steps": {"type": "integer"}})}}}
 
 
-def build(app, num_features: int, max_items: int, max_steps: int, token: bool) -> dict:
+def build(app, num_features: int, max_items: int, max_steps: int, token: bool, safe_abs: float | None = None) -> dict:
     schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-    schema["paths"].update(hot_routes(num_features, max_items, max_steps))
+    schema["paths"].update(hot_routes(num_features, max_items, max_steps, safe_abs))
     components = schema.setdefault("components", {})
     components.pop("schemas", None)  # FastAPI's validation-error models: no route takes validated parameters
     components["schemas"] = {"Error": ERROR}

@@ -88,8 +88,10 @@ def test_bad_inputs_say_what_was_expected(paths, bad, words):
 
 
 def test_finite_values_whose_sum_overflows_pass_the_check(paths):
-    x = np.full((1, 2, 3), 2e38, np.float32)  # each value finite; their sum is inf in float32
-    assert Predictor.load(paths["serve"]).check_input(x) is not None
+    p = Predictor.load(paths["serve"])
+    x = np.full((1, 2, 3), 0.99 * p.safe_abs, np.float32)  # each value finite, also once normalized
+    assert float(x[0, 0, 0]) * x.size > float(np.finfo(np.float32).max)  # ...but their sum is inf in float32
+    assert p.check_input(x) is not None
 
 
 def test_misuse_is_refused(paths):
@@ -145,3 +147,23 @@ def test_a_model_without_our_input_names_is_refused_at_load(paths, tmp_path):
     onnx.save(model, tmp_path / "renamed.onnx")
     with pytest.raises(PredictorError, match=r"inputs \['input'\].*input `x`"):
         Predictor.load(tmp_path / "renamed.onnx")
+
+
+@pytest.fixture(scope="module")
+def tiny_std_model(tmp_path_factory):
+    """Trained on a near-constant feature: its std makes normalization scale by 1e30."""
+    ckpt = models.checkpoint()
+    ckpt.normalization.input_std[:] = 1e-30
+    return models.export(ckpt, tmp_path_factory.mktemp("m") / "tiny-std.onnx", stateful=True)
+
+
+def test_values_that_overflow_once_normalized_are_refused(tiny_std_model):
+    """A finite float32 input of 1e9 becomes 1e39 (inf) once normalized, and the model would compute on inf."""
+    p = Predictor.load(tiny_std_model)
+    assert 3e8 < p.safe_abs < 4e8  # float32 max / 1e30
+    x = np.full((1, 4, models.F), 1e9, np.float32)
+    with np.errstate(over="ignore"):
+        assert np.isinf(p.normalize(x)).all()  # what the model would have been fed without the check
+    with pytest.raises(PredictorError, match="overflow float32 once normalized.*under 3.4e"):
+        p.predict(x)
+    assert np.isfinite(p.predict(np.full((1, 4, models.F), 1e8, np.float32))).all()

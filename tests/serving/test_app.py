@@ -257,3 +257,24 @@ def test_npy_session_steps_continue_like_json_ones(app):
         np.testing.assert_array_equal(np.asarray(ja["outputs"]), np.asarray(nb["outputs"]))
     for sid in (a, b):
         app.delete(f"/v1/sessions/{sid}")
+
+
+def test_an_input_that_overflows_once_normalized_is_refused_alone(tmp_path):
+    """Checked per request before batching: the 422 names the sequence, and its batch-mates get their numbers."""
+    ckpt = models.checkpoint()
+    ckpt.normalization.input_std[:] = 1e-30  # normalization scales by 1e30: 1e9 would become inf
+    model = models.export(ckpt, tmp_path / "tiny-std.onnx", stateful=True, lengths=True)
+    alone = Predictor.load(model)
+    good = np.full((3, models.F), 1.0, np.float32)
+    with client(model, max_batch=8, max_wait_ms=200.0) as c:
+        with ThreadPoolExecutor(4) as pool:
+            bad, ok, step = pool.map(lambda req: c.post(req[0], **req[1]), [
+                ("/v1/predict", {"json": {"inputs": [good.tolist(), (good * 1e9).tolist()]}}),
+                ("/v1/predict", {"json": {"inputs": [good.tolist()]}}),
+                (f"/v1/sessions/{c.post('/v1/sessions').json()['session_id']}/step",
+                 {"json": {"inputs": (good * 1e9).tolist()}})])
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "out_of_range", bad.text
+    assert "inputs[1]" in bad.json()["error"]["message"]
+    assert step.status_code == 422 and step.json()["error"]["code"] == "out_of_range", step.text
+    assert ok.status_code == 200, ok.text
+    close(ok.json()["outputs"][0], alone.predict(good[None])[0])
