@@ -2,9 +2,11 @@
 harness figures at the end of the run."""
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.harness import TALLY
+from tests.placement_fakes import move_lstm_nodes
 
 settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -19,3 +21,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("bad-input and fault harness")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def lstm_elsewhere(monkeypatch):
+    """LSTM nodes reported on another provider than requested (on CPU nothing lands elsewhere by itself)."""
+    move_lstm_nodes(monkeypatch)

@@ -9,10 +9,9 @@ from lstm_onnx.bench.models import export_form, random_checkpoint
 from lstm_onnx.runtimes import session as session_mod
 from lstm_onnx.runtimes.embed import Predictor
 from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
-from lstm_onnx.runtimes.placement import parse_profile
 from lstm_onnx.runtimes.session import PlacementWarning, open_session, warmup_feeds
 from tests import models
-from tests.placement_fakes import ELSEWHERE, move_lstm_nodes
+from tests.placement_fakes import ELSEWHERE, profiled_by_hand
 
 
 @pytest.fixture(scope="module")
@@ -21,36 +20,14 @@ def native(tmp_path_factory):
                        stateful=True)
 
 
-@pytest.fixture
-def lstm_elsewhere(monkeypatch):
-    move_lstm_nodes(monkeypatch)
-
-
-def independent_placements(path):
-    """Placements from a session profiled by hand, straight on onnxruntime."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.enable_profiling = True
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    sess.run(None, {"x": np.zeros((1, 1, 4), np.float32), "h0": np.zeros((1, 1, 8), np.float32),
-                    "c0": np.zeros((1, 1, 8), np.float32)})
-    profile = sess.end_profiling()
-    try:
-        return parse_profile(profile)
-    finally:
-        import os
-
-        os.remove(profile)
-
-
 def test_cpu_session_reports_where_every_node_ran(native):
     import onnx
 
     opened = open_session(native, "cpu")
     assert opened.requested == "cpu" and opened.providers == ["CPUExecutionProvider"] and not opened.tf32
     assert opened.problems == []
-    assert sorted(opened.placements, key=lambda p: p.node) == sorted(independent_placements(native),
+    assert sorted(opened.placements, key=lambda p: p.node) == sorted(profiled_by_hand(native, {"x": np.zeros((1, 1, 4), np.float32), "h0": np.zeros((1, 1, 8), np.float32),
+                                              "c0": np.zeros((1, 1, 8), np.float32)}),
                                                                      key=lambda p: p.node)
     report = opened.placement_report()
     assert report["checked"] and report["lstm"] == {"lstm0": "CPUExecutionProvider"}

@@ -2,46 +2,22 @@
 --strict-placement` refuses to start. On CPU nothing lands elsewhere, so the LSTM is moved at the factory's seam."""
 import logging
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from lstm_onnx.runtimes.placement import parse_profile
 from lstm_onnx.serving.app import create_app
 from lstm_onnx.serving.settings import ServeSettings
-from tests.placement_fakes import ELSEWHERE, move_lstm_nodes
-
-
-@pytest.fixture
-def lstm_elsewhere(monkeypatch):
-    move_lstm_nodes(monkeypatch)
-
-
-def profiled_by_hand(path):
-    """Node placements from a session profiled straight on onnxruntime, with real-sized feeds."""
-    import os
-
-    import numpy as np
-    import onnxruntime as ort
-
-    from tests import models
-
-    so = ort.SessionOptions()
-    so.enable_profiling = True
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    h = np.zeros((1, 2, models.H), np.float32)
-    sess.run(None, {"x": np.ones((2, 5, models.F), np.float32), "lengths": np.array([5, 3], np.int32),
-                    "h0": h, "c0": h})
-    profile = sess.end_profiling()
-    try:
-        return parse_profile(profile)
-    finally:
-        os.remove(profile)
+from tests import models
+from tests.placement_fakes import ELSEWHERE, profiled_by_hand
 
 
 def test_model_info_reports_the_placement(serve_model):
     with TestClient(create_app(ServeSettings(model=str(serve_model)))) as c:
         placement = c.get("/v1/model").json()["placement"]
-    by_hand = profiled_by_hand(serve_model)
+    h = np.zeros((1, 2, models.H), np.float32)
+    by_hand = profiled_by_hand(serve_model, {"x": np.ones((2, 5, models.F), np.float32), "h0": h, "c0": h,
+                                             "lengths": np.array([5, 3], np.int32)})
     assert placement == {"requested": "CPUExecutionProvider", "checked": True,
                          "nodes": {"CPUExecutionProvider": len(by_hand)},
                          "lstm": {p.node: p.provider for p in by_hand if p.op_type == "LSTM"}, "problems": []}
