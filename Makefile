@@ -11,7 +11,7 @@ RUN_DIR := $(if $(CONFIG),$(ART)/$(basename $(notdir $(CONFIG))),$(ART))
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/lstm-pipeline
 
-.PHONY: demo test fuzz test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures bench-train
+.PHONY: demo test fuzz test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures bench-train loadtest-protocols
 .DEFAULT_GOAL := help
 
 help:
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-train  one training step of PeepholeLSTM (compiled and pure PyTorch) vs nn.LSTM"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: batching on vs off"
+	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, one run (LOADTEST_ARGS=...)"
 
 # setuptools: the build backend, which tests/test_packaging.py uses to build the wheel offline.
 $(VENV)/.installed: pyproject.toml
@@ -90,7 +91,7 @@ bench: $(VENV)/.installed
 # One training step (forward + backward) of PeepholeLSTM against nn.LSTM, at the two sizes of issue 6.
 bench-train: $(VENV)/.installed
 	mkdir -p $(ART)
-	$(PY) -m benchmarks.bench_train --runs 9 --json $(ART)/bench_train.json
+	$(PY) -m benchmarks.bench_train --runs 9 --json $(ART)/bench_train.json $(BENCH_TRAIN_ARGS)
 
 forms-report: $(RUN_DIR)/model.pt
 	$(PY) benchmarks/forms.py $< --json $(RUN_DIR)/forms.json $(FORMS_ARGS)
@@ -106,6 +107,9 @@ serve: $(RUN_DIR)/model-serve.onnx
 LOADTEST_ARGS ?= --clients 64 --seconds 10
 loadtest: $(RUN_DIR)/model-serve.onnx
 	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS)
+
+loadtest-protocols: $(RUN_DIR)/model-serve.onnx
+	$(PY) benchmarks/loadtest.py $< --target v1 --target v2 --target v2-binary --modes "batching on" $(LOADTEST_ARGS)
 
 # onnxruntime-node's postinstall downloads CUDA binaries from outside the registry; `skip` keeps the CPU
 # binary that the package ships. Without npm the Node parity test skips and says why.

@@ -6,6 +6,11 @@ pure-PyTorch per-step autograd loop with peepholes. Reports the median of N runs
 ratio to nn.LSTM.
 
     python -m benchmarks.bench_train [--threads 2] [--runs 7] [--warmup 2] [--json out.json]
+                                     [--baseline-src old_peephole_lstm.cpp]
+
+--baseline-src adds a row "compiled, peep (before)" for another version of the kernel source (e.g.
+``git show <commit>:pipeline/csrc/peephole_lstm.cpp > /tmp/old.cpp``), built into a private temp folder and
+timed interleaved with the others, so before/after come from one run.
 """
 from __future__ import annotations
 
@@ -62,12 +67,12 @@ def bench_size(B, S, I, H, warmup, runs, rows):
         y, _ = lstm(x, (h0[None], c0[None]))
         y.sum().backward()
 
-    def make_fused(with_peep):
+    def make_fused(with_peep, ext=None):
         from lstm_onnx.pipeline import fastpath
 
         def step():
             zero()
-            y, _, _ = fastpath.fused_lstm_layer(x, w_ih, w_hh, bias, peep if with_peep else None, h0, c0)
+            y, _, _ = fastpath.fused_lstm_layer(x, w_ih, w_hh, bias, peep if with_peep else None, h0, c0, ext=ext)
             y.sum().backward()
 
         return step
@@ -87,6 +92,8 @@ def bench_size(B, S, I, H, warmup, runs, rows):
     steps = [("nn.LSTM (oneDNN, no peep)", step_nn)]
     if rows["compiled"]:
         steps += [("compiled, peephole", make_fused(True)), ("compiled, no peep", make_fused(False))]
+        if rows.get("baseline") is not None:
+            steps += [("compiled, peep (before)", make_fused(True, rows["baseline"]))]
     steps += [("pure PyTorch (hand bwd), peep", step_python), ("naive loop, peephole", step_naive)]
     # Interleave the rows run by run so that machine noise hits every row alike.
     for name, fn in steps:
@@ -103,8 +110,10 @@ def bench_size(B, S, I, H, warmup, runs, rows):
     out = []
     for name, _ in steps:
         med = statistics.median(samples[name])
+        paired = statistics.median(a / b for a, b in zip(samples[name], samples[steps[0][0]]))
         out.append({"name": name, "batch": B, "seq": S, "input": I, "hidden": H, "median_ms": med,
                     "min_ms": min(samples[name]), "ratio_vs_nn_lstm": med / base,
+                    "paired_ratio_vs_nn_lstm": paired,
                     "min_ratio_vs_nn_lstm": min(samples[name]) / base_min, "samples_ms": samples[name]})
     return out
 
@@ -116,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--json", default=None, help="write results as JSON here")
     ap.add_argument("--sizes", default=None, help="e.g. '32,100,16,128;32,100,128,512' (batch,seq,input,hidden)")
+    ap.add_argument("--baseline-src", default=None, help="older kernel .cpp to time alongside (before/after)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -128,21 +138,27 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     have = fastpath.available()
     load_s = time.perf_counter() - t0
+    baseline = None
+    if args.baseline_src and have:
+        import tempfile
+
+        baseline = fastpath.build_variant(args.baseline_src, tempfile.mkdtemp(prefix="bench-train-baseline-"))
     results = []
     for B, S, I, H in sizes:
-        results += bench_size(B, S, I, H, args.warmup, args.runs, {"compiled": have})
+        results += bench_size(B, S, I, H, args.warmup, args.runs, {"compiled": have, "baseline": baseline})
 
     print(f"threads={args.threads} runs={args.runs} (median) torch={torch.__version__} "
           f"compiled={'yes' if have else 'no (' + str(fastpath.unavailable_reason()) + ')'} "
           f"brgemm={'yes' if have and fastpath._brgemm_active() else 'no'} load={load_s:.1f}s")
     hdr = (f"{'size (B,S,I,H)':<20} {'path':<28} {'median ms':>10} {'x nn.LSTM':>10} {'min ms':>9} "
-           f"{'min x nn':>9}")
+           f"{'min x nn':>9} {'paired x':>9}")
     print(hdr)
     print("-" * len(hdr))
     for r in results:
         size = f"{r['batch']},{r['seq']},{r['input']},{r['hidden']}"
         print(f"{size:<20} {r['name']:<28} {r['median_ms']:>10.1f} {r['ratio_vs_nn_lstm']:>9.2f}x "
-              f"{r['min_ms']:>9.1f} {r['min_ratio_vs_nn_lstm']:>8.2f}x")
+              f"{r['min_ms']:>9.1f} {r['min_ratio_vs_nn_lstm']:>8.2f}x {r['paired_ratio_vs_nn_lstm']:>8.2f}x")
+    print("paired x: median over runs of (row time / nn.LSTM time in the same run), the least noise-sensitive.")
     if args.json:
         meta = {"threads": args.threads, "runs": args.runs, "warmup": args.warmup, "torch": torch.__version__,
                 "compiled_available": have, "unavailable_reason": fastpath.unavailable_reason(),

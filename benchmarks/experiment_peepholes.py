@@ -57,10 +57,28 @@ def run_one(task: str, variant: str, seed: int) -> dict:
                        data.feature_names, data.target_names)
     return {"task": task, "variant": variant, "seed": seed, "metric": metric, "value": m["test"][metric],
             "val_value": val[metric],
+            "peephole_share": peephole_shares(ckpt, data.val.x),
             "kernel": "compiled" if fastpath.available() else "python",
             "test": {k: v for k, v in m["test"].items() if k != "per_target"},
             "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
             "train_seconds": m["train_seconds"], "wall_seconds": time.perf_counter() - start}
+
+
+def peephole_shares(ckpt, x, limit: int = 256) -> dict[str, float] | None:
+    """Mean |p*c| / mean |pre-activation| per gate on (up to `limit`) validation windows, averaged over layers
+    and directions (docs/gates.md); None for a plain LSTM."""
+    if not ckpt.model_config.peephole:
+        return None
+    from lstm_onnx.pipeline.probe import torch_traces
+    from lstm_onnx.runtimes.gate_stats import gate_report
+
+    stats = gate_report(torch_traces(ckpt.state_dict, ckpt.model_config, x[:limit]), "torch").stats
+    return {g: statistics.fmean(s.peephole_share for s in stats if s.gate == g) for g in ("i", "f", "o")}
+
+
+def _share(row: dict) -> str:
+    share = row.get("peephole_share")
+    return " / ".join(f"{share[g]:.3f}" for g in ("i", "f", "o")) if share else "—"
 
 
 def mean_spread(values: list[float]) -> tuple[float, float]:
@@ -82,6 +100,9 @@ def summarize(runs: list[dict]) -> list[dict]:
                    "min": min(values), "max": max(values),
                    "train_seconds": mean_spread([r["train_seconds"] for r in mine]),
                    "epochs": mean_spread([r["epochs_run"] for r in mine])[0]}
+            shares = [r["peephole_share"] for r in mine if r.get("peephole_share")]
+            if shares:
+                row["peephole_share"] = {g: statistics.fmean(sh[g] for sh in shares) for g in ("i", "f", "o")}
             if threshold is not None:
                 ok = [(v >= threshold) if higher else (v <= threshold) for v in values]
                 row["success"] = f"{sum(ok)}/{len(ok)}"
@@ -98,13 +119,13 @@ def _success(row: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| task | variant | test metric (mean ± sd over seeds) | min .. max | success: test (val) "
-             "| train time, s | epochs |",
-             "|---|---|---|---|---|---|---|"]
+             "| train time, s | epochs | peephole share i / f / o |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ts = r["train_seconds"]
         lines.append(f"| {r['task']} | {r['variant']} | {r['metric']} {r['mean']:.4f} ± {r['std']:.4f} | "
                      f"{r['min']:.4f} .. {r['max']:.4f} | {_success(r)} | {ts[0]:.1f} ± {ts[1]:.1f} | "
-                     f"{r['epochs']:.1f} |")
+                     f"{r['epochs']:.1f} | {_share(r)} |")
     rules = sorted({f"{r['task']}: {r['success_rule']}" for r in rows if "success_rule" in r})
     if rules:
         lines += ["", "Success: " + "; ".join(rules) + "."]
@@ -114,7 +135,8 @@ def table(rows: list[dict]) -> str:
 def plot(runs: list[dict], path: Path) -> None:
     import numpy as np
 
-    from lstm_onnx.pipeline.report import _pyplot, save_figure
+    from lstm_onnx.core.figures import pyplot as _pyplot
+    from lstm_onnx.core.figures import save_figure
 
     plt = _pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in runs))

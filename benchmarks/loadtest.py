@@ -1,10 +1,14 @@
 """Load test on loopback: N concurrent clients for T seconds against `lstm-pipeline serve`, batching on vs off.
 
     python benchmarks/loadtest.py artifacts/model-serve.onnx --clients 64 --seconds 10 [--body npy] [--json out.json]
+    python benchmarks/loadtest.py MODEL --target v1 --target v2 --target v2-binary   # the protocols, one run
+    python benchmarks/loadtest.py --url http://127.0.0.1:8000 --model-name NAME --target v2-binary  # any v2 server
 
 Each mode starts its own server process on 127.0.0.1 (a free port), waits for /readyz, runs the clients
-(one request = one small sequence), then stops it with SIGTERM. Bounded: --seconds per mode and at most
---max-requests per mode. Clients and server share this machine's cores, so absolute numbers are a floor.
+(one request = one small sequence) per target, then stops it with SIGTERM. With --url the clients hit that
+running server instead (Triton, Ray Serve: anything speaking the targets' protocol). A target is one entry of
+TARGETS: a function (x [1, S, F], model name) -> (path, body, headers). Bounded: --seconds per mode and target and
+at most --max-requests each. Clients and server share this machine's cores, so absolute numbers are a floor.
 """
 from __future__ import annotations
 
@@ -34,16 +38,44 @@ def npy_body(x: np.ndarray) -> tuple[bytes, str]:
 BODIES = {"json": lambda x: (json.dumps({"inputs": x.tolist()}).encode(), "application/json"), "npy": npy_body}
 
 
+def v1_request(x: np.ndarray, name: str, body: str = "json") -> tuple[str, bytes, dict]:
+    raw, content_type = BODIES[body](x)
+    return "/v1/predict", raw, {"Content-Type": content_type}
+
+
+def v2_request(x: np.ndarray, name: str, binary: bool) -> tuple[str, bytes, dict]:
+    """An Open Inference Protocol infer request as tritonclient writes it (binary: Triton's binary tensor
+    extension for x and y)."""
+    x = x.astype(np.float32)
+    tensor = {"name": "x", "datatype": "FP32", "shape": list(x.shape)}
+    tensor.update({"parameters": {"binary_data_size": x.nbytes}} if binary else {"data": x.ravel().tolist()})
+    head = json.dumps({"inputs": [tensor], "outputs": [{"name": "y", "parameters": {"binary_data": binary}}]})
+    if not binary:
+        return f"/v2/models/{name}/infer", head.encode(), {"Content-Type": "application/json"}
+    return (f"/v2/models/{name}/infer", head.encode() + x.tobytes(),
+            {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))})
+
+
+TARGETS = {"v1": v1_request, "v2": lambda x, name, body="json": v2_request(x, name, False),
+           "v2-binary": lambda x, name, body="json": v2_request(x, name, True)}
+
+
+def num_features(base: str, name: str) -> int:
+    """From the v2 model metadata (x [-1, -1, F]); our server, Triton and the Ray ingress all answer it."""
+    meta = httpx.get(f"{base}/v2/models/{name}", timeout=10).json()
+    return int(next(i for i in meta["inputs"] if i["name"] == "x")["shape"][-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
+def start_server(model: str, port: int, extra: list[str], ready_s: float = 60) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lstm_onnx.cli", "-q", "serve", model, "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + ready_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
@@ -53,7 +85,7 @@ def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
         except httpx.TransportError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit("server did not become ready in 60 s")
+    raise SystemExit(f"server did not become ready in {ready_s:g} s")
 
 
 class Connection:
@@ -63,10 +95,11 @@ class Connection:
     def __init__(self, host: str, port: int):
         self.host, self.port, self.reader, self.writer = host, port, None, None
 
-    async def post(self, path: str, body: bytes, content_type: str) -> int:
+    async def post(self, path: str, body: bytes, headers: dict) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
@@ -88,19 +121,20 @@ class Connection:
             self.reader = self.writer = None
 
 
-async def run_clients(port: int, body: bytes, clients: int, seconds: float, max_requests: int,
-                      content_type: str = "application/json") -> dict:
+async def run_clients(host: str, port: int, request: tuple, clients: int, seconds: float, max_requests: int) -> dict:
+    """`request`: (path, body, headers), sent by every client over and over."""
+    path, body, headers = request
     latencies, errors, sent = [], 0, 0
     stop = time.perf_counter() + seconds
 
     async def one_client():
         nonlocal errors, sent
-        conn = Connection("127.0.0.1", port)
+        conn = Connection(host, port)
         while time.perf_counter() < stop and sent < max_requests:
             sent += 1
             t0 = time.perf_counter()
             try:
-                ok = await asyncio.wait_for(conn.post("/v1/predict", body, content_type), 30) == 200
+                ok = await asyncio.wait_for(conn.post(path, body, headers), 30) == 200
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
                 ok = False
                 await conn.aclose()
@@ -119,50 +153,97 @@ async def run_clients(port: int, body: bytes, clients: int, seconds: float, max_
             "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2)}
 
 
+def measure(base: str, targets: list, name: str, args) -> dict:
+    url = httpx.URL(base)
+    x = np.random.default_rng(0).normal(size=(1, args.seq, num_features(base, name))).round(4)
+    return {t: asyncio.run(run_clients(url.host, url.port or 80, TARGETS[t](x, name, args.body), args.clients,
+                                       args.seconds, args.max_requests)) for t in targets}
+
+
+def mean_batch(base: str, requests: int) -> float | None:
+    """Requests per model run, from our server's /metrics (None elsewhere)."""
+    metrics = httpx.get(f"{base}/metrics").text
+    runs = float(metrics.split("\nlstm_batch_size_count ")[1].split()[0]) if "lstm_batch_size_count " in metrics else 0
+    return round(requests / runs, 1) if runs else None
+
+
+def measure_ray(args, targets: list, replicas: int) -> dict:
+    """The targets against `lstm-pipeline serve --engine ray --replicas N` (serving/ray_app.py), stopped with
+    SIGINT, which shuts its Ray Serve and local Ray cluster down."""
+    port = free_port()
+    proc = start_server(args.model, port, ["--engine", "ray", "--replicas", str(replicas), *MODES["batching on"],
+                                           "--threads", str(args.threads), "--model-name", args.model_name],
+                        ready_s=120)
+    try:
+        return {(f"ray x{replicas}", t): r
+                for t, r in measure(f"http://127.0.0.1:{port}", targets, args.model_name, args).items()}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?", help="the model to serve (not with --url)")
+    ap.add_argument("--url", help="a running server's base URL, e.g. http://127.0.0.1:8000: no server started")
+    ap.add_argument("--model-name", default="lstm", help="the v2 model name (servers started here use it)")
+    ap.add_argument("--target", dest="targets", action="append", choices=TARGETS,
+                    help="protocol and body the clients send (repeatable; default v1)")
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--max-requests", type=int, default=200_000, help="per mode")
+    ap.add_argument("--max-requests", type=int, default=200_000, help="per mode and target")
     ap.add_argument("--seq", type=int, default=50, help="steps per request's sequence")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads in the server")
     ap.add_argument("--workers", type=int, default=1, help="the server's inference threads (both modes)")
-    ap.add_argument("--body", choices=BODIES, default="json", help="request body format")
+    ap.add_argument("--body", choices=BODIES, default="json", help="v1's request body format")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of: {', '.join(MODES)}")
+    ap.add_argument("--ray-replicas", type=int, action="append", default=[], metavar="N",
+                    help="also serve MODEL on Ray Serve (serve --engine ray) with N model replicas, batching on, "
+                         "and run the targets against it (repeatable: --ray-replicas 1 --ray-replicas 2)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
+    targets = args.targets or ["v1"]
+    modes = [m.strip() for m in args.modes.split(",")]
     if args.clients < 1 or args.seconds <= 0 or args.seconds > 600:
         raise SystemExit("need --clients >= 1 and 0 < --seconds <= 600")
-    info = None
+    if (args.url is None) == (args.model is None) or any(m not in MODES for m in modes):
+        raise SystemExit(f"give MODEL or --url (one of them), and --modes from {', '.join(MODES)}")
     results = {}
-    for mode, extra in MODES.items():
+    if args.url:
+        for t, r in measure(args.url.rstrip("/"), targets, args.model_name, args).items():
+            results[("external", t)] = r
+    for mode in modes if not args.url else ():
         port = free_port()
-        proc = start_server(args.model, port, extra + ["--threads", str(args.threads),
-                                                          "--workers", str(args.workers)])
+        proc = start_server(args.model, port, MODES[mode] + ["--threads", str(args.threads), "--workers",
+                                                             str(args.workers), "--model-name", args.model_name])
+        base = f"http://127.0.0.1:{port}"
         try:
-            info = info or httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
-            x = np.random.default_rng(0).normal(size=(1, args.seq, info["num_features"])).round(4)
-            body, content_type = BODIES[args.body](x)
-            results[mode] = asyncio.run(run_clients(port, body, args.clients, args.seconds, args.max_requests,
-                                                    content_type))
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            runs = float(metrics.split("\nlstm_batch_size_count ")[1].split()[0]) if "_count " in metrics else 0
-            results[mode]["mean_batch"] = round(results[mode]["requests"] / runs, 1) if runs else None
+            for t, r in measure(base, targets, args.model_name, args).items():
+                results[(mode, t)] = r
+            runs_so_far = sum(r["requests"] for (m, _), r in results.items() if m == mode)
+            for t in targets:  # one batch histogram per server: the mean over its targets
+                results[(mode, t)]["mean_batch"] = mean_batch(base, runs_so_far)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-    print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request "
-          f"({args.body} body), loopback, "
+    for n in args.ray_replicas if not args.url else ():
+        results.update(measure_ray(args, targets, n))
+    print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request, loopback, "
           f"{args.workers} inference thread(s) x {args.threads} onnxruntime thread(s)")
-    print(f"{'mode':14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9} {'mean batch':>11}")
-    for mode, r in results.items():
-        print(f"{mode:14} {r['throughput_rps']:8.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} "
-              f"{r['requests']:9d} {r['mean_batch'] or 0:11.1f}")
-    speedup = results["batching on"]["throughput_rps"] / max(results["batching off"]["throughput_rps"], 1e-9)
-    print(f"throughput, batching on / off: {speedup:.2f}x")
+    print(f"{'mode':14} {'target':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9} "
+          f"{'mean batch':>11}")
+    for (mode, t), r in results.items():
+        print(f"{mode:14} {t:10} {r['throughput_rps']:8.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} "
+              f"{r['requests']:9d} {r.get('mean_batch') or 0:11.1f}")
+    speedup = None
+    if ("batching on", targets[0]) in results and ("batching off", targets[0]) in results:
+        speedup = (results[("batching on", targets[0])]["throughput_rps"]
+                   / max(results[("batching off", targets[0])]["throughput_rps"], 1e-9))
+        print(f"throughput, batching on / off ({targets[0]}): {speedup:.2f}x")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "results": results, "speedup": speedup}, fh, indent=2)
+            json.dump({"args": vars(args), "results": {f"{m} / {t}": r for (m, t), r in results.items()},
+                       "speedup": speedup}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,7 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
     if no_peephole:
         config.model.peephole = False
     _check_writable(out)
+    _check_data(obj, config.data)
     try:
         ckpt = run_train(config, out, progress=not obj.quiet, log=obj.echo,
                          resume=state_path(out) if resume else None)
@@ -205,6 +206,26 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
     m = ckpt.metrics
     obj.echo(f"best val loss {m['best_val_loss']:.5f} (epoch {m['best_epoch']}), test {summary(m['test'])}, "
              f"{m['train_seconds']:.1f}s; wrote {out}")
+
+
+def _check_data(obj, data) -> None:
+    """check-data's findings before training a CSV: warnings printed, errors refused (one line)."""
+    if data.task != "csv":
+        return
+    from lstm_onnx.cli.check_data import run_check
+    from lstm_onnx.pipeline.data import CSVError, csv_dataset
+
+    try:  # the loader's own refusals first (missing values, text, overflow, too few rows), in its words
+        csv_dataset(data)
+    except CSVError as exc:
+        _fail(str(exc))
+    report = run_check(data)
+    if report.errors:
+        f = report.errors[0]
+        more = f" (and {len(report.errors) - 1} more: lstm-pipeline check-data)" if len(report.errors) > 1 else ""
+        _fail(f"data {f.column}: {f.message}{more}")
+    for f in report.warnings:
+        obj.echo(f"warning: data {f.column}: {f.message}", err=True)
 
 
 @cli.command()
@@ -246,13 +267,15 @@ def report(obj, checkpoint, out):
 @click.option("--quantize", type=click.Choice(["int8"]), help="Dynamic int8 quantization (onnxruntime).")
 @click.option("--stateful", is_flag=True, help="Add h0/c0 inputs and hn/cn outputs (streaming).")
 @click.option("--lengths", is_flag=True, help="Add an int32 `lengths` input (ONNX sequence_lens).")
+@click.option("--probe", is_flag=True, help=f"--form {export_forms.having('scan')}: also output every gate's trace "
+                                          "(probe.l*.d*.*, for `lstm-pipeline gates`; docs/gates.md).")
 @click.option("--opset", type=int, help="Default-domain opset (default: the newest safe one).")
 @click.option("--via", default="graph", show_default=True, type=click.Choice(["graph", "torch.onnx"]),
               help="graph: built from the weights (fast). torch.onnx: traced by torch.onnx.export(dynamo=True); "
                    f"{export_forms.having('via_torch_onnx')} form only. Both are validated the same way.")
 @click.pass_obj
 def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch_size, dtype, quantize, stateful,
-           lengths, opset, via):
+           lengths, probe, opset, via):
     """Export CHECKPOINT to ONNX, validate it against PyTorch, then write it."""
     require("export", "torch")
     import time
@@ -265,7 +288,7 @@ def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch
     start = time.perf_counter()
     options = ExportOptions(form, stateful, lengths, opset, target=target, seq_len=seq_len,
                             batch_size=batch_size, dtype=dtype, quantize=quantize, via=via,
-                            allow_known_wrong=allow_known_wrong)
+                            allow_known_wrong=allow_known_wrong, probe=probe)
     try:
         model = export_checkpoint(ckpt, out, options, checkpoint_sha256=file_sha256(checkpoint),
                                   warn=lambda line: click.secho(f"warning: {line}", err=True, fg="yellow", bold=True))
@@ -534,6 +557,11 @@ SERVE_OPTIONS = (
     ("--header-timeout", "header_timeout_s", "Seconds for a request's headers to arrive, else 408."),
     ("--body-timeout", "body_timeout_s", "Seconds for a body to arrive after its headers, else 408."),
     ("--graceful-timeout", "graceful_timeout_s", "Seconds in-flight requests get to finish on SIGTERM."),
+    ("--model-name", "model_name", "The name /v2 (Open Inference Protocol) serves MODEL under (default: its file stem)."),
+    ("--engine", "engine", "uvicorn (this process) or ray (Ray Serve replicas; needs the ray extra)."),
+    ("--replicas", "replicas", "--engine ray: model replicas (autoscaling minimum with --max-replicas)."),
+    ("--max-replicas", "max_replicas", "--engine ray: autoscale up to this many (0: fixed --replicas)."),
+    ("--target-ongoing", "target_ongoing", "--engine ray: ongoing requests per replica autoscaling aims for."),
 )
 
 
@@ -576,6 +604,15 @@ def serve(model, auth_token_file, **settings):
         _fail(f"serving needs the serve extra ({exc.name} missing): pip install 'lstm-onnx-pipeline[serve]'")
     except (ValueError, PredictorError, RunnerError) as exc:
         _fail(str(exc))
+
+
+from lstm_onnx.cli.check_data import check_data  # noqa: E402
+
+cli.add_command(check_data)
+
+from lstm_onnx.cli.gates import gates  # noqa: E402
+
+cli.add_command(gates)
 
 
 def main() -> None:

@@ -37,20 +37,31 @@ def step_weights(g: GraphBuilder, w: OnnxLSTMWeights, d: int, name: str):
     return r_t, (g.fconst(p_i, f"{name}.p_i"), g.fconst(p_o, f"{name}.p_o"), g.fconst(p_f, f"{name}.p_f"))
 
 
-def step(g: GraphBuilder, xp_t: str, h: str, c: str, r_t: str, peep, H: int, mask: str | None):
-    """One step: xp_t [B, 4H], h/c [B, H], mask [B, 1] bool or None -> (h_next, c_next, y_t)."""
+def step(g: GraphBuilder, xp_t: str, h: str, c: str, r_t: str, peep, H: int, mask: str | None,
+         taps: dict | None = None):
+    """One step: xp_t [B, 4H], h/c [B, H], mask [B, 1] bool or None -> (h_next, c_next, y_t).
+
+    `taps`, if a dict, receives the value names of the probe's traces (core.probe.TRACES) at this step.
+    """
     z = g.op("Add", xp_t, g.op("MatMul", h, r_t))
     split = g.cached(("split4", H), lambda: g.ints([H] * 4, "split4"))
     z_i, z_o, z_f, z_c = g.node("Split", [z, split], 4, axis=1)
+    peep_i = peep_f = peep_o = None
     if peep is not None:
         p_i, p_o, p_f = peep
-        z_i = g.op("Add", z_i, g.op("Mul", p_i, c))
-        z_f = g.op("Add", z_f, g.op("Mul", p_f, c))
+        peep_i, peep_f = g.op("Mul", p_i, c), g.op("Mul", p_f, c)
+        z_i, z_f = g.op("Add", z_i, peep_i), g.op("Add", z_f, peep_f)
     i, f = g.op("Sigmoid", z_i), g.op("Sigmoid", z_f)
     c_new = g.op("Add", g.op("Mul", f, c), g.op("Mul", i, g.op("Tanh", z_c)))
     if peep is not None:
-        z_o = g.op("Add", z_o, g.op("Mul", peep[1], c_new))
-    h_new = g.op("Mul", g.op("Sigmoid", z_o), g.op("Tanh", c_new))
+        peep_o = g.op("Mul", peep[1], c_new)
+        z_o = g.op("Add", z_o, peep_o)
+    o = g.op("Sigmoid", z_o)
+    h_new = g.op("Mul", o, g.op("Tanh", c_new))
+    if taps is not None:
+        nothing = lambda: g.op("Mul", c, g.fconst(np.zeros(()), "zero"))  # noqa: E731  (no P: the terms are 0)
+        taps.update(i=i, f=f, o=o, c=c_new, pre_i=z_i, pre_f=z_f, pre_o=z_o, peep_i=peep_i or nothing(),
+                    peep_f=peep_f or nothing(), peep_o=peep_o or nothing())
     if mask is None:
         return h_new, c_new, h_new
     zero = g.cached("zero", lambda: g.fconst(np.zeros(()), "zero"))

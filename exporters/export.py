@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class ExportOptions:
     via: str = "graph"  # graph: built from the weights | torch.onnx: traced by torch.onnx.export(dynamo=True)
     allow_known_wrong: bool = False  # export a form the target computes wrong (or refuses), with a warning
     picked: bool = False  # set by resolve_options: auto picked the form for target
+    probe: bool = False  # add the gate traces of core.probe as outputs (Scan forms; see docs/gates.md)
 
 
 def resolve_options(ckpt: Checkpoint, options: ExportOptions) -> ExportOptions:
@@ -72,6 +74,7 @@ def resolve_options(ckpt: Checkpoint, options: ExportOptions) -> ExportOptions:
                           "sequence backwards, so it cannot be streamed chunk by chunk")
     batch_size = _static_batch(form, options)
     _check_precision(form, options)
+    _check_probe(form, options)
     if options.via not in ("graph", "torch.onnx"):
         raise ExportError(f"unknown --via {options.via!r}; choose graph or torch.onnx")
     if options.via == "torch.onnx" and (not form.via_torch_onnx or options.dtype != "float32"):
@@ -95,6 +98,16 @@ def _static_batch(form: Form, options: ExportOptions) -> int | None:
         raise ExportError(f"--seq-len and --batch-size only apply to --form {having('static_shapes')} "
                           f"(--form {form.name} keeps batch and sequence dynamic)")
     return None
+
+
+def _check_probe(form: Form, options: ExportOptions) -> None:
+    if not options.probe:
+        return
+    if not form.scan:
+        raise ExportError(f"--probe needs --form {having('scan')}: its Scan body is where the gates are")
+    if options.lengths or options.dtype != "float32" or options.quantize or options.via != "graph":
+        raise ExportError("--probe traces every step of a float32 graph: drop --lengths, --dtype, --quantize "
+                          "and --via torch.onnx")
 
 
 def _check_precision(form: Form, options: ExportOptions) -> None:
@@ -190,6 +203,8 @@ def build_model(ckpt: Checkpoint, options: ExportOptions, checkpoint_sha256: str
         if options.stateful:
             h0, c0 = g.op("Cast", h0, to=g.float_type), g.op("Cast", c0, to=g.float_type)
     layer = FORMS[options.form].lstm_layer()
+    if options.probe:
+        layer = functools.partial(layer, probe=True)
     sd = ckpt.state_dict
     y_hs, y_cs = [], []
     for k in range(L):
@@ -248,6 +263,7 @@ def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha25
         "target_names": ckpt.target_names, "checkpoint_sha256": sha256, "io": io,
         "stateful": options.stateful, "opset": opset, "dtype": options.dtype,
         "quantization": options.quantize or "none", "target": options.target if options.picked else "",
+        **({"probe": True} if options.probe else {}),
         **({"seq_len": options.seq_len, "batch_size": options.batch_size}
            if FORMS[options.form].static_shapes else {}),
         **({"accuracy": accuracy} if accuracy else {})})

@@ -84,6 +84,7 @@ class DataConfig:
     drop_columns: list[str] = field(default_factory=list)  # e.g. a date column
     missing: str = "error"  # error | interpolate (linear, in time) | drop (rows)
     difference: bool = False  # model first differences (x_t - x_{t-1}) instead of levels
+    time_column: str = ""  # csv: a timestamp column (number or ISO date); check-data wants it increasing
     # generated sequence tasks (adding, spike_timing, spike_delay)
     num_samples: int = 2000  # sequences generated in all, split train/val/test by the fractions
     test_window: int = 0  # length of the generated test sequences; 0: window. Longer tests extrapolation

@@ -40,11 +40,16 @@ def windows(series: np.ndarray, target_cols: list[int], window: int, horizon: in
     return x.astype(np.float32), y.astype(np.float32)
 
 
+def split_sizes(n: int, cfg: DataConfig) -> tuple[int, int, int]:
+    """Rows of the train, val and test segments of an n-row series, in time order."""
+    n_test, n_val = int(n * cfg.test_fraction), int(n * cfg.val_fraction)
+    return n - n_val - n_test, n_val, n_test
+
+
 def split_by_time(series: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train, val and test segments in time order; val and test keep `window` steps of context."""
     n = len(series)
-    n_test, n_val = int(n * cfg.test_fraction), int(n * cfg.val_fraction)
-    n_train = n - n_val - n_test
+    n_train, n_val, n_test = split_sizes(n, cfg)
     ctx = cfg.window + cfg.horizon - 1
     if min(n_train, n_val, n_test) <= ctx:
         raise ValueError(f"{n} steps are too few to split into train/val/test with window {cfg.window} "

@@ -265,9 +265,10 @@ def _brgemm_active() -> bool:
 
 class _FusedLSTMFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w_ih, w_hh, bias, peep, h0, c0):
-        # gates/c/tanh(c) are saved unit-major ([S, 4H, B], [S+1, H, B], [S, H, B]); h_S is not needed.
-        y, h_n, c_n, gates, _h_all, c_all, tc_all = _ext.forward(x, w_ih, w_hh, bias, peep, h0, c0)
+    def forward(ctx, ext, x, w_ih, w_hh, bias, peep, h0, c0):
+        # gates/c/tanh(c) are saved unit-major ([4H, S, B], [S+1, H, B], [S, H, B]); h_S is not needed.
+        y, h_n, c_n, gates, _h_all, c_all, tc_all = ext.forward(x, w_ih, w_hh, bias, peep, h0, c0)
+        ctx.ext = ext
         ctx.save_for_backward(x, w_ih, w_hh, peep, h0, y, gates, c_all, tc_all)
         ctx.has_bias = bias is not None
         return y, h_n, c_n
@@ -276,31 +277,50 @@ class _FusedLSTMFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
         x, w_ih, w_hh, peep, h0, y, gates, c_all, tc_all = ctx.saved_tensors
-        need = ctx.needs_input_grad
+        need = ctx.needs_input_grad[1:]
         dy = torch.zeros_like(y) if dy is None else dy
         dh_n = torch.zeros_like(h0) if dh_n is None else dh_n
         dc_n = torch.zeros_like(h0) if dc_n is None else dc_n
         need_dw = bool(need[1] or need[2] or need[3])
-        dx, dw_ih, dw_hh, dbias, dpeep, dh0, dc0 = _ext.backward(
+        dx, dw_ih, dw_hh, dbias, dpeep, dh0, dc0 = ctx.ext.backward(
             dy, dh_n, dc_n, x, w_ih, w_hh, peep, h0, y, gates, c_all, tc_all,
             ctx.has_bias, bool(need[0]), need_dw)
-        return (dx if need[0] else None, dw_ih if need[1] else None, dw_hh if need[2] else None,
+        return (None, dx if need[0] else None, dw_ih if need[1] else None, dw_hh if need[2] else None,
                 dbias if need[3] else None, dpeep if need[4] else None,
                 dh0 if need[5] else None, dc0 if need[6] else None)
 
 
 def fused_lstm_layer(x: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor | None, peep: Tensor | None,
-                     h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                     h0: Tensor, c0: Tensor, *, ext=None) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer (forward direction) over time with the compiled kernel.
 
     x [S, B, I] float32/float64 CPU; w_ih [4H, I]; w_hh [4H, H]; bias [4H] (b_ih + b_hh) or None;
     peep [3, H] = (p_i, p_f, p_o) or None; h0, c0 [B, H]. Returns y [S, B, H], h_n [B, H], c_n [B, H].
     Differentiable w.r.t. every tensor input. Raises RuntimeError when :func:`available` is False.
+    ``ext`` (benchmarks only) runs another build of the kernel, e.g. :func:`build_variant`'s.
     """
-    if not available():
-        raise RuntimeError(f"compiled LSTM kernel unavailable: {_reason}")
+    if ext is None:
+        if not available():
+            raise RuntimeError(f"compiled LSTM kernel unavailable: {_reason}")
+        ext = _ext
     args = [t.contiguous() if t is not None else None for t in (x, w_ih, w_hh, bias, peep, h0, c0)]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
-        return _FusedLSTMFunction.apply(*args)
-    y, h_n, c_n = _ext.forward(*args)[:3]
+        return _FusedLSTMFunction.apply(ext, *args)
+    y, h_n, c_n = ext.forward(*args)[:3]
     return y, h_n, c_n
+
+
+def build_variant(src: str | os.PathLike, build_dir: str | os.PathLike):
+    """Benchmarks only: build another kernel source (e.g. an older version) with the same flags into
+    ``build_dir`` (a private folder, not the shared cache) and return the module."""
+    from torch.utils import cpp_extension
+
+    src = Path(src).resolve()
+    cflags, ldflags, _native = _flags()
+    name = "lstm_pipeline_variant_" + hashlib.sha256(src.read_bytes() + repr(cflags).encode()).hexdigest()[:12]
+    out = Path(build_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    bindir = os.path.dirname(sys.executable)
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    return cpp_extension.load(name=name, sources=[str(src)], extra_cflags=cflags, extra_ldflags=ldflags,
+                              build_directory=str(out), verbose=False)

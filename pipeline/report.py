@@ -6,29 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_onnx.core.figures import pyplot as _pyplot
+from lstm_onnx.core.figures import save_figure
 from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.checkpoint import Checkpoint
 from lstm_onnx.pipeline.data import Dataset, load_dataset
 from lstm_onnx.pipeline.metrics import denormalize, summary, task_metrics
 from lstm_onnx.pipeline.train import predict
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ValueError("plots need matplotlib: pip install 'lstm-onnx-pipeline[plots]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return path
 
 
 def plot_losses(history: list[dict], path: Path, title: str = "") -> Path:

@@ -50,6 +50,7 @@ class VerifyReport:
     placement_problems: list[str] = field(default_factory=list)
     strict_placement: bool = False
     uncounted_errors: dict[str, str] = field(default_factory=dict)  # runner in parity.errors -> why it does not count
+    localisation: dict = field(default_factory=dict)  # failing runner -> runtimes/localise.py's finding
 
     @property
     def counted_errors(self) -> dict[str, str]:
@@ -93,7 +94,7 @@ class VerifyReport:
         d.update(passed=self.passed, status=self.status, exit_code=self.exit_code, failures=self.failures(),
                  uncounted_errors=self.uncounted_errors, strict_placement=self.strict_placement,
                  placement={r: {"summary": summarize(p), "nodes": to_dicts(p)} for r, p in self.placements.items()},
-                 placement_problems=self.placement_problems)
+                 placement_problems=self.placement_problems, localisation=self.localisation)
         return d
 
     def to_json(self) -> str:
@@ -129,6 +130,10 @@ class VerifyReport:
                                if x.op_type == "LSTM") or "-"]
                     for r, pl in self.placements.items()]
             out += grid(["runner", "nodes per provider", "LSTM nodes"], rows, markdown)
+        if self.localisation:
+            from lstm_onnx.runtimes.localise import to_lines
+
+            out += ["", f"{h3}where it departs"] + to_lines(self.localisation)
         warn = "> **Warning:** " if markdown else "WARNING: "
         out += [""] + [warn + w for w in p.warnings] if p.warnings else []
         return "\n".join(out + [""] + self._verdict(markdown))
@@ -436,7 +441,17 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
         if not all(r.passed for r in rows):
             failing[runner.name] = actual
     report.parity.warnings += _diagnose(model, feeds, failing, tolerances, Path(model_path).parent)
+    report.localisation = _localise(model, feeds, failing, expected, tolerances, ckpt, Path(model_path).parent)
     return report
+
+
+def _localise(model, feeds, failing, expected, tolerances, ckpt, folder) -> dict:
+    from lstm_onnx.runtimes.localise import localise
+
+    try:
+        return localise(model, feeds, failing, expected, tolerances, ckpt, folder) if failing else {}
+    except Exception as exc:  # the inference reruns the model on ORT CPU, which may not take it
+        return {n: {"measured": [], "note": f"not localised: {error_message(exc)}"} for n in failing}
 
 
 def _baseline_name(options: VerifyOptions, ckpt, needs: list[str]) -> str:

@@ -13,12 +13,15 @@ from lstm_onnx.serving import openapi
 from lstm_onnx.serving.auth import BearerCheck
 from lstm_onnx.serving.batcher import Batcher, Item, QueueFull
 from lstm_onnx.serving.bodies import predict_arrays, step_array
-from lstm_onnx.serving.hotpath import PREDICT, STEP, HotRoutes, respond, route_of
+from lstm_onnx.serving.hotpath import PREDICT, STEP, V2_INFER, HotRoutes, respond, route_of
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.metrics import Metrics
 from lstm_onnx.serving.parse_pool import ParsePool
 from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
+from lstm_onnx.serving.v2_protocol import error_body
+from lstm_onnx.serving.v2_routes import install as install_v2
+from lstm_onnx.serving.v2_routes import shaped
 
 RETRY_AFTER_S = "1"
 # Quantizations whose results depend on what else shares a run, and why: such models get no cross-request
@@ -95,24 +98,32 @@ class Server:
         x = await self.parser.run(step_array, await body(), media, self.predictor.num_features,
                              self.settings.max_seq_len)
         self.check_range(x, "inputs")
+        result = await self.advance(session, x)
+        return {"outputs": result["y"].tolist(), "steps": session.steps}
+
+    async def advance(self, session, x) -> dict:
+        """Run raw x [S, F] on from the session's h/c and keep the new state (one step at a time per session)."""
         async with session.lock:
             (result,) = await self.run([Item(x, (session.h, session.c))])
             session.h, session.c = result["hn"], result["cn"]
             session.steps += len(x)
             session.last_used = self.sessions.clock()
-        return {"outputs": result["y"].tolist(), "steps": session.steps}
+        return result
 
     # -- the FastAPI routes
     async def open_session(self):
         if self.sessions is None:
             self.session("")  # raises the 409
+        session = self.new_session()
+        return {"session_id": session.id, "ttl_s": self.settings.session_ttl_s}
+
+    def new_session(self, sid: str | None = None):
         try:
-            session = self.sessions.create()
+            return self.sessions.create(sid)
         except SessionLimit as exc:
             self.metrics.rejected.inc(reason="session_limit")
             raise ApiError(503, "too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
                            f"sessions", {"Retry-After": RETRY_AFTER_S}) from None
-        return {"session_id": session.id, "ttl_s": self.settings.session_ttl_s}
 
     async def end_session(self, sid: str):
         self.session(sid)
@@ -170,7 +181,8 @@ class ServingApp(FastAPI):
         if scope["type"] == "http":
             if self.auth is not None and not self.auth.allows(scope):
                 self.on_refused()
-                return await respond(send, UNAUTHORIZED.status, UNAUTHORIZED.body(), UNAUTHORIZED.headers)
+                return await respond(send, UNAUTHORIZED.status, shaped(UNAUTHORIZED, scope["path"]),
+                                     UNAUTHORIZED.headers)
             found = route_of(scope["path"]) if self.hot is not None else None
             if found is not None:
                 return await self.hot(scope, receive, send, *found)
@@ -227,16 +239,16 @@ def check_servable(predictor, model: str) -> None:
 
 
 async def api_error(request, exc: ApiError):
-    return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+    return JSONResponse(shaped(exc, request.url.path), exc.status, headers=exc.headers)
 
 
 async def http_error(request, exc: StarletteHTTPException):
-    return JSONResponse(ApiError(exc.status_code, "http", str(exc.detail)).body(), exc.status_code,
-                        headers=exc.headers)  # 405's Allow
+    return JSONResponse(shaped(ApiError(exc.status_code, "http", str(exc.detail)), request.url.path),
+                        exc.status_code, headers=exc.headers)  # 405's Allow
 
 
 async def internal_error(request, exc: Exception):
-    return JSONResponse(ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body(), 500)
+    return JSONResponse(shaped(ApiError(500, "internal", f"{type(exc).__name__}: {exc}"), request.url.path), 500)
 
 
 async def healthz():
@@ -253,7 +265,9 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=srv.metrics)
     for kind, handler in ((ApiError, api_error), (StarletteHTTPException, http_error), (Exception, internal_error)):
         app.add_exception_handler(kind, handler)
-    app.hot = HotRoutes({PREDICT: srv.predict, STEP: srv.step}, srv.metrics, settings.max_body_bytes)
+    v2 = install_v2(app, srv)
+    app.hot = HotRoutes({PREDICT: srv.predict, STEP: srv.step, V2_INFER: v2.infer}, srv.metrics,
+                        settings.max_body_bytes, {V2_INFER: error_body})
     if settings.auth_token is not None:
         app.auth = BearerCheck(settings.auth_token)
         app.on_refused = lambda: srv.metrics.rejected.inc(reason="unauthorized")

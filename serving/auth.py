@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 TOKEN_ENV = "LSTM_PIPELINE_TOKEN"
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # probes: orchestrators call them without credentials
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})  # probes: orchestrators call them without credentials
 
 
 def check_token(token: str) -> None:

@@ -16,6 +16,7 @@ from lstm_onnx.serving.inputs import ApiError, orjson
 log = logging.getLogger("uvicorn.error")
 
 PREDICT, STEP = "/v1/predict", "/v1/sessions/{sid}/step"
+V2_INFER = "/v2/models/{name}/infer"  # also /v2/models/{name}/versions/{version}/infer, as Triton takes it
 
 
 def route_of(path: str) -> tuple[str, dict] | None:
@@ -26,6 +27,10 @@ def route_of(path: str) -> tuple[str, dict] | None:
         sid = path[len("/v1/sessions/"):-len("/step")]
         if sid and "/" not in sid:
             return STEP, {"sid": sid}
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        name, _, version = path[len("/v2/models/"):-len("/infer")].partition("/versions/")
+        if name and "/" not in name and "/" not in version:
+            return V2_INFER, {"name": name, "version": version}
     return None
 
 
@@ -33,9 +38,13 @@ def dumps(payload: dict) -> bytes:
     return orjson.dumps(payload) if orjson is not None else json.dumps(payload).encode()
 
 
-async def respond(send, status: int, payload: dict, headers: dict | None = None) -> None:
-    body = dumps(payload)
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def respond(send, status: int, payload, headers: dict | None = None) -> None:
+    """`payload`: a dict sent as JSON, or bytes sent as they are (application/octet-stream)."""
+    if isinstance(payload, bytes):
+        body, media = payload, b"application/octet-stream"
+    else:
+        body, media = dumps(payload), b"application/json"
+    raw = [(b"content-type", media), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
@@ -79,11 +88,14 @@ async def read_body(scope, receive, limit: int) -> bytes:
 
 
 class HotRoutes:
-    """handlers: route template -> async (body, params, media_type) -> payload, where `await body()` reads the
-    request body (a handler may refuse before reading it)."""
+    """handlers: route template -> async (body, params, media_type) -> payload or (payload, headers), where
+    `await body()` reads the request body (a handler may refuse before reading it) and params["headers"] holds
+    the request's ASGI headers. error_bodies: route -> ApiError -> payload, for routes whose protocol shapes
+    errors otherwise than ApiError.body (the v2 routes)."""
 
-    def __init__(self, handlers: dict, metrics, max_body_bytes: int):
+    def __init__(self, handlers: dict, metrics, max_body_bytes: int, error_bodies: dict | None = None):
         self.handlers, self.metrics, self.limit = handlers, metrics, max_body_bytes
+        self.error_bodies = error_bodies or {}
 
     async def __call__(self, scope, receive, send, route: str, params: dict) -> None:
         start, status = self.metrics.started(), 499  # nginx's "client closed request": counted, not answered
@@ -100,18 +112,21 @@ class HotRoutes:
 
     async def answer(self, scope, receive, route: str, params: dict) -> tuple | None:
         """(status, payload, headers) to send, or None when the client went away."""
+        shape = self.error_bodies.get(route, ApiError.body)
         try:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route}", "POST",
                                {"Allow": "POST"})
             body = lambda: read_body(scope, receive, self.limit)  # noqa: E731
-            return 200, await self.handlers[route](body, params, media_type(scope)), None
+            params["headers"] = scope["headers"]
+            reply = await self.handlers[route](body, params, media_type(scope))
+            return (200, *reply) if isinstance(reply, tuple) else (200, reply, None)
         except ApiError as exc:
-            return exc.status, exc.body(), exc.headers
+            return exc.status, shape(exc), exc.headers
         except Disconnected:
             return None
         except asyncio.CancelledError:  # uvicorn cancels what still runs when the shutdown grace is over
-            return 503, SHUT_DOWN.body(), SHUT_DOWN.headers
+            return 503, shape(SHUT_DOWN), SHUT_DOWN.headers
         except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
             log.exception("%s %s failed", scope["method"], scope["path"])
-            return 500, ApiError(500, "internal", f"{type(exc).__name__}: {exc}").body(), None
+            return 500, shape(ApiError(500, "internal", f"{type(exc).__name__}: {exc}")), None

@@ -20,6 +20,10 @@ def config_for(settings: ServeSettings, app, log_level: str = "info"):
 
 
 def serve(settings: ServeSettings, log_level: str = "info") -> None:
+    if settings.engine == "ray":
+        from lstm_onnx.serving.ray_app import serve as serve_on_ray
+
+        return serve_on_ray(settings)
     import uvicorn
 
     from lstm_onnx.serving.app import create_app

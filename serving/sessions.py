@@ -44,12 +44,15 @@ class SessionStore:
             del self.sessions[sid]
         return len(expired)
 
-    def create(self) -> Session:
+    def create(self, sid: str | None = None) -> Session:
+        """A new session with zero state, under `sid` if given (one already there under it is replaced)."""
         self.sweep()
+        if sid in self.sessions:
+            del self.sessions[sid]
         if len(self.sessions) >= self.max_sessions:
             raise SessionLimit(f"session limit reached ({self.max_sessions} open); DELETE finished sessions "
                                f"or wait for idle ones to expire ({self.ttl:g} s)")
-        sid = secrets.token_urlsafe(12)
+        sid = sid if sid is not None else secrets.token_urlsafe(12)
         session = Session(sid, np.zeros(self.shape, np.float32), np.zeros(self.shape, np.float32), self.clock())
         self.sessions[sid] = session
         return session

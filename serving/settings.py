@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from lstm_onnx.serving.auth import check_token
 
+ENGINES = ("uvicorn", "ray")
+
 
 @dataclass
 class ServeSettings:
@@ -28,6 +30,11 @@ class ServeSettings:
     max_header_bytes: int = 64 << 10  # request line and headers; beyond it 431
     header_timeout_s: float = 10.0  # a request's headers must arrive within this of its first byte, else 408
     body_timeout_s: float = 30.0  # and its whole body within this of its headers, else 408
+    engine: str = "uvicorn"  # "ray": Ray Serve replicas (serving/ray_app.py)
+    replicas: int = 1  # --engine ray: model replicas (the autoscaler's minimum with max_replicas)
+    max_replicas: int = 0  # --engine ray: above `replicas`, autoscale between the two
+    target_ongoing: float = 2.0  # --engine ray, autoscaling: ongoing requests per replica it aims for
+    model_name: str = ""  # the name /v2 serves the model under; "": the model file's stem
     auth_token: str | None = field(default=None, repr=False)  # Bearer token all routes but the probes need
 
     def __post_init__(self) -> None:
@@ -41,6 +48,11 @@ class ServeSettings:
         for name in ("header_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.replicas < 1 or self.max_replicas < 0 or not self.target_ongoing > 0:
+            raise ValueError(f"replicas must be >= 1, max_replicas >= 0 and target_ongoing > 0, got "
+                             f"{self.replicas}, {self.max_replicas}, {self.target_ongoing}")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be 1..65535, got {self.port}")
         if self.auth_token is not None:

@@ -12,7 +12,7 @@
 //
 // Layout of the work:
 //   * the input projection for all steps (x W_ih^T + bias) is one big GEMM before the loop, transposed to
-//     "unit-major" [S, 4H, B]; the per-step recurrent GEMM accumulates into it in place and the gate math
+//     "unit-major" [4H, S, B] (row = gate unit, columns = (t, b)); the per-step recurrent GEMM accumulates into it in place and the gate math
 //     overwrites it with the activations (i, f, g, o), which are saved for the backward pass together with
 //     c and tanh(c) (also unit-major, [S+1, H, B] / [S, H, B]);
 //   * the recurrent GEMMs are computed transposed, W_hh[rows] x h^T, so the weights are the M dimension:
@@ -24,7 +24,9 @@
 //     backward mirrors it: gate math for the slice -> barrier -> dh_{t-1}[slice] = W_hh^T[slice] x dgates_t;
 //   * generic path (float64, or brgemm unavailable): the same layout with per-step at::addmm / at::mm and
 //     at::parallel_for for the gate math. Same formulas, so results agree to rounding;
-//   * weight gradients, dx and dbias are large GEMMs / reductions over the stacked dgates after the loop.
+//   * dbias is summed inside the backward gate math; dx and the weight gradients are large GEMMs over the
+//     stacked dgates after the loop, stored [4H, S, B] so that [4H, S*B] feeds them with no transpose copy;
+//     in float32 they (and the forward's input projection) run as 64x64-tiled oneDNN brgemm calls.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
@@ -128,9 +130,10 @@ static inline void bwd_unit(int64_t nb, const T* __restrict ai_, const T* __rest
                             const T* __restrict ag_, const T* __restrict ao_, const T* __restrict cprev,
                             const T* __restrict cc, const T* __restrict tc, const T* __restrict dh_a,
                             const T* __restrict dh_b, T* __restrict dc, T pi, T pf, T po, T* __restrict dgi,
-                            T* __restrict dgf, T* __restrict dgg, T* __restrict dgo, T& spi, T& spf, T& spo) {
-  T si = 0, sf = 0, so = 0;
-#pragma omp simd reduction(+ : si, sf, so)
+                            T* __restrict dgf, T* __restrict dgg, T* __restrict dgo, T& spi, T& spf, T& spo,
+                            T* __restrict sb) {
+  T si = 0, sf = 0, so = 0, bi = 0, bf = 0, bg = 0, bo = 0;
+#pragma omp simd reduction(+ : si, sf, so, bi, bf, bg, bo)
   for (int64_t b = 0; b < nb; ++b) {
     const T i = ai_[b], f = af_[b], g = ag_[b], o = ao_[b];
     const T cp = cprev[b], cn = cc[b], t = tc[b];
@@ -149,6 +152,10 @@ static inline void bwd_unit(int64_t nb, const T* __restrict ai_, const T* __rest
       so += dao * cn;
     }
     dc[b] = dcp;
+    bi += dai;
+    bf += daf;
+    bg += dag;
+    bo += dao;
     dgi[b] = dai;
     dgf[b] = daf;
     dgg[b] = dag;
@@ -159,6 +166,10 @@ static inline void bwd_unit(int64_t nb, const T* __restrict ai_, const T* __rest
     spf += sf;
     spo += so;
   }
+  sb[0] += bi;  // the bias gradient (sum of dgates over batch and time) rides along
+  sb[1] += bf;
+  sb[2] += bg;
+  sb[3] += bo;
 }
 // ---------------------------------------------------------------------------------------------------
 // brgemm availability (float32 only). Probed once on a small problem against a naive reference.
@@ -240,37 +251,40 @@ static inline int num_workers(int64_t H) {
 // ---------------------------------------------------------------------------------------------------
 // Layout (all contiguous; "unit-major" per time step so the recurrent GEMMs are W x h^T with the
 // weights as the M dimension, which runs ~3x faster than h x W^T for a batch of 32):
-//   gS  [S, 4H, B]   input projection + bias on entry; activations i, f, g, o on exit
+//   gS  [4H, S, B]   input projection + bias on entry; activations i, f, g, o on exit
 //   hS  [S+1, H, B]  h0^T, h_1^T, ..., h_S^T
 //   cS  [S+1, H, B]  c0^T, c_1^T, ..., c_S^T
 //   tcS [S, H, B]    tanh(c_t)^T
 // ---------------------------------------------------------------------------------------------------
 template <typename T, bool PEEP>
-static inline void fwd_units(int64_t t, int64_t B, int64_t H, int64_t j0, int64_t j1, T* gS, const T* peep,
-                             T* hS, T* cS, T* tcS) {
-  T* gt = gS + t * 4 * H * B;
+static inline void fwd_units(int64_t t, int64_t S, int64_t B, int64_t H, int64_t j0, int64_t j1, T* gS,
+                             const T* peep, T* hS, T* cS, T* tcS) {
+  T* gt = gS + t * B;
+  const int64_t ld = S * B;  // gS is [4H, S, B]: one row of a gate unit holds all steps
   for (int64_t j = j0; j < j1; ++j) {
     const T pi = PEEP ? peep[j] : T(0), pf = PEEP ? peep[H + j] : T(0), po = PEEP ? peep[2 * H + j] : T(0);
-    fwd_unit<T, PEEP>(B, gt + j * B, gt + (H + j) * B, gt + (2 * H + j) * B, gt + (3 * H + j) * B,
+    fwd_unit<T, PEEP>(B, gt + j * ld, gt + (H + j) * ld, gt + (2 * H + j) * ld, gt + (3 * H + j) * ld,
                       cS + t * H * B + j * B, pi, pf, po, cS + (t + 1) * H * B + j * B, tcS + t * H * B + j * B,
                       hS + (t + 1) * H * B + j * B);
   }
 }
 
-// dyS [S, H, B]; dhr, dc [H, B] (recurrent dh and carried dc, unit-major); dgS [S, 4H, B].
+// dyS [S, H, B]; dhr, dc [H, B] (recurrent dh and carried dc, unit-major); dgS [4H, S, B].
 template <typename T, bool PEEP>
-static inline void bwd_units(int64_t t, int64_t B, int64_t H, int64_t j0, int64_t j1, const T* gS,
+static inline void bwd_units(int64_t t, int64_t S, int64_t B, int64_t H, int64_t j0, int64_t j1, const T* gS,
                              const T* peep, const T* cS, const T* tcS, const T* dyS, const T* dhr, T* dc,
-                             T* dgS, T* dpeep) {
-  const T* gt = gS + t * 4 * H * B;
-  T* dgt = dgS + t * 4 * H * B;
+                             T* dgS, T* dpeep, T* dbias /*[4H] accumulated*/) {
+  const T* gt = gS + t * B;
+  T* dgt = dgS + t * B;
+  const int64_t ld = S * B;  // gS, dgS are [4H, S, B]
   for (int64_t j = j0; j < j1; ++j) {
     const T pi = PEEP ? peep[j] : T(0), pf = PEEP ? peep[H + j] : T(0), po = PEEP ? peep[2 * H + j] : T(0);
-    T spi = 0, spf = 0, spo = 0;
-    bwd_unit<T, PEEP>(B, gt + j * B, gt + (H + j) * B, gt + (2 * H + j) * B, gt + (3 * H + j) * B,
+    T spi = 0, spf = 0, spo = 0, sb[4] = {0, 0, 0, 0};
+    bwd_unit<T, PEEP>(B, gt + j * ld, gt + (H + j) * ld, gt + (2 * H + j) * ld, gt + (3 * H + j) * ld,
                       cS + t * H * B + j * B, cS + (t + 1) * H * B + j * B, tcS + t * H * B + j * B,
-                      dyS + t * H * B + j * B, dhr + j * B, dc + j * B, pi, pf, po, dgt + j * B,
-                      dgt + (H + j) * B, dgt + (2 * H + j) * B, dgt + (3 * H + j) * B, spi, spf, spo);
+                      dyS + t * H * B + j * B, dhr + j * B, dc + j * B, pi, pf, po, dgt + j * ld,
+                      dgt + (H + j) * ld, dgt + (2 * H + j) * ld, dgt + (3 * H + j) * ld, spi, spf, spo, sb);
+    for (int q = 0; q < 4; ++q) dbias[q * H + j] += sb[q];
     if (PEEP) {
       dpeep[j] += spi;
       dpeep[H + j] += spf;
@@ -298,14 +312,14 @@ static bool fwd_loop_brgemm(int64_t S, int64_t B, int64_t H, float* gS, const fl
         try {
           // gates_q[j0:j1, :] += W_hh[q*H+j0 : q*H+j1, :] x h_{t-1}^T      ([n,H] x [H,B])
           for (int q = 0; q < 4; ++q)
-            at::native::cpublas::brgemm(n, B, H, /*ld_a=*/H, /*ld_b=*/B, /*ld_c=*/B, /*add_C=*/true,
+            at::native::cpublas::brgemm(n, B, H, /*ld_a=*/H, /*ld_b=*/B, /*ld_c=*/S * B, /*add_C=*/true,
                                         w_hh + (q * H + j0) * H, hS + t * H * B,
-                                        gS + t * 4 * H * B + (q * H + j0) * B, /*is_vnni=*/false);
+                                        gS + (q * H + j0) * S * B + t * B, /*is_vnni=*/false);
         } catch (...) {
           my_fail = true;
           failed.store(true);
         }
-        fwd_units<float, PEEP>(t, B, H, j0, j1, gS, peep, hS, cS, tcS);
+        fwd_units<float, PEEP>(t, S, B, H, j0, j1, gS, peep, hS, cS, tcS);
       }
 #pragma omp barrier
     }
@@ -320,7 +334,7 @@ static bool fwd_loop_brgemm(int64_t S, int64_t B, int64_t H, float* gS, const fl
 template <bool PEEP>
 static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, const float* w_hhT /*[H,4H]*/,
                             const float* peep, const float* cS, const float* tcS, const float* dyS, float* dhr,
-                            float* dc, float* dgS, float* dpeep) {
+                            float* dc, float* dgS, float* dpeep, float* dbias) {
   const int nt = num_workers(H);
   std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(nt)
@@ -330,13 +344,13 @@ static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, co
     const int64_t n = j1 - j0;
     bool my_fail = false;
     for (int64_t t = S - 1; t >= 0; --t) {
-      if (n > 0) bwd_units<float, PEEP>(t, B, H, j0, j1, gS, peep, cS, tcS, dyS, dhr, dc, dgS, dpeep);
+      if (n > 0) bwd_units<float, PEEP>(t, S, B, H, j0, j1, gS, peep, cS, tcS, dyS, dhr, dc, dgS, dpeep, dbias);
 #pragma omp barrier
       if (n > 0 && !my_fail) {
         try {
           // dh_{t-1}[j0:j1, :] = W_hh^T[j0:j1, :] x dgates_t      ([n,4H] x [4H,B])
-          at::native::cpublas::brgemm(n, B, 4 * H, /*ld_a=*/4 * H, /*ld_b=*/B, /*ld_c=*/B, /*add_C=*/false,
-                                      w_hhT + j0 * 4 * H, dgS + t * 4 * H * B, dhr + j0 * B,
+          at::native::cpublas::brgemm(n, B, 4 * H, /*ld_a=*/4 * H, /*ld_b=*/S * B, /*ld_c=*/B, /*add_C=*/false,
+                                      w_hhT + j0 * 4 * H, dgS + t * B, dhr + j0 * B,
                                       /*is_vnni=*/false);
         } catch (...) {
           my_fail = true;
@@ -353,6 +367,43 @@ static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, co
   }
   return !failed.load();
 }
+
+// C[M,N] (+)= A[M,K] x B[K,N] (row-major, leading dims given) for the big once-per-sequence GEMMs,
+// tiled into 64x64 blocks of C over at::parallel_for, K in blocks of 512, each block one brgemm call.
+// oneDNN's JIT picks the ISA at run time on any x86 vendor; with batch 32 this beats the library GEMM the
+// at::mm path dispatches to on some CPUs. bias (length M) initialises C when given. Returns false on a throw.
+static bool gemm_tiled(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm,
+                       int64_t ldb, float* C, int64_t ldc, bool add_C, const float* bias = nullptr) {
+  const int64_t mb = 64, nb = 64, kb = 512;
+  const int64_t tm = (M + mb - 1) / mb, tn = (N + nb - 1) / nb;
+  std::atomic<bool> failed{false};
+  at::parallel_for(0, tm * tn, 1, [&](int64_t r0, int64_t r1) {
+    try {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t m0 = (r / tn) * mb, n0 = (r % tn) * nb;
+        const int64_t m = std::min(mb, M - m0), n = std::min(nb, N - n0);
+        float* c = C + m0 * ldc + n0;
+        bool acc = add_C;
+        if (bias != nullptr) {
+          for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, bias[m0 + i]);
+          acc = true;
+        }
+        if (K == 0 && !acc)
+          for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+        for (int64_t k0 = 0; k0 < K; k0 += kb) {
+          const int64_t k = std::min(kb, K - k0);
+          at::native::cpublas::brgemm(m, n, k, lda, ldb, ldc, acc, A + m0 * lda + k0, Bm + k0 * ldb + n0, c,
+                                      /*is_vnni=*/false);
+          acc = true;
+        }
+      }
+      at::native::cpublas::brgemm_release(false);
+    } catch (...) {
+      failed.store(true);
+    }
+  });
+  return !failed.load();
+}
 #endif  // PLSTM_HAVE_BRGEMM
 
 template <typename T, bool PEEP>
@@ -364,9 +415,10 @@ static void fwd_loop_generic(int64_t S, int64_t B, int64_t H, at::Tensor& gS, co
   T* tp = tcS.data_ptr<T>();
   const int64_t blocks = (H + 15) / 16;
   for (int64_t t = 0; t < S; ++t) {
-    gS[t].addmm_(w_hh, hS[t]);
+    at::Tensor g_t = gS.select(1, t);  // [4H, B], row stride S*B
+    g_t.addmm_(w_hh, hS[t]);
     at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-      fwd_units<T, PEEP>(t, B, H, std::min(H, b0 * 16), std::min(H, b1 * 16), gp, peep, hp, cp, tp);
+      fwd_units<T, PEEP>(t, S, B, H, std::min(H, b0 * 16), std::min(H, b1 * 16), gp, peep, hp, cp, tp);
     });
   }
 }
@@ -374,17 +426,17 @@ static void fwd_loop_generic(int64_t S, int64_t B, int64_t H, at::Tensor& gS, co
 template <typename T, bool PEEP>
 static void bwd_loop_generic(int64_t S, int64_t B, int64_t H, const T* gS, const at::Tensor& w_hh,
                              const T* peep, const T* cS, const T* tcS, const T* dyS, at::Tensor& dhr, T* dc,
-                             at::Tensor& dgS, T* dpeep) {
+                             at::Tensor& dgS, T* dpeep, T* dbias) {
   const int64_t blocks = (H + 15) / 16;
   T* dgp = dgS.data_ptr<T>();
   const at::Tensor w_hhT = w_hh.t();
   for (int64_t t = S - 1; t >= 0; --t) {
     T* dhp = dhr.data_ptr<T>();
     at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-      bwd_units<T, PEEP>(t, B, H, std::min(H, b0 * 16), std::min(H, b1 * 16), gS, peep, cS, tcS, dyS, dhp, dc,
-                         dgp, dpeep);
+      bwd_units<T, PEEP>(t, S, B, H, std::min(H, b0 * 16), std::min(H, b1 * 16), gS, peep, cS, tcS, dyS, dhp, dc,
+                         dgp, dpeep, dbias);
     });
-    at::mm_out(dhr, w_hhT, dgS[t]);
+    at::mm_out(dhr, w_hhT, dgS.select(1, t));
   }
 }
 
@@ -420,9 +472,7 @@ static void check_inputs(const at::Tensor& x, const at::Tensor& w_ih, const at::
   }
 }
 
-// Returns (y [S,B,H], h_n, c_n, gates (activations i,f,g,o) [S,B,4H], c [S,B,H], tanh(c) [S,B,H]).
-
-// Returns (y [S,B,H], h_n, c_n, gS [S,4H,B] activations, hS [S+1,H,B], cS [S+1,H,B], tcS [S,H,B]).
+// Returns (y [S,B,H], h_n, c_n, gS [4H,S,B] activations, hS [S+1,H,B], cS [S+1,H,B], tcS [S,H,B]).
 std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
                                      const c10::optional<at::Tensor>& bias,
                                      const c10::optional<at::Tensor>& peep, const at::Tensor& h0,
@@ -435,16 +485,32 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih
   at::Tensor tcS = at::empty({S, H, B}, opts);
   hS[0].copy_(h0.t());
   cS[0].copy_(c0.t());
-  auto project = [&]() {  // input projection for all steps, x W_ih^T + bias, as [S, 4H, B]
-    at::Tensor x2 = x.view({S * B, I});
-    at::Tensor g2 = bias.has_value() ? at::addmm(*bias, x2, w_ih.t()) : at::mm(x2, w_ih.t());
-    return g2.view({S, B, 4 * H}).transpose(1, 2).contiguous();
+  // Input projection for all steps as ONE GEMM written straight into the [4H, S, B] layout:
+  // gS viewed [4H, S*B] = W_ih x x^T + bias (no transpose copy).
+  const bool fast = x.scalar_type() == at::kFloat && B > 0 && H > 0 && brgemm_usable();
+  auto project = [&]() {
+    at::Tensor g = at::empty({4 * H, S, B}, opts);
+    at::Tensor g2 = g.view({4 * H, S * B});
+    at::Tensor xT = x.view({S * B, I}).t();
+#if PLSTM_HAVE_BRGEMM
+    if (fast && S > 0) {
+      at::Tensor xTc = xT.contiguous();
+      if (gemm_tiled(4 * H, S * B, I, w_ih.data_ptr<float>(), I, xTc.data_ptr<float>(), S * B,
+                     g.data_ptr<float>(), S * B, false, bias.has_value() ? bias->data_ptr<float>() : nullptr))
+        return g;
+    }
+#endif
+    if (bias.has_value())
+      at::addmm_out(g2, bias->view({4 * H, 1}), w_ih, xT);
+    else
+      at::mm_out(g2, w_ih, xT);
+    return g;
   };
   at::Tensor gS = project();
   const bool has_peep = peep.has_value();
   bool done = S == 0;
 #if PLSTM_HAVE_BRGEMM
-  if (!done && x.scalar_type() == at::kFloat && B > 0 && H > 0 && brgemm_usable()) {
+  if (!done && fast) {
     const float* pp = has_peep ? peep->data_ptr<float>() : nullptr;
     auto fn = has_peep ? &fwd_loop_brgemm<true> : &fwd_loop_brgemm<false>;
     done = fn(S, B, H, gS.data_ptr<float>(), w_hh.data_ptr<float>(), pp, hS.data_ptr<float>(),
@@ -482,7 +548,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy, const at::Tensor& dh
   at::Tensor dc = dc_n.t().contiguous();             // [H, B]
   const bool has_peep = peep.has_value();
   at::Tensor dpeep = has_peep ? at::zeros({3, H}, opts) : at::Tensor();
-  at::Tensor dgS = at::empty({S, 4 * H, B}, opts);
+  at::Tensor dgS = at::empty({4 * H, S, B}, opts);
+  at::Tensor dbias_acc = at::zeros({4 * H}, opts);  // filled by the gate-math loop
   if (S > 0) {
     bool done = false;
 #if PLSTM_HAVE_BRGEMM
@@ -494,12 +561,13 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy, const at::Tensor& dh
       auto fn = has_peep ? &bwd_loop_brgemm<true> : &bwd_loop_brgemm<false>;
       done = fn(S, B, H, gS.data_ptr<float>(), w_hhT.data_ptr<float>(), pp, cS.data_ptr<float>(),
                 tcS.data_ptr<float>(), dyS.data_ptr<float>(), dhr.data_ptr<float>(), dc.data_ptr<float>(),
-                dgS.data_ptr<float>(), dpp);
+                dgS.data_ptr<float>(), dpp, dbias_acc.data_ptr<float>());
       if (!done) {
         g_brgemm_state.store(0);
         dhr.copy_(dh_save);
         dc.copy_(dc_save);
         if (has_peep) dpeep.zero_();
+        dbias_acc.zero_();
       }
     }
 #endif
@@ -510,10 +578,12 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy, const at::Tensor& dh
         T* dpp = has_peep ? dpeep.data_ptr<T>() : nullptr;
         if (has_peep)
           bwd_loop_generic<T, true>(S, B, H, gS.data_ptr<T>(), w_hh, pp, cS.data_ptr<T>(), tcS.data_ptr<T>(),
-                                    dyS.data_ptr<T>(), dhr, dc.data_ptr<T>(), dgS, dpp);
+                                    dyS.data_ptr<T>(), dhr, dc.data_ptr<T>(), dgS, dpp,
+                                    dbias_acc.data_ptr<T>());
         else
           bwd_loop_generic<T, false>(S, B, H, gS.data_ptr<T>(), w_hh, pp, cS.data_ptr<T>(), tcS.data_ptr<T>(),
-                                     dyS.data_ptr<T>(), dhr, dc.data_ptr<T>(), dgS, dpp);
+                                     dyS.data_ptr<T>(), dhr, dc.data_ptr<T>(), dgS, dpp,
+                                    dbias_acc.data_ptr<T>());
       });
     }
   }
@@ -526,14 +596,42 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy, const at::Tensor& dh
       if (has_bias) dbias = at::zeros({4 * H}, opts);
     }
   } else if (need_dx || need_dw) {
-    at::Tensor dg2 = dgS.transpose(1, 2).contiguous().view({S * B, 4 * H});  // row layout [S*B, 4H]
-    if (need_dx) dx = at::mm(dg2, w_ih).view({S, B, I});
-    if (need_dw) {
-      dw_ih = at::mm(dg2.t(), x.view({S * B, I}));
+    at::Tensor dG = dgS.view({4 * H, S * B});  // columns ordered (t, b): big GEMMs need no transpose copy
+    bool big_done = false;
+#if PLSTM_HAVE_BRGEMM
+    if (x.scalar_type() == at::kFloat && B > 0 && H > 0 && brgemm_usable()) {
+      const float* g = dgS.data_ptr<float>();
+      const at::Tensor xc = x.contiguous(), h0c = h0.contiguous(), yc = y.contiguous();
+      bool ok = true;
+      if (need_dx) {  // dx^T [I, S*B] = W_ih^T [I, 4H] x dG [4H, S*B]
+        at::Tensor w_ihT = w_ih.t().contiguous();
+        at::Tensor dxT = at::empty({I, S * B}, opts);
+        ok = ok && gemm_tiled(I, S * B, 4 * H, w_ihT.data_ptr<float>(), 4 * H, g, S * B, dxT.data_ptr<float>(),
+                              S * B, false);
+        dx = dxT.t().contiguous().view({S, B, I});
+      }
+      if (need_dw && ok) {
+        dw_ih = at::empty_like(w_ih);
+        dw_hh = at::empty_like(w_hh);
+        ok = ok && gemm_tiled(4 * H, I, S * B, g, S * B, xc.data_ptr<float>(), I, dw_ih.data_ptr<float>(), I, false);
+        // h_{t-1} for t = 0..S-1 is [h0; y_0 .. y_{S-2}]: two K ranges
+        ok = ok && gemm_tiled(4 * H, H, B, g, S * B, h0c.data_ptr<float>(), H, dw_hh.data_ptr<float>(), H, false);
+        if (S > 1)
+          ok = ok && gemm_tiled(4 * H, H, (S - 1) * B, g + B, S * B, yc.data_ptr<float>(), H,
+                                dw_hh.data_ptr<float>(), H, true);
+        if (has_bias) dbias = dbias_acc;
+      }
+      big_done = ok;
+      if (!ok) g_brgemm_state.store(0);
+    }
+#endif
+    if (!big_done && need_dx) dx = at::mm(dG.t(), w_ih).view({S, B, I});
+    if (!big_done && need_dw) {
+      dw_ih = at::mm(dG, x.view({S * B, I}));
       // h_{t-1} for t = 0..S-1 is [h0; y_0 .. y_{S-2}]
-      dw_hh = at::mm(dg2.narrow(0, 0, B).t(), h0);
-      if (S > 1) dw_hh.addmm_(dg2.narrow(0, B, (S - 1) * B).t(), y.narrow(0, 0, S - 1).reshape({(S - 1) * B, H}));
-      if (has_bias) dbias = dg2.sum(0);
+      dw_hh = at::mm(dG.narrow(1, 0, B), h0);
+      if (S > 1) dw_hh.addmm_(dG.narrow(1, B, (S - 1) * B), y.narrow(0, 0, S - 1).reshape({(S - 1) * B, H}));
+      if (has_bias) dbias = dbias_acc;
     }
   }
   return {dx, dw_ih, dw_hh, dbias, dpeep, dhr.t().contiguous(), dc.t().contiguous()};

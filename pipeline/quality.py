@@ -1,0 +1,344 @@
+"""Data quality of a CSV run: what `check-data` reports and what `train` refuses before it starts.
+
+Every check looks at the values the model would see: the configured columns, after `data.missing` and
+`data.difference`, split by time as training splits them. Errors are problems that make training
+meaningless (train refuses); warnings are findings a user should look at. numpy only (no torch).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lstm_onnx.core.tables import grid
+from lstm_onnx.pipeline.config import DataConfig
+from lstm_onnx.pipeline.data import FLOAT32_MAX, CSVError, _rows, split_sizes
+
+# Iglewicz & Hoaglin's cut for the modified z-score 0.6745 (x - median) / MAD.
+ROBUST_Z = 3.5
+# A KS statistic above this between train and a later split: a third of the distribution has moved. Time
+# series are autocorrelated, so KS p-values would be far too confident; the statistic alone is reported.
+DRIFT_KS = 0.3
+# A feature this correlated with a target shifted forward in time is a (near) copy of the future.
+LEAK_CORR = 0.9999
+MISSING_TEXT = ("", "na", "nan", "null", "none")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Finding:
+    severity: str  # error | warning
+    check: str
+    column: str
+    message: str
+
+
+@dataclass
+class ColumnStats:
+    name: str
+    role: str  # feature | target | feature+target
+    missing: int
+    minimum: float
+    maximum: float
+    mean: float
+    std: float
+    outliers: int
+    drift: dict[str, float] = field(default_factory=dict)  # KS statistic of val and test against train
+
+
+@dataclass
+class QualityReport:
+    source: str
+    rows: int
+    columns: list[ColumnStats]
+    findings: list[Finding]
+    splits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for the plot
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "rows": self.rows, "columns": [asdict(c) for c in self.columns],
+                "findings": [asdict(f) for f in self.findings],
+                "errors": len(self.errors), "warnings": len(self.warnings)}
+
+    def lines(self) -> list[str]:
+        head = ["column", "role", "missing", "min", "max", "mean", "std", "outliers", "KS val", "KS test"]
+        rows = [[c.name, c.role, str(c.missing), f"{c.minimum:.4g}", f"{c.maximum:.4g}", f"{c.mean:.4g}",
+                 f"{c.std:.4g}", str(c.outliers)] + [_ks(c.drift.get(s)) for s in ("val", "test")]
+                for c in self.columns]
+        out = [f"{self.source}: {self.rows} rows", *grid(head, rows), ""]
+        out += [f"{f.severity.upper()} [{f.check}] {f.column}: {f.message}" for f in self.findings]
+        out.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+        return out
+
+
+def _ks(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@dataclass
+class _Table:
+    names: list[str]  # the model's columns: inputs, then targets that are not inputs
+    raw: np.ndarray  # [rows, columns] float64, NaN where missing or not a number
+    lines: np.ndarray  # the CSV line of each row
+    bad_text: dict[str, tuple[int, str, int]]  # column -> (first line, text, count) of non-numbers
+    time: list[str] | None
+
+
+def check_csv(cfg: DataConfig) -> QualityReport:
+    """The quality report of `cfg`'s CSV (task 'csv'); CSVError when the file cannot be read at all."""
+    table = _read(cfg)
+    inputs = list(dict.fromkeys(cfg.features)) or table.names  # as pipeline.data.csv_dataset reads them
+    targets = list(cfg.targets) or inputs
+    findings = _text_findings(table) + _overflow_findings(table) + _time_findings(table, cfg)
+    if cfg.time_column in inputs:
+        findings.append(Finding("warning", "time", cfg.time_column, "the time column is a model input: add it to "
+                                "data.drop_columns (or list data.features)"))
+    values, lines, more = _model_view(table, cfg)
+    findings += more
+    roles = {n: "+".join(r for r, names in (("feature", inputs), ("target", targets)) if n in names)
+             for n in table.names}
+    splits = _split(values, cfg)
+    columns = []
+    for j, name in enumerate(table.names):
+        col = values[:, j]
+        out, worst = _outliers(col)
+        if out:
+            findings.append(Finding("warning", "outliers", name, f"{out} value(s) with robust z-score > {ROBUST_Z}, "
+                                    f"the largest {col[worst]:.6g} at line {lines[worst]}"))
+        findings += _constant(name, col, roles[name])
+        drift = {s: _ks_statistic(splits["train"][:, j], splits[s][:, j]) for s in ("val", "test")
+                 if len(splits["train"]) and len(splits[s])}
+        findings += [Finding("warning", "drift", name, f"train vs {s}: KS statistic {d:.3f} > {DRIFT_KS}; the "
+                             f"{s} split comes from another distribution") for s, d in drift.items() if d > DRIFT_KS]
+        finite = col[np.isfinite(col)]
+        columns.append(ColumnStats(name, roles[name], int(np.isnan(table.raw[:, j]).sum()),
+                                   *_moments(finite), out, drift))
+    findings += _leakage(values, table.names, inputs, targets, cfg)
+    return QualityReport(str(cfg.csv), len(table.raw), columns, findings, splits)
+
+
+def _read(cfg: DataConfig) -> _Table:
+    path = Path(cfg.csv)
+    if not cfg.csv or not path.is_file():
+        raise CSVError(f"CSV not found: {cfg.csv or '(data.csv is empty)'}")
+    rows = _rows(path)
+    if len([r for r in rows[1:] if any(v.strip() for v in r)]) < 2:
+        raise CSVError(f"{path} has fewer than 2 data rows")
+    header = [h.strip() for h in rows[0]]
+    body = [(i + 2, r) for i, r in enumerate(rows[1:]) if any(v.strip() for v in r)]
+    wanted = list(dict.fromkeys(cfg.features or [h for h in header if h not in cfg.drop_columns]))
+    names = wanted + [t for t in cfg.targets if t not in wanted]
+    for name in names + ([cfg.time_column] if cfg.time_column else []):
+        if name not in header:
+            raise CSVError(f"{path}: no column {name!r}; columns: {', '.join(header)}")
+    ragged = next((line for line, r in body if len(r) != len(header)), None)
+    if ragged is not None:
+        raise CSVError(f"{path} line {ragged}: a different number of fields than the header's {len(header)}")
+    raw = np.full((len(body), len(names)), np.nan)
+    bad: dict[str, tuple[int, str, int]] = {}
+    for j, name in enumerate(names):
+        c = header.index(name)
+        for r, (line, row) in enumerate(body):
+            raw[r, j] = _parse(row[c].strip(), name, line, bad)
+    time = [row[header.index(cfg.time_column)].strip() for _, row in body] if cfg.time_column else None
+    return _Table(names, raw, np.array([line for line, _ in body]), bad, time)
+
+
+def _parse(text: str, name: str, line: int, bad: dict) -> float:
+    if text.lower() in MISSING_TEXT:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        first, sample, count = bad.get(name, (line, text, 0))
+        bad[name] = (first, sample, count + 1)
+        return math.nan
+
+
+def _text_findings(table: _Table) -> list[Finding]:
+    return [Finding("error", "not-a-number", name, f"{count} value(s) are not numbers, first {text!r} at line "
+                    f"{line}; drop the column (data.drop_columns) or fix the file")
+            for name, (line, text, count) in table.bad_text.items()]
+
+
+def _overflow_findings(table: _Table) -> list[Finding]:
+    out = []
+    for j, name in enumerate(table.names):
+        over = np.flatnonzero(np.abs(np.nan_to_num(table.raw[:, j], nan=0.0)) > FLOAT32_MAX)
+        if len(over):
+            out.append(Finding("error", "float32-overflow", name, f"{len(over)} value(s) beyond float32 "
+                               f"(|value| <= 3.4e38), first {table.raw[over[0], j]:.6g} at line "
+                               f"{table.lines[over[0]]}: the model, in float32, would compute inf"))
+    return out
+
+
+def _time_findings(table: _Table, cfg: DataConfig) -> list[Finding]:
+    if table.time is None:
+        return []
+    stamps = _timestamps(table.time)
+    if stamps is None:
+        return [Finding("warning", "time", cfg.time_column, "not numbers or ISO dates throughout: order not checked")]
+    out = []
+    step = np.diff(stamps)
+    if (step == 0).any():
+        first = int(np.flatnonzero(step == 0)[0]) + 1
+        out.append(Finding("warning", "time", cfg.time_column, f"{int((step == 0).sum())} duplicate timestamp(s), "
+                           f"first {table.time[first]!r} at line {table.lines[first]}"))
+    if (step < 0).any():
+        first = int(np.flatnonzero(step < 0)[0]) + 1
+        out.append(Finding("error", "time", cfg.time_column, f"{int((step < 0).sum())} step(s) back in time, first "
+                           f"{table.time[first]!r} at line {table.lines[first]}: training splits and windows "
+                           "assume rows in time order; sort the file"))
+    return out
+
+
+def _timestamps(texts: list[str]) -> np.ndarray | None:
+    try:
+        return np.array([float(t) for t in texts])
+    except ValueError:
+        pass
+    try:
+        return np.array(texts, dtype="datetime64[s]").astype(np.int64).astype(np.float64)
+    except ValueError:
+        return None
+
+
+def _model_view(table: _Table, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, list[Finding]]:
+    """The values training reads (missing handled, differenced), their CSV lines, and findings on the way."""
+    values, lines, out = table.raw.copy(), table.lines, []
+    missing = np.isnan(values) & ~_not_numbers(table)
+    values[np.abs(np.nan_to_num(values)) > FLOAT32_MAX] = np.nan  # reported already, as float32-overflow
+    for j in np.flatnonzero(missing.any(0)):
+        name, k = table.names[j], int(missing[:, j].sum())
+        where = f"{k} missing value(s), first at line {lines[np.flatnonzero(missing[:, j])[0]]}"
+        if cfg.missing == "error":
+            out.append(Finding("error", "missing", name, f"{where}; train refuses with data.missing = \"error\": "
+                               "set it to \"interpolate\" or \"drop\""))
+        else:
+            out.append(Finding("warning", "missing", name, f"{where} ({k / len(values):.1%}), "
+                               f"handled by data.missing = {cfg.missing!r}"))
+    if cfg.missing == "drop":
+        keep = ~np.isnan(values).any(1)
+        values, lines = values[keep], lines[keep]
+    else:
+        values = _interpolate(values)
+    if cfg.difference and len(values) > 1:
+        values, lines = np.diff(values, axis=0), lines[1:]
+    return values, lines, out
+
+
+def _not_numbers(table: _Table) -> np.ndarray:
+    mask = np.zeros(table.raw.shape, bool)
+    for j, name in enumerate(table.names):
+        if name in table.bad_text:
+            mask[:, j] = np.isnan(table.raw[:, j])
+    return mask
+
+
+def _interpolate(values: np.ndarray) -> np.ndarray:
+    t = np.arange(len(values))
+    for j in range(values.shape[1]):
+        ok = ~np.isnan(values[:, j])
+        if ok.any() and not ok.all():
+            values[:, j] = np.interp(t, t[ok], values[ok, j])
+    return values
+
+
+def _split(values: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
+    n_train, n_val, _ = split_sizes(len(values), cfg)
+    return dict(zip(SPLITS, (values[:n_train], values[n_train:n_train + n_val], values[n_train + n_val:])))
+
+
+def _moments(x: np.ndarray) -> tuple[float, float, float, float]:
+    if not len(x):
+        return (math.nan,) * 4
+    return float(x.min()), float(x.max()), float(x.mean()), float(x.std())
+
+
+def _outliers(x: np.ndarray) -> tuple[int, int]:
+    """How many values have a robust z-score over ROBUST_Z, and the index of the worst."""
+    finite = np.isfinite(x)
+    if finite.sum() < 3:
+        return 0, 0
+    median = np.median(x[finite])
+    mad = np.median(np.abs(x[finite] - median))
+    if mad == 0:  # over half the values equal: the MAD says nothing; the constant check speaks instead
+        return 0, 0
+    z = np.where(finite, 0.6745 * np.abs(x - median) / mad, 0.0)
+    return int((z > ROBUST_Z).sum()), int(np.argmax(z))
+
+
+def _constant(name: str, x: np.ndarray, role: str) -> list[Finding]:
+    finite = x[np.isfinite(x)]
+    if len(finite) and np.ptp(finite) > 0:
+        return []
+    if "target" in role:
+        return [Finding("error", "constant", name, "the target never changes: there is nothing to learn")]
+    return [Finding("warning", "constant", name, "the column never changes: it carries no information")]
+
+
+def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
+    a, b = np.sort(a[np.isfinite(a)]), np.sort(b[np.isfinite(b)])
+    if not len(a) or not len(b):
+        return math.nan
+    pooled = np.concatenate([a, b])
+    gap = np.searchsorted(a, pooled, side="right") / len(a) - np.searchsorted(b, pooled, side="right") / len(b)
+    return float(np.abs(gap).max())
+
+
+def _leakage(values: np.ndarray, names: list[str], inputs: list[str], targets: list[str],
+             cfg: DataConfig) -> list[Finding]:
+    """Features that equal (or nearly copy) a target shifted forward in time: the future seen as an input."""
+    out = []
+    max_shift = min(cfg.window + cfg.horizon, len(values) // 4)
+    for f in inputs:
+        for t in targets:
+            if f == t:
+                continue  # the target's own past is a legitimate input
+            x, y = values[:, names.index(f)], values[:, names.index(t)]
+            shift = _leak_shift(x, y, max_shift)
+            if shift:
+                out.append(Finding("warning", "leakage", f, f"equals target {t!r} shifted {shift} step(s) forward "
+                                   "in time: at prediction time the model would read the future"))
+    return out
+
+
+def _leak_shift(x: np.ndarray, y: np.ndarray, max_shift: int) -> int:
+    for s in range(1, max_shift + 1):
+        a, b = x[:-s], y[s:]
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+            continue
+        if np.allclose(a[ok], b[ok], rtol=1e-6, atol=0) or np.corrcoef(a[ok], b[ok])[0, 1] > LEAK_CORR:
+            return s
+    return 0
+
+
+def plot_splits(report: QualityReport, path: Path) -> Path:
+    """One panel per column: its distribution in train, val and test (step histograms on shared bins)."""
+    from lstm_onnx.core.figures import pyplot, save_figure
+
+    plt = pyplot()
+    n = len(report.columns)
+    fig, axes = plt.subplots(n, 1, figsize=(6, 2.2 * n), squeeze=False)
+    for j, (col, ax) in enumerate(zip(report.columns, axes[:, 0])):
+        data = [report.splits[s][:, j] for s in SPLITS]
+        finite = np.concatenate([d[np.isfinite(d)] for d in data])
+        bins = np.histogram_bin_edges(finite, bins=40) if len(finite) else 10
+        for name, d in zip(SPLITS, data):
+            ax.hist(d[np.isfinite(d)], bins=bins, density=True, histtype="step", label=name)
+        ax.set_title(f"{col.name} (KS val {_ks(col.drift.get('val'))}, test {_ks(col.drift.get('test'))})",
+                     fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,226 @@
+"""Open Inference Protocol (KServe v2, as Triton speaks it) tensors: an infer body -> checked arrays, and y ->
+a response body, JSON or with Triton's binary tensor extension (a JSON header of Inference-Header-Content-Length
+bytes, then each binary tensor's raw little-endian bytes in order). Errors are {"error": "<one line>"}."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+
+from lstm_onnx.serving.inputs import ApiError, finite_float32, parse_json
+
+HEADER_LENGTH = "inference-header-content-length"
+DTYPES = {"FP32": np.dtype("<f4"), "INT32": np.dtype("<i4")}
+INPUTS = {"x": "FP32", "lengths": "INT32"}
+OUTPUTS = {"y": "FP32"}
+UNSUPPORTED = ("shared_memory_region", "classification")
+
+
+def error_body(exc: ApiError) -> dict:
+    """The protocol's error shape: one string."""
+    return {"error": exc.message + (f" (expected {exc.expected})" if exc.expected else "")}
+
+
+def bad(message: str, expected: str | None = None) -> ApiError:
+    return ApiError(400, "bad_request", message, expected)
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    x: np.ndarray  # float32 [B, S, F], raw features
+    lengths: np.ndarray | None  # int32 [B], each 1..S
+    outputs: dict  # requested output name -> whether it goes back binary
+    sequence: tuple | None  # (key, start, end) for the sequence extension, None without a sequence_id
+
+
+def header_length(headers) -> int | None:
+    """Inference-Header-Content-Length from ASGI headers, or None."""
+    for name, value in headers:
+        if name == HEADER_LENGTH.encode():
+            if not value.isdigit():
+                raise bad(f"Inference-Header-Content-Length is {value.decode('latin-1')!r}", "a byte count")
+            return int(value)
+    return None
+
+
+def parse_infer(raw: bytes, head_len: int | None, num_features: int, max_items: int, max_steps: int) -> InferRequest:
+    """An infer body (and its Inference-Header-Content-Length) -> InferRequest, or the ApiError saying why not."""
+    if head_len is None:
+        head, binary = raw, b""
+    elif not 0 < head_len <= len(raw):
+        raise bad(f"Inference-Header-Content-Length {head_len} does not fit a body of {len(raw)} bytes")
+    else:
+        head, binary = raw[:head_len], memoryview(raw)[head_len:]
+    data = parse_json(head)
+    params = _dict(data.get("parameters"), "parameters")
+    tensors = _inputs(data.get("inputs"), binary, num_features, max_items, max_steps)
+    x, lengths = tensors["x"], tensors.get("lengths")
+    if lengths is not None and (lengths.shape != (len(x),) or lengths.min() < 1 or lengths.max() > x.shape[1]):
+        raise bad(f"lengths {lengths.tolist()} do not fit x of shape {list(x.shape)}",
+                  f"{len(x)} integers in 1..{x.shape[1]}")
+    rid = data.get("id")
+    return InferRequest(None if rid is None else str(rid), x, lengths, _outputs(data.get("outputs"), params),
+                        _sequence(params))
+
+
+def _dict(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad(f"{where} is a {type(value).__name__}, not an object")
+    return value
+
+
+def _inputs(entries, binary, num_features: int, max_items: int, max_steps: int) -> dict:
+    if not isinstance(entries, list) or not entries:
+        raise bad('missing "inputs" list', 'an "inputs" list with a tensor named "x"')
+    tensors, offset = {}, 0
+    for k, entry in enumerate(entries):
+        entry = _dict(entry, f"inputs[{k}]")
+        name = entry.get("name")
+        if name not in INPUTS:
+            raise bad(f"unknown input {name!r}", f"inputs named {', '.join(INPUTS)}")
+        if name in tensors:
+            raise bad(f"input {name!r} is given twice")
+        want = INPUTS[name]
+        if entry.get("datatype") != want:
+            raise bad(f"input {name!r} has datatype {entry.get('datatype')!r}", want)
+        shape = _shape(entry.get("shape"), name, num_features, max_items, max_steps)
+        params = _dict(entry.get("parameters"), f"input {name!r} parameters")
+        if any(p in params for p in UNSUPPORTED):
+            raise bad(f"input {name!r} asks for shared memory, which this server does not offer",
+                      "data in the body")
+        size = params.get("binary_data_size")
+        if size is not None:
+            offset, values = _binary(binary, offset, size, shape, want, name)
+        else:
+            values = _json_values(entry.get("data"), shape, want, name)
+        tensors[name] = values.reshape(shape)
+    if offset != len(binary):
+        raise bad(f"the body has {len(binary)} bytes after the JSON header, the inputs' binary_data_size add "
+                  f"up to {offset}")
+    if "x" not in tensors:
+        raise bad('missing input "x"', "FP32 x shaped [batch, steps, features]")
+    return tensors
+
+
+def _shape(shape, name: str, num_features: int, max_items: int, max_steps: int) -> tuple:
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise bad(f"input {name!r} has shape {shape!r}", "a list of non-negative integers")
+    if name == "lengths":
+        if len(shape) != 1:
+            raise bad(f"input 'lengths' has shape {shape}", "[batch]")
+        return tuple(shape)
+    expected = f"[1..{max_items}, 1..{max_steps}, {num_features}]"
+    if len(shape) != 3 or shape[2] != num_features or not 1 <= shape[1] <= max_steps:
+        raise bad(f"input 'x' has shape {shape}", expected)
+    if not 1 <= shape[0] <= max_items:
+        raise ApiError(413, "too_many_sequences", f"input 'x' has shape {shape}, over the limit of {max_items} "
+                       f"sequences", expected)
+    return tuple(shape)
+
+
+def _binary(binary, offset: int, size, shape: tuple, datatype: str, name: str) -> tuple:
+    dtype = DTYPES[datatype]
+    want = math.prod(shape) * dtype.itemsize
+    if type(size) is not int or size != want:
+        raise bad(f"input {name!r} has binary_data_size {size!r}; shape {list(shape)} of {datatype} is {want} bytes")
+    if offset + size > len(binary):
+        raise bad(f"input {name!r} needs bytes {offset}..{offset + size} after the JSON header; the body has "
+                  f"{len(binary)}")
+    values = np.frombuffer(binary[offset:offset + size], dtype)
+    return offset + size, _checked(values, datatype, name)
+
+
+def _json_values(data, shape: tuple, datatype: str, name: str) -> np.ndarray:
+    """`data` flat (row-major) or nested as the shape -> a checked array."""
+    if not isinstance(data, list):
+        raise bad(f"input {name!r} has no data list (and no binary_data_size)", "data or binary_data_size")
+    flat = data
+    for depth in range(len(shape) - 1):  # nested lists: check each level's length, then flatten it
+        if not flat or not isinstance(flat[0], list):
+            break
+        if not all(isinstance(row, list) and len(row) == shape[depth + 1] for row in flat):
+            raise bad(f"input {name!r}: nested data does not match shape {list(shape)}")
+        flat = list(chain.from_iterable(flat))
+    count = math.prod(shape)
+    if len(flat) != count:
+        raise bad(f"input {name!r} has {len(flat)} values; shape {list(shape)} needs {count}")
+    number = (int, float) if datatype == "FP32" else (int,)
+    if not all(type(v) in number for v in flat):
+        bad_value = next(v for v in flat if type(v) not in number)
+        raise bad(f"input {name!r} holds {bad_value!r}", f"{datatype} numbers")
+    try:
+        values = np.fromiter(flat, np.float64 if datatype == "FP32" else np.int64, count)
+    except OverflowError:
+        raise ApiError(422, "non_finite", f"input {name!r} holds numbers beyond float range", "finite numbers") from None
+    if datatype == "INT32" and count and (values.min() < -2**31 or values.max() >= 2**31):
+        raise bad(f"input {name!r} holds values beyond INT32")
+    return _checked(values, datatype, name)
+
+
+def _checked(values: np.ndarray, datatype: str, name: str) -> np.ndarray:
+    if datatype == "FP32":
+        return finite_float32(values, f"input {name!r}") if values.size else values.astype(np.float32)
+    return values.astype(np.int32)
+
+
+def _outputs(entries, params: dict) -> dict:
+    """Requested output -> binary? All outputs when none are named, binary if binary_data_output says so."""
+    default = bool(params.get("binary_data_output", False))
+    if entries is None:
+        return {name: default for name in OUTPUTS}
+    if not isinstance(entries, list):
+        raise bad('"outputs" is not a list')
+    wanted = {}
+    for k, entry in enumerate(entries):
+        entry = _dict(entry, f"outputs[{k}]")
+        name = entry.get("name")
+        if name not in OUTPUTS:
+            raise bad(f"unknown output {name!r}", f"outputs named {', '.join(OUTPUTS)}")
+        out_params = _dict(entry.get("parameters"), f"output {name!r} parameters")
+        if any(out_params.get(p) for p in UNSUPPORTED):
+            raise bad(f"output {name!r} asks for shared memory or classification, which this server does not offer")
+        wanted[name] = bool(out_params.get("binary_data", default))
+    return wanted
+
+
+def _sequence(params: dict) -> tuple | None:
+    """(session key, start, end); tritonclient sends no sequence_id, or 0 / "", for requests outside one."""
+    sid = params.get("sequence_id")
+    if sid is None or sid == 0 or sid == "":
+        return None
+    if type(sid) not in (int, str):
+        raise bad(f"sequence_id is {sid!r}", "an integer or a string")
+    flags = [params.get(k, False) for k in ("sequence_start", "sequence_end")]
+    if not all(type(f) is bool for f in flags):
+        raise bad(f"sequence_start / sequence_end are {flags}", "booleans")
+    # v1 session ids never hold "/", so these keys cannot meet one; an int and a string id are different sequences
+    return (f"v2/{type(sid).__name__}/{sid}", *flags)
+
+
+def encode_infer(model: str, version: str, rid: str | None, outputs: dict, arrays: dict) -> tuple[object, dict]:
+    """(payload, headers): a dict for a JSON reply, or bytes (JSON header + binary tensors) with the
+    Inference-Header-Content-Length header when any output goes back binary."""
+    entries, blobs = [], []
+    for name, binary in outputs.items():
+        y = np.ascontiguousarray(arrays[name], DTYPES[OUTPUTS[name]])
+        entry = {"name": name, "datatype": OUTPUTS[name], "shape": list(y.shape)}
+        if binary:
+            blobs.append(y.tobytes())
+            entry["parameters"] = {"binary_data_size": len(blobs[-1])}
+        else:
+            entry["data"] = y.reshape(-1).tolist()
+        entries.append(entry)
+    payload = {"model_name": model, "model_version": version, "outputs": entries}
+    if rid is not None:
+        payload["id"] = rid
+    if not blobs:
+        return payload, {}
+    from lstm_onnx.serving.hotpath import dumps
+
+    head = dumps(payload)
+    return head + b"".join(blobs), {"Inference-Header-Content-Length": len(head)}

@@ -1,0 +1,144 @@
+"""The Open Inference Protocol (KServe v2, as Triton speaks it) next to /v1: health, server and model metadata as
+FastAPI routes, and infer as a hot route (serving/hotpath.py) through the same parse pool, range check, batcher
+and sessions as /v1. Tensors: x FP32 [batch, steps, features] raw, lengths INT32 [batch] optional, y raw out.
+The sequence extension (parameters.sequence_id / sequence_start / sequence_end) maps onto /v1's sessions."""
+from __future__ import annotations
+
+import contextlib
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from fastapi.responses import JSONResponse
+
+from lstm_onnx.serving.batcher import Item
+from lstm_onnx.serving.inputs import ApiError
+from lstm_onnx.serving.sessions import UnknownSession
+from lstm_onnx.serving.v2_protocol import bad, encode_infer, error_body, header_length, parse_infer
+
+VERSION = "1"  # the one version a model has here
+PLATFORM = "onnxruntime_onnx"
+
+
+def model_name(settings) -> str:
+    return settings.model_name or Path(settings.model).stem or "lstm"
+
+
+class V2:
+    def __init__(self, srv):
+        self.srv, self.name = srv, model_name(srv.settings)
+
+    def check_model(self, name: str, version: str = "") -> None:
+        if name != self.name or version not in ("", VERSION):
+            which = f"{name!r} version {version}" if version else repr(name)
+            raise ApiError(404, "unknown_model", f"no model {which}", f"model {self.name!r}, version {VERSION}")
+
+    def metadata(self) -> dict:
+        p = self.srv.predictor
+        out = p.session.get_outputs()[p.output_names.index("y")].shape
+        width = out[-1] if isinstance(out[-1], int) else -1
+        y = [-1, -1, width] if p.head == "sequence" else [-1, width]
+        return {"name": self.name, "versions": [VERSION], "platform": PLATFORM,
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1, p.num_features]},
+                           {"name": "lengths", "datatype": "INT32", "shape": [-1]}],
+                "outputs": [{"name": "y", "datatype": "FP32", "shape": y}]}
+
+    # -- the hot route
+    async def infer(self, body, params, media: str):
+        srv, s = self.srv, self.srv.settings
+        self.check_model(params["name"], params["version"])
+        head = header_length(params["headers"])
+        req = await srv.parser.run(parse_infer, await body(), head, srv.predictor.num_features, s.max_items,
+                                   s.max_seq_len)
+        srv.check_range(req.x, "input 'x'")
+        lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
+        xs = [x[:n] for x, n in zip(req.x, lengths)]
+        results = await (self.sequence_step(req.sequence, xs) if req.sequence else srv.run([Item(x) for x in xs]))
+        y = stack([r["y"] for r in results], req.x.shape[1], srv.predictor.head == "sequence")
+        return encode_infer(self.name, VERSION, req.id, req.outputs, {"y": y})
+
+    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
+        srv = self.srv
+        key, start, end = sequence
+        if srv.sessions is None:
+            raise bad("this model has no h0/c0 inputs, so it takes no sequence_id", "a model exported with --stateful")
+        if len(xs) != 1:
+            raise bad(f"a sequence request carries one stream, got a batch of {len(xs)}", "x shaped [1, steps, F]")
+        shown = key.split("/", 2)[2]
+        if start:
+            session = srv.new_session(key)
+        else:
+            try:
+                session = srv.sessions.get(key)
+            except UnknownSession:
+                raise bad(f"sequence {shown} is not open: start it with sequence_start (it may have ended, or "
+                          f"expired after {srv.settings.session_ttl_s:g} s idle)") from None
+        try:
+            result = await srv.advance(session, xs[0])
+        finally:
+            if end:
+                with contextlib.suppress(UnknownSession):
+                    srv.sessions.delete(key)
+        return [result]
+
+    # -- the FastAPI routes
+    async def live(self):
+        return {"live": True}
+
+    async def ready(self):
+        if not self.srv.batcher.running:
+            return JSONResponse({"error": "not ready: batcher not running"}, 503)
+        return {"ready": True}
+
+    async def server_metadata(self):
+        extensions = ["binary_tensor_data"] + (["sequence"] if self.srv.predictor.stateful else [])
+        return {"name": "lstm-onnx-pipeline", "version": package_version(), "extensions": extensions}
+
+    async def model_metadata(self, name: str, version: str = ""):
+        self.check_model(name, version)
+        return self.metadata()
+
+    async def model_ready(self, name: str, version: str = ""):
+        self.check_model(name, version)
+        return await self.ready()
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("lstm-onnx-pipeline")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def stack(ys: list, steps: int, sequence_head: bool) -> np.ndarray:
+    """Per-item y -> one batch-major array; a sequence head's steps past an item's length are 0, as
+    Predictor.predict(x, lengths) gives them."""
+    if not sequence_head:
+        return np.stack(ys)
+    out = np.zeros((len(ys), steps, ys[0].shape[-1]), np.float32)
+    for k, y in enumerate(ys):
+        out[k, :len(y)] = y
+    return out
+
+
+def install(app, srv) -> V2:
+    """The v2 routes stay out of /openapi.json: KServe's own document specifies them, errors as one string,
+    where ours (and its bad-input harness) has {"error": {"code", "message"}}."""
+    v2 = V2(srv)
+    get = lambda path: app.get(path, include_in_schema=False)  # noqa: E731
+    get("/v2/health/live")(v2.live)
+    get("/v2/health/ready")(v2.ready)
+    get("/v2")(v2.server_metadata)
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        get(prefix)(v2.model_metadata)
+        get(prefix + "/ready")(v2.model_ready)
+    return v2
+
+
+def is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def shaped(exc: ApiError, path: str) -> dict:
+    """An error in the shape of the protocol the path speaks."""
+    return error_body(exc) if is_v2(path) else exc.body()

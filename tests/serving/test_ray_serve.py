@@ -1,0 +1,182 @@
+"""Ray Serve with 2 model replicas on loopback: parity with Predictor, a stream whose steps land on different
+replicas, signed state tokens, the same 4xx JSON as our server, and a replica killed under load. One Ray cluster
+and one Serve app for the whole module (ray.init costs seconds)."""
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from lstm_onnx.runtimes.embed import Predictor
+from lstm_onnx.runtimes.tolerances import default_tolerance
+
+ray = pytest.importorskip("ray", reason="Ray Serve tests need the ray extra (pip install 'lstm-onnx-pipeline[ray]')")
+serve = pytest.importorskip("ray.serve", reason="Ray Serve tests need ray[serve]")
+httpx = pytest.importorskip("httpx")
+
+pytestmark = pytest.mark.slow
+TOL = default_tolerance("float32")
+APP = "lstm"
+
+
+def close(a, b) -> None:
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=TOL.atol, rtol=TOL.rtol)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def replica_actors() -> list[str]:
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{APP}#Model#"))
+
+
+@pytest.fixture(scope="module")
+def cluster(serve_model):
+    from lstm_onnx.serving.ray_app import build
+    from lstm_onnx.serving.settings import ServeSettings
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace=f"lstm-test-{uuid.uuid4().hex[:8]}",
+             log_to_driver=False, configure_logging=False)
+    port = free_port()
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        settings = ServeSettings(model=str(serve_model), replicas=2, max_wait_ms=1.0)
+        serve.run(build(settings), name=APP, route_prefix="/")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def predictor(serve_model):
+    return Predictor.load(serve_model)
+
+
+def test_predict_equals_predictor(cluster, predictor):
+    x = np.random.default_rng(0).normal(size=(3, 7, predictor.num_features)).astype(np.float32)
+    r = cluster.post("/v1/predict", json={"inputs": x.tolist()})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-replica-id"]
+    close(r.json()["outputs"], predictor.predict(x))
+    assert cluster.get("/readyz").json() == {"status": "ready"}
+    assert cluster.get("/v1/model").json()["engine"] == "ray"
+
+
+def test_stream_across_replicas_equals_one_pass(cluster, predictor):
+    x = np.random.default_rng(1).normal(size=(1, 30, predictor.num_features)).astype(np.float32)
+    sid = cluster.post("/v1/sessions").json()["session_id"]
+    replicas, t = set(), 0
+    for k in (1, 2, 1, 3) * 5:  # chunks of uneven sizes, 40 steps at most
+        if t + k > x.shape[1] or (len(replicas) >= 2 and t >= 12):
+            break
+        r = cluster.post(f"/v1/sessions/{sid}/step", json={"inputs": x[0, t:t + k].tolist()})
+        assert r.status_code == 200, r.text
+        t += k
+        body = r.json()
+        assert body["steps"] == t
+        close(body["outputs"], predictor.predict(x[:, :t])[0])  # the step's y equals one pass over the prefix
+        sid = body["session_id"]
+        replicas.add(r.headers["x-replica-id"])
+    assert len(replicas) >= 2, f"all steps landed on {replicas}"
+
+
+def test_tampered_token_is_refused(cluster, predictor):
+    from lstm_onnx.serving import state_token
+
+    sid = cluster.post("/v1/sessions").json()["session_id"]
+    step = {"inputs": [[0.5] * predictor.num_features]}
+    good = cluster.post(f"/v1/sessions/{sid}/step", json=step).json()["session_id"]
+    raw = bytearray(state_token.base64.urlsafe_b64decode(good))
+    raw[20] ^= 1  # one bit of h
+    bad = state_token.base64.urlsafe_b64encode(bytes(raw)).decode()
+    r = cluster.post(f"/v1/sessions/{bad}/step", json=step)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_session"
+    assert cluster.post("/v1/sessions/abc/step", json=step).status_code == 404
+
+
+def test_bad_input_is_the_same_4xx_json(cluster, predictor):
+    from lstm_onnx.serving.bodies import predict_arrays
+    from lstm_onnx.serving.inputs import ApiError
+
+    raw = b'{"inputs": [[[1.0]]]}'  # one feature; the model has more
+    with pytest.raises(ApiError) as expected:
+        predict_arrays(raw, "application/json", predictor.num_features, 256, 1024)
+    r = cluster.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()) == (expected.value.status, expected.value.body())
+    assert cluster.post("/v1/predict", content=b"{").status_code == 400
+
+
+def test_killed_replica_gives_correct_answers_or_clean_503s(cluster, predictor):
+    rng = np.random.default_rng(2)
+    xs = [rng.normal(size=(1, 5 + k % 4, predictor.num_features)).astype(np.float32) for k in range(16)]
+    want = [predictor.predict(x) for x in xs]
+    before = replica_actors()
+    assert len(before) == 2, before
+    stop = time.monotonic() + 4.0
+
+    def client(k: int) -> list[tuple]:
+        seen = []
+        while time.monotonic() < stop:
+            i = (k + len(seen)) % len(xs)
+            try:
+                r = cluster.post("/v1/predict", json={"inputs": xs[i].tolist()})
+            except httpx.TransportError as exc:  # not expected; recorded so the assert below names it
+                seen.append(("transport", repr(exc)))
+                continue
+            seen.append((i, r.status_code, r.headers.get("retry-after"), r.text))
+        return seen
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(client, k) for k in range(8)]
+        time.sleep(1.0)
+        ray.kill(ray.get_actor(before[0], namespace="serve"), no_restart=True)
+        seen = [s for f in futures for s in f.result()]
+    ok = refused = 0
+    for item in seen:
+        assert item[0] != "transport", item
+        i, status, retry_after, text = item
+        if status == 200:
+            close(__import__("json").loads(text)["outputs"], want[i])  # never a wrong number
+            ok += 1
+        else:
+            assert status == 503 and retry_after, item  # a clean, retryable refusal
+            assert __import__("json").loads(text)["error"]["code"] == "replica_unavailable"
+            refused += 1
+    assert ok > 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # Ray Serve replaces the dead replica
+        now = replica_actors()
+        if len(now) == 2 and before[0] not in now:
+            break
+        time.sleep(0.5)
+    assert len(now) == 2 and before[0] not in now, now
+    r = cluster.post("/v1/predict", json={"inputs": xs[0].tolist()})
+    assert r.status_code == 200
+    close(r.json()["outputs"], want[0])
+    print(f"killed {before[0]}: {ok} answers, {refused} clean 503s")
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_v2_infer_with_tritonclient_equals_predictor(cluster, predictor, binary):
+    http = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http]")
+    name = cluster.get("/v2/models/serve").json()["name"]  # the model file's stem
+    client = http.InferenceServerClient(str(cluster.base_url).split("//")[1].rstrip("/"))
+    assert client.is_server_live() and client.is_model_ready(name)
+    x = np.random.default_rng(3).normal(size=(2, 6, predictor.num_features)).astype(np.float32)
+    inp = http.InferInput("x", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    out = client.infer(name, [inp], outputs=[http.InferRequestedOutput("y", binary_data=binary)])
+    close(out.as_numpy("y"), predictor.predict(x))
+    r = cluster.post(f"/v2/models/{name}/infer", json={"inputs": [{"name": "x", "shape": [1, 1, 1],
+                                                                   "datatype": "FP32", "data": [1.0]}]})
+    assert r.status_code == 400 and isinstance(r.json()["error"], str)  # the protocol's error shape
