@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
@@ -74,11 +75,14 @@ def free_port() -> int:
 
 def start_server(model: str, port: int, extra: list[str], ready_s: float = 60) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lstm_onnx.cli", "-q", "serve", model, "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe nobody reads: Ray's logging fills a pipe and the server then blocks on it.
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
     deadline = time.monotonic() + ready_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise SystemExit(f"server exited: {log.read()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return proc
@@ -179,7 +183,11 @@ def measure_ray(args, targets: list, replicas: int) -> dict:
                 for t, r in measure(f"http://127.0.0.1:{port}", targets, args.model_name, args).items()}
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:
