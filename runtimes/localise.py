@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstm_onnx.runtimes.compare import Tolerances
+from lstm_onnx.runtimes.numpy_ref import float64_state, lstm_direction
 
 
 def _first_outside(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float, step_axis: int | None):
@@ -50,31 +51,20 @@ def measured(actual: dict, expected: dict, tolerances: Tolerances, meta: dict) -
     return out
 
 
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def gate_departure(state_dict: dict, cfg, x: np.ndarray, atol: float) -> dict | None:
     """Layer 0, forward: the first (step, gate, unit) where the gates with P and with P = 0 differ by > atol."""
-    sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, np.float64)
-          for k, v in state_dict.items()}
+    sd = float64_state(state_dict)
     if "lstm.peephole_l0" not in sd:
         return None
     x = np.asarray(x, np.float64)
     x = x if not cfg.batch_first else x.transpose(1, 0, 2)  # [S, B, F]
     W, R = sd["lstm.weight_ih_l0"], sd["lstm.weight_hh_l0"]
-    b = sd["lstm.bias_ih_l0"] + sd["lstm.bias_hh_l0"] if cfg.bias else 0.0
+    b = sd["lstm.bias_ih_l0"] + sd["lstm.bias_hh_l0"] if cfg.bias else np.zeros(4 * cfg.hidden_size)
+    S, B = x.shape[:2]
     runs = []
     for P in (sd["lstm.peephole_l0"], np.zeros_like(sd["lstm.peephole_l0"])):
-        h = c = np.zeros((x.shape[1], cfg.hidden_size))
-        gates = []
-        for t in range(x.shape[0]):
-            z_i, z_f, z_g, z_o = np.split(x[t] @ W.T + h @ R.T + b, 4, axis=1)
-            i, f = _sigmoid(z_i + P[0] * c), _sigmoid(z_f + P[1] * c)
-            c = f * c + i * np.tanh(z_g)
-            o = _sigmoid(z_o + P[2] * c)
-            h = o * np.tanh(c)
-            gates.append({"i": i, "f": f, "o": o})
+        zeros, gates = np.zeros((B, cfg.hidden_size)), []
+        lstm_direction(x, W, R, b, P, zeros, zeros, np.full(B, S), reverse=False, gates=gates)
         runs.append(gates)
     first = {}
     for t, (with_p, without) in enumerate(zip(*runs)):

@@ -13,8 +13,15 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def lstm_direction(x, W, R, b, p, h, c, lengths, reverse):
-    """x [S, B, I]; W [4H, I]; R [4H, H]; b [4H]; p (p_i, p_f, p_o) each [H]; h, c [B, H]."""
+def float64_state(state_dict: dict) -> dict[str, np.ndarray]:
+    """A state dict (torch tensors or arrays) as float64 numpy arrays."""
+    return {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
+            for k, v in state_dict.items()}
+
+
+def lstm_direction(x, W, R, b, p, h, c, lengths, reverse, gates: list | None = None):
+    """x [S, B, I]; W [4H, I]; R [4H, H]; b [4H]; p (p_i, p_f, p_o) each [H]; h, c [B, H].
+    `gates`: a list that gets each step's {"i", "f", "o"} activations, in the order the steps run."""
     S = x.shape[0]
     p_i, p_f, p_o = p
     y = np.zeros((S, x.shape[1], R.shape[1]))
@@ -26,6 +33,8 @@ def lstm_direction(x, W, R, b, p, h, c, lengths, reverse):
         c_new = f * c + i * np.tanh(z_g)
         o = sigmoid(z_o + p_o * c_new)
         h_new = o * np.tanh(c_new)
+        if gates is not None:
+            gates.append({"i": i, "f": f, "o": o})
         valid = (t < lengths)[:, None]
         h, c = np.where(valid, h_new, h), np.where(valid, c_new, c)
         y[t] = np.where(valid, h_new, 0.0)
@@ -37,8 +46,7 @@ class NumpyRunner(Runner):
 
     def __init__(self, state_dict: dict, model_config, inputs: list[str] = ("x",)):
         super().__init__()
-        self.sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
-                   for k, v in state_dict.items()}
+        self.sd = float64_state(state_dict)
         self.cfg = model_config
         self.inputs = list(inputs)
 
