@@ -197,9 +197,9 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
     if no_peephole:
         config.model.peephole = False
     _check_writable(out)
-    _check_data(obj, config.data)
+    dataset = _check_data(obj, config.data)
     try:
-        ckpt = run_train(config, out, progress=not obj.quiet, log=obj.echo,
+        ckpt = run_train(config, out, progress=not obj.quiet, log=obj.echo, dataset=dataset,
                          resume=state_path(out) if resume else None)
     except ValueError as exc:
         _fail(str(exc))
@@ -208,15 +208,16 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
              f"{m['train_seconds']:.1f}s; wrote {out}")
 
 
-def _check_data(obj, data) -> None:
-    """check-data's findings before training a CSV: warnings printed, errors refused (one line)."""
+def _check_data(obj, data):
+    """check-data's findings before training a CSV: warnings printed, errors refused (one line). Returns the
+    dataset it loaded (None for generated tasks), so that training does not read the CSV again."""
     if data.task != "csv":
-        return
+        return None
     from lstm_onnx.cli.check_data import run_check
     from lstm_onnx.pipeline.data import CSVError, csv_dataset
 
     try:  # the loader's own refusals first (missing values, text, overflow, too few rows), in its words
-        csv_dataset(data)
+        dataset = csv_dataset(data)
     except CSVError as exc:
         _fail(str(exc))
     report = run_check(data)
@@ -226,6 +227,7 @@ def _check_data(obj, data) -> None:
         _fail(f"data {f.column}: {f.message}{more}")
     for f in report.warnings:
         obj.echo(f"warning: data {f.column}: {f.message}", err=True)
+    return dataset
 
 
 @cli.command()

@@ -91,14 +91,7 @@ def read_csv(cfg: DataConfig) -> tuple[np.ndarray, list[str]]:
         raise CSVError(f"{path} is empty")
     header = [h.strip() for h in rows[0]]
     lines = [(i + 2, r) for i, r in enumerate(rows[1:]) if any(v.strip() for v in r)]  # blank lines skipped
-    for name in cfg.drop_columns:
-        if name not in header:
-            raise CSVError(f"{path}: drop_columns names {name!r}, which is not a column; columns: {', '.join(header)}")
-    wanted = list(dict.fromkeys(cfg.features or [h for h in header if h not in cfg.drop_columns]))
-    for name in wanted + list(cfg.targets):
-        if name not in header:
-            raise CSVError(f"{path}: no column {name!r}; columns: {', '.join(header)}")
-    names = wanted + [t for t in cfg.targets if t not in wanted]
+    names = model_columns(cfg, header, path)
     cols = [header.index(n) for n in names]
     values = np.empty((len(lines), len(cols)))
     for r, (line, row) in enumerate(lines):
@@ -107,6 +100,29 @@ def read_csv(cfg: DataConfig) -> tuple[np.ndarray, list[str]]:
         for j, c in enumerate(cols):
             values[r, j] = _number(row[c], path, line, names[j])
     return _fill_missing(values, names, cfg.missing, path, [line for line, _ in lines]), names
+
+
+def model_columns(cfg: DataConfig, header: list[str], path) -> list[str]:
+    """The columns the model reads: inputs (data.features, else all but drop_columns), then targets not among
+    them; CSVError naming a configured column the header lacks."""
+    for name in cfg.drop_columns:
+        if name not in header:
+            raise CSVError(f"{path}: drop_columns names {name!r}, which is not a column; columns: {', '.join(header)}")
+    wanted = list(dict.fromkeys(cfg.features or [h for h in header if h not in cfg.drop_columns]))
+    for name in wanted + list(cfg.targets) + ([cfg.time_column] if cfg.time_column else []):
+        if name not in header:
+            raise CSVError(f"{path}: no column {name!r}; columns: {', '.join(header)}")
+    return wanted + [t for t in cfg.targets if t not in wanted]
+
+
+def interpolate_missing(values: np.ndarray) -> np.ndarray:
+    """NaNs filled linearly in time, per column, in place; ends held at the nearest value; all-NaN columns kept."""
+    t = np.arange(len(values))
+    for c in range(values.shape[1]):
+        ok = ~np.isnan(values[:, c])
+        if ok.any() and not ok.all():
+            values[:, c] = np.interp(t, t[ok], values[ok, c])
+    return values
 
 
 def _number(text: str, path: Path, line: int, column: str) -> float:
@@ -135,13 +151,10 @@ def _fill_missing(values: np.ndarray, names: list[str], how: str, path: Path, li
                        f"{names[c]!r}; set data.missing = \"interpolate\" or \"drop\"")
     if how == "drop":
         return values[~missing.any(1)]
-    t = np.arange(len(values))
-    for c in range(values.shape[1]):
-        ok = ~missing[:, c]
-        if not ok.any():
-            raise CSVError(f"{path}: column {names[c]!r} has no values")
-        values[:, c] = np.interp(t, t[ok], values[ok, c])  # ends are held at the nearest value
-    return values
+    empty = np.flatnonzero(missing.all(0))
+    if len(empty):
+        raise CSVError(f"{path}: column {names[empty[0]]!r} has no values")
+    return interpolate_missing(values)
 
 
 def csv_dataset(cfg: DataConfig) -> Dataset:

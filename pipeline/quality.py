@@ -14,7 +14,7 @@ import numpy as np
 
 from lstm_onnx.core.tables import grid
 from lstm_onnx.pipeline.config import DataConfig
-from lstm_onnx.pipeline.data import FLOAT32_MAX, CSVError, _rows, split_sizes
+from lstm_onnx.pipeline.data import FLOAT32_MAX, CSVError, _rows, interpolate_missing, model_columns, split_sizes
 
 # Iglewicz & Hoaglin's cut for the modified z-score 0.6745 (x - median) / MAD.
 ROBUST_Z = 3.5
@@ -135,11 +135,7 @@ def _read(cfg: DataConfig) -> _Table:
         raise CSVError(f"{path} has fewer than 2 data rows")
     header = [h.strip() for h in rows[0]]
     body = [(i + 2, r) for i, r in enumerate(rows[1:]) if any(v.strip() for v in r)]
-    wanted = list(dict.fromkeys(cfg.features or [h for h in header if h not in cfg.drop_columns]))
-    names = wanted + [t for t in cfg.targets if t not in wanted]
-    for name in names + ([cfg.time_column] if cfg.time_column else []):
-        if name not in header:
-            raise CSVError(f"{path}: no column {name!r}; columns: {', '.join(header)}")
+    names = model_columns(cfg, header, path)
     ragged = next((line for line, r in body if len(r) != len(header)), None)
     if ragged is not None:
         raise CSVError(f"{path} line {ragged}: a different number of fields than the header's {len(header)}")
@@ -230,7 +226,7 @@ def _model_view(table: _Table, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray,
         keep = ~np.isnan(values).any(1)
         values, lines = values[keep], lines[keep]
     else:
-        values = _interpolate(values)
+        values = interpolate_missing(values)
     if cfg.difference and len(values) > 1:
         values, lines = np.diff(values, axis=0), lines[1:]
     return values, lines, out
@@ -242,15 +238,6 @@ def _not_numbers(table: _Table) -> np.ndarray:
         if name in table.bad_text:
             mask[:, j] = np.isnan(table.raw[:, j])
     return mask
-
-
-def _interpolate(values: np.ndarray) -> np.ndarray:
-    t = np.arange(len(values))
-    for j in range(values.shape[1]):
-        ok = ~np.isnan(values[:, j])
-        if ok.any() and not ok.all():
-            values[:, j] = np.interp(t, t[ok], values[ok, j])
-    return values
 
 
 def _split(values: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
