@@ -22,6 +22,17 @@ from lstm_onnx.runtimes.session import OrtSession, PlacementWarning
 _FLOAT32 = np.dtype(np.float32)
 
 
+def range_problem(x: np.ndarray, safe_abs: float | None) -> str | None:
+    """Why `x` cannot be normalized without overflow given a model's bound (Predictor.safe_abs), or None."""
+    if safe_abs is None:
+        return None
+    largest = float(np.abs(x).max())
+    if largest <= safe_abs:
+        return None
+    return (f"input values up to {largest:.3g} overflow float32 once normalized by this model's training "
+            f"statistics: keep |x| under {safe_abs:.3g}")
+
+
 class PredictorError(ValueError):
     """Bad input or a model this API cannot drive; the message says what was expected."""
 
@@ -136,13 +147,7 @@ class Predictor:
 
     def range_problem(self, x: np.ndarray) -> str | None:
         """Why `x` (finite float32) cannot be normalized without overflow, or None (one pass over x)."""
-        if self.safe_abs is None:
-            return None
-        largest = float(np.abs(x).max())
-        if largest <= self.safe_abs:
-            return None
-        return (f"input values up to {largest:.3g} overflow float32 once normalized by this model's training "
-                f"statistics: keep |x| under {self.safe_abs:.3g}")
+        return range_problem(x, self.safe_abs)
 
     def check_input(self, x) -> np.ndarray:
         raw = x

@@ -9,7 +9,7 @@ from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lstm_onnx.runtimes.embed import PredictorError
+from lstm_onnx.runtimes.embed import PredictorError, range_problem
 from lstm_onnx.serving import state_token
 from lstm_onnx.serving.app import UNAUTHORIZED, api_error, batching_policy, check_servable, http_error, internal_error
 from lstm_onnx.serving.auth import BearerCheck
@@ -17,7 +17,15 @@ from lstm_onnx.serving.bodies import predict_arrays, step_array
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import bad, encode_infer, error_body, header_length, parse_infer
-from lstm_onnx.serving.v2_routes import PLATFORM, VERSION, model_name, package_version, stack
+from lstm_onnx.serving.v2_routes import (
+    VERSION,
+    check_model,
+    model_metadata,
+    model_name,
+    package_version,
+    stack,
+    y_width,
+)
 
 RETRY_AFTER_S = "1"
 REPLICA_HEADER = "X-Replica-Id"
@@ -59,8 +67,7 @@ class Model:
                 "hidden_size": p.hidden_size if p.stateful else None, "lengths_input": p.has_lengths,
                 "meta": {k: p.meta.get(k) for k in ("form", "version", "opset", "feature_names", "target_names")},
                 "safe_abs": p.safe_abs, "batching": self.batching, "providers": p.session.get_providers(),
-                "y_width": next((o.shape[-1] for o in p.session.get_outputs() if o.name == "y"
-                                 and isinstance(o.shape[-1], int)), -1)}
+                "y_width": y_width(p)}
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)  # replaced from the settings in __init__
     async def run(self, items: list[tuple]) -> list[dict]:
@@ -98,9 +105,7 @@ class V2Routes:
         return {"name": "lstm-onnx-pipeline", "version": package_version(), "extensions": ["binary_tensor_data"]}
 
     def check_model(self, name: str, version: str | None) -> None:
-        if name != self.name or (version or "") not in ("", VERSION):
-            raise ApiError(404, "unknown_model", f"no model {name!r} version {version or ''}",
-                           f"model {self.name!r}, version {VERSION}")
+        check_model(self.name, name, version or "")
 
     @api.get(V2_ROUTES[0])
     @api.get(V2_ROUTES[1])
@@ -110,11 +115,7 @@ class V2Routes:
         except ApiError as exc:
             return v2_refusal(exc)
         info = await self.info()
-        y = [-1, -1, info["y_width"]] if info["head"] == "sequence" else [-1, info["y_width"]]
-        return {"name": self.name, "versions": [VERSION], "platform": PLATFORM,
-                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1, info["num_features"]]},
-                           {"name": "lengths", "datatype": "INT32", "shape": [-1]}],
-                "outputs": [{"name": "y", "datatype": "FP32", "shape": y}]}
+        return model_metadata(self.name, info["num_features"], info["y_width"], info["head"] == "sequence")
 
     @api.get(V2_ROUTES[0] + "/ready")
     @api.get(V2_ROUTES[1] + "/ready")
@@ -180,11 +181,9 @@ class Ingress(V2Routes):
         return raw
 
     def check_range(self, info: dict, x: np.ndarray, where: str) -> None:
-        bound = info["safe_abs"]
-        if bound is not None and float(np.abs(x).max()) > bound:
-            raise ApiError(422, "out_of_range", f"{where}: input values up to {float(np.abs(x).max()):.3g} "
-                           f"overflow float32 once normalized: keep |x| under {bound:.3g}",
-                           "values the model can normalize")
+        problem = range_problem(x, info["safe_abs"])
+        if problem:
+            raise ApiError(422, "out_of_range", f"{where}: {problem}", "values the model can normalize")
 
     async def call(self, items: list[tuple]) -> list[dict]:
         try:

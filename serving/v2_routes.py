@@ -24,24 +24,37 @@ def model_name(settings) -> str:
     return settings.model_name or Path(settings.model).stem or "lstm"
 
 
+def check_model(served: str, name: str, version: str = "") -> None:
+    """404 unless `name` (and `version`, if any) is the model served under `served`."""
+    if name != served or version not in ("", VERSION):
+        which = f"{name!r} version {version}" if version else repr(name)
+        raise ApiError(404, "unknown_model", f"no model {which}", f"model {served!r}, version {VERSION}")
+
+
+def y_width(predictor) -> int:
+    """The output's last dimension, -1 where the graph leaves it symbolic."""
+    out = predictor.session.get_outputs()[predictor.output_names.index("y")].shape
+    return out[-1] if isinstance(out[-1], int) else -1
+
+
+def model_metadata(name: str, num_features: int, width: int, sequence_head: bool) -> dict:
+    y = [-1, -1, width] if sequence_head else [-1, width]
+    return {"name": name, "versions": [VERSION], "platform": PLATFORM,
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1, num_features]},
+                       {"name": "lengths", "datatype": "INT32", "shape": [-1]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": y}]}
+
+
 class V2:
     def __init__(self, srv):
         self.srv, self.name = srv, model_name(srv.settings)
 
     def check_model(self, name: str, version: str = "") -> None:
-        if name != self.name or version not in ("", VERSION):
-            which = f"{name!r} version {version}" if version else repr(name)
-            raise ApiError(404, "unknown_model", f"no model {which}", f"model {self.name!r}, version {VERSION}")
+        check_model(self.name, name, version)
 
     def metadata(self) -> dict:
         p = self.srv.predictor
-        out = p.session.get_outputs()[p.output_names.index("y")].shape
-        width = out[-1] if isinstance(out[-1], int) else -1
-        y = [-1, -1, width] if p.head == "sequence" else [-1, width]
-        return {"name": self.name, "versions": [VERSION], "platform": PLATFORM,
-                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1, p.num_features]},
-                           {"name": "lengths", "datatype": "INT32", "shape": [-1]}],
-                "outputs": [{"name": "y", "datatype": "FP32", "shape": y}]}
+        return model_metadata(self.name, p.num_features, y_width(p), p.head == "sequence")
 
     # -- the hot route
     async def infer(self, body, params, media: str):
