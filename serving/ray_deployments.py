@@ -16,7 +16,7 @@ from lstm_onnx.serving.auth import BearerCheck
 from lstm_onnx.serving.bodies import predict_arrays, step_array
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.settings import ServeSettings
-from lstm_onnx.serving.v2_protocol import bad, encode_infer, error_body, header_length, parse_infer
+from lstm_onnx.serving.v2_protocol import bad, encode_infer, header_length, parse_infer
 from lstm_onnx.serving.v2_routes import (
     VERSION,
     check_model,
@@ -79,10 +79,6 @@ class Model:
 V2_ROUTES = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
 
 
-def v2_refusal(exc: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(exc), exc.status, headers=exc.headers)
-
-
 class V2Routes:
     """The Open Inference Protocol on the ingress, parsed and encoded by serving/v2_protocol.py as our server
     does. No sequence extension: a sequence_id names server-side state, which replicas without affinity do not
@@ -97,7 +93,7 @@ class V2Routes:
         try:
             await self.info()
         except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
-            return v2_refusal(replica_unavailable(type(exc).__name__))
+            raise replica_unavailable(type(exc).__name__) from None
         return {"ready": True}
 
     @api.get("/v2")
@@ -110,39 +106,30 @@ class V2Routes:
     @api.get(V2_ROUTES[0])
     @api.get(V2_ROUTES[1])
     async def v2_metadata(self, name: str, version: str | None = None):
-        try:
-            self.check_model(name, version)
-        except ApiError as exc:
-            return v2_refusal(exc)
+        self.check_model(name, version)
         info = await self.info()
         return model_metadata(self.name, info["num_features"], info["y_width"], info["head"] == "sequence")
 
     @api.get(V2_ROUTES[0] + "/ready")
     @api.get(V2_ROUTES[1] + "/ready")
     async def v2_model_ready(self, name: str, version: str | None = None):
-        try:
-            self.check_model(name, version)
-        except ApiError as exc:
-            return v2_refusal(exc)
+        self.check_model(name, version)
         return await self.v2_ready()
 
     @api.post(V2_ROUTES[0] + "/infer")
     @api.post(V2_ROUTES[1] + "/infer")
     async def v2_infer(self, name: str, request: Request, version: str | None = None):
-        try:
-            self.guard(request)
-            self.check_model(name, version)
-            info, s = await self.info(), self.settings
-            head = header_length(request.headers.raw)
-            req = parse_infer(await self.body(request), head, info["num_features"], s.max_items, s.max_seq_len)
-            if req.sequence is not None:
-                raise bad("the sequence extension is not served on Ray Serve (no session affinity)",
-                          "no sequence_id; stream through /v1/sessions, whose session_id carries the state")
-            self.check_range(info, req.x, "input 'x'")
-            lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
-            results = await self.call([(x[:n], None) for x, n in zip(req.x, lengths)])
-        except ApiError as exc:
-            return v2_refusal(exc)
+        self.guard(request)
+        self.check_model(name, version)
+        info, s = await self.info(), self.settings
+        head = header_length(request.headers.raw)
+        req = parse_infer(await self.body(request), head, info["num_features"], s.max_items, s.max_seq_len)
+        if req.sequence is not None:
+            raise bad("the sequence extension is not served on Ray Serve (no session affinity)",
+                      "no sequence_id; stream through /v1/sessions, whose session_id carries the state")
+        self.check_range(info, req.x, "input 'x'")
+        lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
+        results = await self.call([(x[:n], None) for x, n in zip(req.x, lengths)])
         y = stack([r["y"] for r in results], req.x.shape[1], info["head"] == "sequence")
         payload, headers = encode_infer(self.name, VERSION, req.id, req.outputs, {"y": y})
         headers = {k: str(v) for k, v in headers.items()}

@@ -4,9 +4,11 @@ and one Serve app for the whole module (ray.init costs seconds)."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +116,12 @@ def test_bad_input_is_the_same_4xx_json(cluster, predictor):
     r = cluster.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
     assert (r.status_code, r.json()) == (expected.value.status, expected.value.body())
     assert cluster.post("/v1/predict", content=b"{").status_code == 400
+    # v2 errors are the protocol's {"error": "<one line>"}, as on our server
+    r = cluster.post("/v2/models/nope/infer", content=b"{}")
+    assert r.status_code == 404 and isinstance(r.json()["error"], str)
+    name = Path(cluster.get("/v1/model").json()["path"]).stem
+    r = cluster.post(f"/v2/models/{name}/infer", content=b"{")
+    assert r.status_code == 400 and isinstance(r.json()["error"], str)
 
 
 def test_killed_replica_gives_correct_answers_or_clean_503s(cluster, predictor):
@@ -146,11 +154,11 @@ def test_killed_replica_gives_correct_answers_or_clean_503s(cluster, predictor):
         assert item[0] != "transport", item
         i, status, retry_after, text = item
         if status == 200:
-            close(__import__("json").loads(text)["outputs"], want[i])  # never a wrong number
+            close(json.loads(text)["outputs"], want[i])  # never a wrong number
             ok += 1
         else:
             assert status == 503 and retry_after, item  # a clean, retryable refusal
-            assert __import__("json").loads(text)["error"]["code"] == "replica_unavailable"
+            assert json.loads(text)["error"]["code"] == "replica_unavailable"
             refused += 1
     assert ok > 0
     deadline = time.monotonic() + 30
