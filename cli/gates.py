@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from lstm_onnx.cli.inputs import read_array
+
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -60,16 +62,7 @@ def _fail(msg: str) -> None:
 
 
 def _raw_input(path: Path, feature_names, num_features: int) -> np.ndarray:
-    from lstm_onnx.cli.predict_csv import CSVInputError, read_sequence
-
-    if not path.is_file():
-        _fail(f"input not found: {path}")
-    try:
-        x = np.load(path, allow_pickle=False) if path.suffix == ".npy" else read_sequence(path, feature_names)
-    except CSVInputError as exc:
-        _fail(f"cannot read {exc}")
-    except Exception as exc:  # a damaged .npy header raises ValueError, EOFError, ...
-        _fail(f"cannot read {path}: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
+    x = read_array(path, feature_names)
     x = np.asarray(x)
     x = x[None] if x.ndim == 2 else x
     if x.ndim != 3 or x.shape[2] != num_features or 0 in x.shape[:2]:

@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from lstm_onnx.cli.extras import require
+from lstm_onnx.cli.inputs import read_array
 from lstm_onnx.exporters import forms as export_forms
 from lstm_onnx.runtimes import registry
 
@@ -439,21 +440,6 @@ def _bench_case(parse_case, text: str):
     return case
 
 
-def _read_array(path: Path, feature_names: list[str] | None = None) -> np.ndarray:
-    from lstm_onnx.cli.predict_csv import CSVInputError, read_sequence
-
-    if not path.is_file():
-        _fail(f"input not found: {path}")
-    try:
-        if path.suffix == ".npy":
-            return _read_npy(path)
-        return read_sequence(path, feature_names)
-    except CSVInputError as exc:
-        _fail(f"cannot read {exc}")
-    except ValueError as exc:
-        _fail(f"cannot read {path}: {str(exc).splitlines()[0]} (expected numbers, comma-separated)")
-
-
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("inputs", type=click.Path(dir_okay=False))
@@ -480,7 +466,7 @@ def predict(obj, model, inputs, out, provider, allow_tf32, raw):
     _load_onnx(model)
     try:
         pred = Predictor.load(model, provider=provider, allow_tf32=allow_tf32, warn=False)
-        x = _read_array(Path(inputs), pred.meta.get("feature_names"))
+        x = read_array(Path(inputs), pred.meta.get("feature_names"))
         for problem in pred.placement_problems:
             click.secho(f"warning: {problem}", err=True, fg="yellow", bold=True)
         y = _predict(pred, x, inputs, normalize=raw)
@@ -508,14 +494,6 @@ def _predict(pred, x: np.ndarray, inputs, normalize: bool) -> np.ndarray:
         return pred.predict(x if x.ndim == 3 else x[None], normalize=normalize)
     except PredictorError as exc:
         raise PredictorError(f"{inputs}: {exc}") from None
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # a damaged header raises ValueError, EOFError, tokenize's TokenError, ...
-        _fail(f"cannot read {path}: {(str(exc).splitlines() or [type(exc).__name__])[0]} "
-              f"(expected a .npy array [batch, seq, features])")
 
 
 def _csv_text(y: np.ndarray, pred) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lstm_onnx.core.gates import param_suffix
-from lstm_onnx.core.probe import trace_name
+from lstm_onnx.core.probe import TRACES, trace_name
 
 
 def torch_traces(state_dict: dict, model_config, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -49,8 +49,7 @@ def _direction(state_dict, cfg, x, layer: int, d: int):
     p_i, p_f, p_o = p
     h = c = torch.zeros(B, H, dtype=torch.float64)
     y = torch.zeros(S, B, H, dtype=torch.float64)
-    keys = ("i", "f", "o", "c", "peep_i", "peep_f", "peep_o", "pre_i", "pre_f", "pre_o")
-    traces = {k: torch.zeros(S, B, H, dtype=torch.float64) for k in keys}
+    traces = {k: torch.zeros(S, B, H, dtype=torch.float64) for k in TRACES}
     for t in (range(S - 1, -1, -1) if d else range(S)):
         z = x[t] @ W.T + h @ R.T + b
         z_i, z_f, z_g, z_o = z.split(H, dim=1)
@@ -63,6 +62,6 @@ def _direction(state_dict, cfg, x, layer: int, d: int):
         o = torch.sigmoid(pre_o)
         h = o * torch.tanh(c)
         y[t] = h
-        for k, v in zip(keys, (i, f, o, c, peep_i, peep_f, peep_o, pre_i, pre_f, pre_o)):
+        for k, v in zip(TRACES, (i, f, o, c, peep_i, peep_f, peep_o, pre_i, pre_f, pre_o)):
             traces[k][t] = v
     return y, traces
