@@ -1,0 +1,44 @@
+"""What a generated Triton model repository asks of Triton: batching, sequences and instances (docs/deploy.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKENDS = ("onnxruntime", "python")  # Triton's ONNX Runtime backend, or its python backend running our model.py
+INSTANCE_KINDS = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    name: str = "lstm"  # the model's folder and name in the repository
+    backend: str = "onnxruntime"
+    max_batch_size: int = 64  # sequences per batch Triton forms; every tensor is then batch-first
+    preferred_batch_sizes: tuple[int, ...] = ()  # () lets the batcher form any size up to max_batch_size
+    max_queue_delay_us: int = 2000  # how long the batcher waits to fill a batch
+    max_queue_size: int = 1024  # requests waiting; beyond it Triton rejects (dynamic batching)
+    instance_kind: str = "cpu"
+    instance_count: int = 1
+    gpus: tuple[int, ...] = ()  # with instance_kind "gpu": the devices; () is every GPU
+    max_candidate_sequences: int = 64  # sequence batching (oldest): sequences in flight at once
+    max_sequence_idle_us: int = 60_000_000  # a sequence with no request for this long is released
+
+    def problems(self) -> list[str]:
+        """One line per bad setting, each saying what to use instead."""
+        out = []
+        if self.backend not in BACKENDS:
+            out.append(f"backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.instance_kind not in INSTANCE_KINDS:
+            out.append(f"instance kind {self.instance_kind!r}: choose one of {', '.join(INSTANCE_KINDS)}")
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            out.append(f"model name {self.name!r}: use letters, digits, '-' and '_'")
+        if self.max_batch_size < 1:
+            out.append(f"max batch size {self.max_batch_size}: must be >= 1")
+        bad = [p for p in self.preferred_batch_sizes if not 1 <= p <= self.max_batch_size]
+        if bad:
+            out.append(f"preferred batch sizes {bad}: each must be in 1..{self.max_batch_size}")
+        for field, value in (("instance count", self.instance_count), ("max queue size", self.max_queue_size),
+                             ("max candidate sequences", self.max_candidate_sequences)):
+            if value < 1:
+                out.append(f"{field} {value}: must be >= 1")
+        if self.gpus and self.instance_kind != "gpu":
+            out.append("gpus are for --instance-kind gpu")
+        return out
