@@ -30,6 +30,7 @@ help:
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: batching on vs off"
 	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, one run (LOADTEST_ARGS=...)"
+	@echo "make triton-venv | test-triton  tritonserver (nvidia-pytriton, CPU) in $(TRITON_VENV); a real run of our python-backend repository"
 
 # setuptools: the build backend, which tests/test_packaging.py uses to build the wheel offline.
 $(VENV)/.installed: pyproject.toml
@@ -110,6 +111,21 @@ loadtest: $(RUN_DIR)/model-serve.onnx
 
 loadtest-protocols: $(RUN_DIR)/model-serve.onnx
 	$(PY) benchmarks/loadtest.py $< --target v1 --target v2 --target v2-binary --modes "batching on" $(LOADTEST_ARGS)
+
+# Triton: the tritonserver binary nvidia-pytriton bundles (CPU), in its own venv (about 30 s, 445 MB); the python
+# backend's stub runs this venv's Python, so numpy < 2 and onnxruntime go in it too. test-triton starts it on
+# loopback with python-backend repositories (serving/triton_python_repo.py); without the venv the tests skip.
+TRITON_VENV ?= .venv-triton
+$(TRITON_VENV)/.installed:
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q nvidia-pytriton==0.7.0 "numpy<2" onnxruntime
+	touch $@
+
+.PHONY: triton-venv test-triton
+triton-venv: $(TRITON_VENV)/.installed
+
+test-triton: $(VENV)/.installed triton-venv
+	LSTM_TRITON_VENV=$(abspath $(TRITON_VENV)) $(PY) -m pytest -q tests/serving/test_triton_python_repo.py tests/serving/test_triton_server.py
 
 # onnxruntime-node's postinstall downloads CUDA binaries from outside the registry; `skip` keeps the CPU
 # binary that the package ships. Without npm the Node parity test skips and says why.

@@ -3,6 +3,7 @@
     python benchmarks/loadtest.py artifacts/model-serve.onnx --clients 64 --seconds 10 [--body npy] [--json out.json]
     python benchmarks/loadtest.py MODEL --target v1 --target v2 --target v2-binary   # the protocols, one run
     python benchmarks/loadtest.py --url http://127.0.0.1:8000 --model-name NAME --target v2-binary  # any v2 server
+    python benchmarks/loadtest.py MODEL --target v2 --target triton   # also MODEL under tritonserver (make triton-venv)
 
 Each mode starts its own server process on 127.0.0.1 (a free port), waits for /readyz, runs the clients
 (one request = one small sequence) per target, then stops it with SIGTERM. With --url the clients hit that
@@ -171,6 +172,32 @@ def mean_batch(base: str, requests: int) -> float | None:
     return round(requests / runs, 1) if runs else None
 
 
+def measure_triton(args, targets: list) -> dict:
+    """The v2 targets (v2 JSON without any) against tritonserver serving MODEL through our python-backend
+    repository (serving/triton_python_repo.py), statelessly, batching as "batching on" does: up to 64
+    sequences, 2 ms; --workers instances of --threads onnxruntime threads."""
+    from lstm_onnx.serving.triton_options import TritonOptions
+    from lstm_onnx.serving.triton_python_repo import write_python_repository
+    from lstm_onnx.serving.tritonserver import TritonNotFound, TritonServer, TritonServerError, find_tritonserver
+
+    protocols = [t for t in targets if t in ("v2", "v2-binary")] or ["v2"]
+    options = TritonOptions(name=args.model_name, backend="python", max_batch_size=64, max_queue_delay_us=2000,
+                            instance_count=args.workers)
+    try:
+        install = find_tritonserver(args.triton_venv)
+        with tempfile.TemporaryDirectory() as repo:
+            write_python_repository(args.model, repo, options, streams=False, threads=args.threads)
+            with TritonServer(repo, install) as server:
+                base = f"http://{server.http_url}"
+                results = {("triton python", t): r for t, r in measure(base, protocols, args.model_name, args).items()}
+                stats = httpx.get(f"{base}/v2/models/{args.model_name}/stats").json()["model_stats"][0]
+    except (TritonNotFound, TritonServerError, ValueError) as exc:
+        raise SystemExit(f"--target triton: {exc}") from None
+    for r in results.values():  # requests per model.py execute() over the whole run, as our mean batch
+        r["mean_batch"] = round(stats["inference_count"] / max(stats["execution_count"], 1), 1)
+    return results
+
+
 def measure_ray(args, targets: list, replicas: int) -> dict:
     """The targets against `lstm-pipeline serve --engine ray --replicas N` (serving/ray_app.py), stopped with
     SIGINT, which shuts its Ray Serve and local Ray cluster down."""
@@ -195,8 +222,11 @@ def main() -> None:
     ap.add_argument("model", nargs="?", help="the model to serve (not with --url)")
     ap.add_argument("--url", help="a running server's base URL, e.g. http://127.0.0.1:8000: no server started")
     ap.add_argument("--model-name", default="lstm", help="the v2 model name (servers started here use it)")
-    ap.add_argument("--target", dest="targets", action="append", choices=TARGETS,
-                    help="protocol and body the clients send (repeatable; default v1)")
+    ap.add_argument("--target", dest="targets", action="append", choices=[*TARGETS, "triton"],
+                    help="protocol and body the clients send (repeatable; default v1); `triton` also serves MODEL "
+                         "under tritonserver (python backend) and sends it the v2 targets given, else v2")
+    ap.add_argument("--triton-venv", help="the venv with nvidia-pytriton (default: $LSTM_TRITON_VENV, else the "
+                                          "repo's .venv-triton from `make triton-venv`)")
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-requests", type=int, default=200_000, help="per mode and target")
@@ -211,6 +241,10 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     targets = args.targets or ["v1"]
+    triton = "triton" in targets
+    targets = [t for t in targets if t != "triton"]
+    if triton and args.url:
+        raise SystemExit("--target triton starts its own tritonserver: give MODEL, not --url")
     modes = [m.strip() for m in args.modes.split(",")]
     if args.clients < 1 or args.seconds <= 0 or args.seconds > 600:
         raise SystemExit("need --clients >= 1 and 0 < --seconds <= 600")
@@ -220,7 +254,7 @@ def main() -> None:
     if args.url:
         for t, r in measure(args.url.rstrip("/"), targets, args.model_name, args).items():
             results[("external", t)] = r
-    for mode in modes if not args.url else ():
+    for mode in modes if not args.url and targets else ():
         port = free_port()
         proc = start_server(args.model, port, MODES[mode] + ["--threads", str(args.threads), "--workers",
                                                              str(args.workers), "--model-name", args.model_name])
@@ -234,8 +268,10 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-    for n in args.ray_replicas if not args.url else ():
+    for n in args.ray_replicas if not args.url and targets else ():
         results.update(measure_ray(args, targets, n))
+    if triton:
+        results.update(measure_triton(args, targets))
     print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request, loopback, "
           f"{args.workers} inference thread(s) x {args.threads} onnxruntime thread(s)")
     print(f"{'mode':14} {'target':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9} "
@@ -244,7 +280,7 @@ def main() -> None:
         print(f"{mode:14} {t:10} {r['throughput_rps']:8.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} "
               f"{r['requests']:9d} {r.get('mean_batch') or 0:11.1f}")
     speedup = None
-    if ("batching on", targets[0]) in results and ("batching off", targets[0]) in results:
+    if targets and ("batching on", targets[0]) in results and ("batching off", targets[0]) in results:
         speedup = (results[("batching on", targets[0])]["throughput_rps"]
                    / max(results[("batching off", targets[0])]["throughput_rps"], 1e-9))
         print(f"throughput, batching on / off ({targets[0]}): {speedup:.2f}x")

@@ -10,6 +10,10 @@ import numpy as np
 
 from lstm_onnx.cli.extras import require
 from lstm_onnx.cli.inputs import read_array
+from lstm_onnx.cli.loading import RegistryName
+from lstm_onnx.cli.loading import fail as _fail
+from lstm_onnx.cli.loading import load_ckpt as _load_ckpt
+from lstm_onnx.cli.loading import load_onnx as _load_onnx
 from lstm_onnx.exporters import forms as export_forms
 from lstm_onnx.runtimes import registry
 
@@ -21,10 +25,6 @@ class Context:
     def echo(self, msg: str = "", err: bool = False) -> None:
         if not self.quiet or err:
             click.echo(msg, err=err)
-
-
-def _fail(msg: str) -> None:
-    raise click.ClickException(msg)
 
 
 class UsageLine(click.ClickException):
@@ -68,84 +68,6 @@ def _check_writable(path, folder: bool = False) -> None:
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 
-class RegistryName(click.ParamType):
-    """A name from runtimes/registry.py: canonical, or an old spelling (mapped to the canonical one)."""
-
-    def __init__(self, names, what: str):
-        self.names, self.name = list(names), what
-
-    def get_metavar(self, param, ctx=None) -> str:
-        return "[" + "|".join(self.names) + "]"
-
-    def convert(self, value, param, ctx):
-        from lstm_onnx.runtimes.registry import UnknownRunner, resolve
-
-        try:
-            return resolve(value, self.names, self.name)
-        except UnknownRunner as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _load_ckpt(path):
-    import warnings
-
-    from lstm_onnx.pipeline.checkpoint import CheckpointError, load_checkpoint
-
-    try:
-        with warnings.catch_warnings():  # torch's unpickler warns about files it then refuses: one line is ours
-            warnings.filterwarnings("ignore", module="torch")
-            return load_checkpoint(path)
-    except CheckpointError as exc:
-        _fail(str(exc))
-
-
-def _load_onnx(path):
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        _fail(f"model not found: {path}")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and others
-        _fail(f"{path} is not a readable ONNX model ({type(exc).__name__}); export one with "
-              f"`lstm-pipeline export`")
-    if not model.graph.node:
-        _fail(f"{path} is not an ONNX model (empty graph)")
-    if not _text_is_utf8(model):
-        _fail(f"{path} is not a readable ONNX model (names that are not UTF-8 text: the file is damaged)")
-    from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
-
-    try:
-        checked_metadata({p.key: p.value for p in model.metadata_props}, path, _feature_count(model))
-    except MetadataError as exc:
-        _fail(str(exc))
-    return model
-
-
-def _text_is_utf8(model) -> bool:
-    """protobuf hands out a string field that is not UTF-8 as bytes: a damaged file that still parses."""
-    g = model.graph
-    texts = [o.domain for o in model.opset_import] + [t.name for t in g.initializer]
-    texts += [vi.name for vi in (*g.input, *g.output)]
-    for node in g.node:
-        texts += [node.op_type, node.domain, node.name, *node.input, *node.output, *(a.name for a in node.attribute)]
-        for attr in node.attribute:
-            try:
-                [v.decode() for v in (attr.s, *attr.strings)]
-            except UnicodeDecodeError:
-                return False
-    return all(isinstance(t, str) for t in texts)
-
-
-def _feature_count(model) -> int | None:
-    """The last dim of input `x`, where the model has one and it is fixed."""
-    for vi in model.graph.input:
-        if vi.name == "x" and vi.type.tensor_type.shape.dim:
-            return vi.type.tensor_type.shape.dim[-1].dim_value or None
-    return None
-
-
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
 @click.version_option(package_name="lstm-onnx-pipeline", prog_name="lstm-pipeline")
@@ -167,10 +89,13 @@ def cli(ctx, quiet):
 @click.option("--no-peephole", is_flag=True, help="Train a plain LSTM (no peepholes).")
 @click.option("--threads", type=int, help="Override train.threads (torch CPU threads; 0 = torch's default).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.state (config from there unless --config).")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Train data-parallel in N processes on this machine (torchrun; docs/training.md).")
 @click.pass_obj
-def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
+def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, nproc):
     """Train a model on the built-in task (or --config) and write a checkpoint."""
     require("train", "torch", "tqdm")
+    from lstm_onnx.pipeline import distributed
     from lstm_onnx.pipeline.config import RunConfig, load_run_config
     from lstm_onnx.pipeline.metrics import summary
     from lstm_onnx.pipeline.train import load_state_config, state_path
@@ -197,15 +122,78 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume):
     if no_peephole:
         config.model.peephole = False
     _check_writable(out)
-    dataset = _check_data(obj, config.data)
     try:
+        world = distributed.env_world()
+    except ValueError as exc:
+        _fail(str(exc))
+    if nproc and world:
+        _fail("--nproc starts torchrun itself; under torchrun, leave --nproc out")
+    if nproc and nproc > 1:
+        try:
+            distributed.per_rank_batch(config.train.batch_size, distributed.World(size=nproc))
+        except ValueError as exc:
+            _fail(f"--nproc {nproc}: {exc}")
+        return _launch_ranks(obj, nproc, out)
+    if world:
+        distributed.init(world)
+        obj.quiet = obj.quiet or world.rank != 0  # rank 0 speaks for the job
+    try:
+        dataset = _check_data(obj, config.data)
         ckpt = run_train(config, out, progress=not obj.quiet, log=obj.echo, dataset=dataset,
                          resume=state_path(out) if resume else None)
     except ValueError as exc:
         _fail(str(exc))
+    except RuntimeError as exc:
+        if not (world and distributed.peer_lost(exc)):
+            raise
+        if distributed.under_launcher():  # `--nproc` names the rank that failed first, in one line
+            click.get_current_context().exit(1)
+        _fail(f"rank {world.rank}: another process of this job stopped ({str(exc).splitlines()[0][:160]}); "
+              f"{_state_note(out)}")
+    finally:
+        distributed.shutdown()
+    if ckpt is None:  # not rank 0
+        return
     m = ckpt.metrics
     obj.echo(f"best val loss {m['best_val_loss']:.5f} (epoch {m['best_epoch']}), test {summary(m['test'])}, "
              f"{m['train_seconds']:.1f}s; wrote {out}")
+
+
+def _launch_ranks(obj, nproc: int, out) -> None:
+    """`train --nproc N`: this command again, without --nproc, in N ranks under torchrun."""
+    from lstm_onnx.pipeline import distributed
+
+    ctx = click.get_current_context()
+    args = ["-q"] if obj.quiet else []
+    args.append(ctx.info_name)
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False:
+            continue
+        args += [param.opts[-1]] if getattr(param, "is_flag", False) else [param.opts[-1], str(value)]
+    result = distributed.launch(distributed.torchrun_command(nproc, args))
+    if result.returncode == 0:
+        return
+    if result.rank_reported and (result.exitcode or 0) > 0:  # the rank's own one-line error is above
+        ctx.exit(result.returncode)
+    who = f"rank {result.failed_rank}" if result.failed_rank is not None else "a rank"
+    _fail(f"{who} {distributed.describe_exit(result.exitcode)}; torchrun stopped the others; {_state_note(out)}")
+
+
+def _state_note(out) -> str:
+    """Where the job stands on disk: the training state of its last finished epoch, and how to go on."""
+    from lstm_onnx.pipeline.train import state_path
+
+    state = state_path(out)
+    if not state.is_file():
+        return f"no epoch finished, so nothing was saved at {state}"
+    try:
+        import torch
+
+        epoch = f" (epoch {torch.load(state, map_location='cpu', weights_only=True)['epoch']})"
+    except Exception:  # noqa: BLE001 - the note must not fail; the path is what matters
+        epoch = ""
+    return f"the last saved state is {state}{epoch}; continue with `lstm-pipeline train --resume -o {out}`"
 
 
 def _check_data(obj, data):
@@ -516,6 +504,10 @@ cli.add_command(check_data)
 from lstm_onnx.cli.gates import gates  # noqa: E402
 
 cli.add_command(gates)
+
+from lstm_onnx.cli.deploy import deploy  # noqa: E402
+
+cli.add_command(deploy)
 
 from lstm_onnx.cli.verify import verify  # noqa: E402
 

@@ -3,6 +3,9 @@
 Each epoch ends with a validation pass; the best-validation weights are kept. Beside the checkpoint `out`,
 `out.state` holds what resuming needs (last weights, optimizer, schedule, RNG states, history); it is
 rewritten atomically after every epoch, so an interrupted run resumes from its last finished epoch.
+
+Under an initialized process group (torchrun: `train --nproc N`) the same loop runs data-parallel; see
+pipeline/distributed.py and docs/training.md. Checkpoints and states do not depend on the number of ranks.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lstm_onnx.pipeline import distributed
 from lstm_onnx.pipeline.checkpoint import Checkpoint, save_torch
 from lstm_onnx.pipeline.config import RunConfig, run_config_from_dict
 from lstm_onnx.pipeline.data import Dataset, load_dataset
@@ -120,9 +124,11 @@ def load_state_config(path: str | Path) -> RunConfig:
 class _Run:
     """The mutable state of one training run: what `out.state` saves and resume restores."""
 
-    def __init__(self, config: RunConfig, model: SequenceModel):
+    def __init__(self, config: RunConfig, model: SequenceModel, world: distributed.World = distributed.World()):
         self.config = config
-        self.model = model
+        self.model = model  # the bare module: what is saved, evaluated and restored
+        self.net: nn.Module = model  # what the training step calls: the DDP wrapper when data-parallel
+        self.world = world
         self.opt = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
         self.scheduler = make_scheduler(config, self.opt)
         self.gen = torch.Generator().manual_seed(config.train.seed)
@@ -143,7 +149,10 @@ class _Run:
                 "bad_epochs": self.bad_epochs, "history": self.history, "elapsed": self.elapsed}
 
     def save(self, path: Path) -> None:
-        save_torch(self.state(), path)
+        """Every rank calls this (its dropout stream is gathered); rank 0 writes."""
+        streams = distributed.gather_objects(torch.get_rng_state(), self.world)
+        if self.world.main:
+            save_torch({**self.state(), "torch_rng_ranks": streams}, path)
 
     def restore(self, path: Path) -> None:
         saved = load_state_config(path)
@@ -157,10 +166,20 @@ class _Run:
             if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
                 self.scheduler.T_max = self.config.train.epochs  # --epochs may have changed on resume
         self.gen.set_state(s["generator"])
-        torch.set_rng_state(s["torch_rng"])
+        self._restore_stream(s)
         self.epoch, self.best_val, self.best_state = s["epoch"], s["best_val"], s["best_state"]
         self.best_epoch, self.bad_epochs = s["best_epoch"], s["bad_epochs"]
         self.history, self.elapsed = s["history"], s["elapsed"]
+
+    def _restore_stream(self, s: dict) -> None:
+        """Rank 0 continues the saved (rank 0) stream; another rank its own when the state has one."""
+        rank, streams = self.world.rank, s.get("torch_rng_ranks", [])
+        if rank == 0:
+            torch.set_rng_state(s["torch_rng"])
+        elif rank < len(streams):
+            torch.set_rng_state(streams[rank])
+        else:
+            torch.manual_seed(distributed.rank_seed(self.config.train.seed, rank, s["epoch"]))
 
     def stop_early(self) -> bool:
         p = self.config.train.patience
@@ -170,14 +189,16 @@ class _Run:
 def _train_epoch(run: _Run, data: Dataset, criterion, progress: bool) -> float:
     cfg, model = run.config.train, run.model
     model.train()
-    order = torch.randperm(len(data.train.x), generator=run.gen).numpy()
-    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {run.epoch}/{cfg.epochs}",
-               disable=None if progress else True, leave=False)  # None: no bar when stderr is not a terminal
+    # every rank draws the same order (same generator state); each trains on its shard of it
+    order = distributed.shard(torch.randperm(len(data.train.x), generator=run.gen).numpy(), run.world)
+    step = distributed.per_rank_batch(cfg.batch_size, run.world)
+    bar = tqdm(range(0, len(order), step), desc=f"epoch {run.epoch}/{cfg.epochs}",
+               disable=None if progress and run.world.main else True, leave=False)  # None: no bar off a tty
     total = 0.0
     for s in bar:
-        idx = order[s:s + cfg.batch_size]
+        idx = order[s:s + step]
         xb, yb = _batch(model, data.train.x[idx], data.train.y[idx])
-        loss = criterion(model(xb)[0], yb)
+        loss = criterion(run.net(xb)[0], yb)  # a mean per rank: DDP's gradient average is the global mean
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -185,33 +206,71 @@ def _train_epoch(run: _Run, data: Dataset, criterion, progress: bool) -> float:
         run.opt.step()
         total += loss.item() * len(idx)
         bar.set_postfix(loss=f"{loss.item():.4f}")
-    return total / len(order)
+    total, count = distributed.sum_across(total, len(order), world=run.world)
+    return total / count
+
+
+def _val_loss(run: _Run, data: Dataset, criterion) -> float:
+    """The validation loss of the whole split; data-parallel, each rank scores a slice and the sums are
+    added, so every rank gets the same value (early stopping and the plateau schedule agree)."""
+    world = run.world
+    if not world.distributed:
+        return evaluate(run.model, data.val.x, data.val.y, criterion)
+    part = np.array_split(np.arange(len(data.val.x)), world.size)[world.rank]
+    x, y = data.val.x[part], data.val.y[part]
+    loss = 0.0
+    if len(part):
+        summed = type(criterion)(reduction="sum")
+        loss = float(summed(torch.from_numpy(predict(run.model, x)), torch.from_numpy(y)))
+    count = len(part) if isinstance(criterion, nn.CrossEntropyLoss) else y.size  # what "mean" divides by
+    loss, count = distributed.sum_across(loss, count, world=world)
+    return loss / count
 
 
 def train(config: RunConfig, out: str | Path | None = None, progress: bool = True,
-          dataset: Dataset | None = None, log=print, resume: str | Path | None = None) -> Checkpoint:
+          dataset: Dataset | None = None, log=print, resume: str | Path | None = None) -> Checkpoint | None:
     """Train from `config`; write the best-validation checkpoint to `out` (atomically) and return it.
 
     `resume`: a training-state file (`<checkpoint>.state`) to continue from, up to `config.train.epochs`.
     A config that fails its checks (ValueError) is refused before anything is read or written.
+    Under an initialized process group this rank trains its shard (docs/training.md); rank 0 logs, writes
+    and returns the checkpoint, the other ranks return None.
     """
+    world = distributed.current()
     config.validate()  # values set after the config was made (e.g. --epochs) get the checks a file's get
+    distributed.per_rank_batch(config.train.batch_size, world)
     seed_everything(config.train.seed)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    threads = distributed.threads_for(world, config.train.threads) if world.distributed else config.train.threads
+    if threads:
+        torch.set_num_threads(threads)
+    if not world.main:
+        def log(*_):
+            pass
     data = dataset or load_dataset(config.data)
     check_fit(config, data)
-    run = _Run(config, SequenceModel(config.model))
+    if len(data.train.x) < world.size:
+        raise ValueError(f"{len(data.train.x)} training sequence(s) cannot be shared among {world.size} processes")
+    distributed.build_kernel_once(world)
+    run = _Run(config, SequenceModel(config.model), world)
+    if world.rank:
+        torch.manual_seed(distributed.rank_seed(config.train.seed, world.rank))  # this rank's dropout stream
     if resume is not None:
         run.restore(Path(resume))
         log(f"resumed at epoch {run.epoch} (best val {run.best_val:.5f} at epoch {run.best_epoch})")
+    if world.distributed:
+        run.net = nn.parallel.DistributedDataParallel(run.model)
+        n = len(data.train.x)
+        log(f"data-parallel: {world.size} processes ({torch.distributed.get_backend()}), {threads} thread(s) "
+            f"each, global batch {config.train.batch_size} = {world.size} x "
+            f"{config.train.batch_size // world.size}; {n % world.size} of {n} training sequences left out "
+            f"per epoch (a different remainder each epoch)")
     criterion = loss_fn(config)
     while run.epoch < config.train.epochs and not run.stop_early():
         run.epoch += 1
         start = time.perf_counter()
         lr = run.opt.param_groups[0]["lr"]
         train_loss = _train_epoch(run, data, criterion, progress)
-        val_loss = evaluate(run.model, data.val.x, data.val.y, criterion)
+        val_loss = _val_loss(run, data, criterion)
         if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             run.scheduler.step(val_loss)
         elif run.scheduler:
@@ -230,10 +289,14 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
             run.save(state_path(out))
     if run.stop_early():
         log(f"early stop: no val improvement for {config.train.patience} epochs (best epoch {run.best_epoch})")
-    return _finish(run, data, criterion, out)
+    ckpt = _finish(run, data, criterion, out)
+    distributed.barrier(run.world)  # the ranks leave together, after rank 0 has written the checkpoint
+    return ckpt
 
 
-def _finish(run: _Run, data: Dataset, criterion, out) -> Checkpoint:
+def _finish(run: _Run, data: Dataset, criterion, out) -> Checkpoint | None:
+    if not run.world.main:
+        return None
     model, config = run.model, run.config
     model.load_state_dict(run.best_state)
     test = task_metrics(predict(model, data.test.x), data.test, config, data.normalization,

@@ -68,6 +68,11 @@ RUNTIMES: dict[str, Runtime] = {
         "onnx2torch", peepholes=REFUSED, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
         float16=UNTESTED, int8=REFUSED, fallback="unrolled",
         why="refuses an LSTM with P; the unrolled form uses only elementwise ops, MatMul, Gather, Concat"),
+    "opencv": Runtime(  # measured: tests/runtimes/test_opencv.py (docs/runtimes.md)
+        "OpenCV 5.1 DNN", peepholes=YES, sequence_lens=WRONG, layout_1=YES, scan=YES, float16=REFUSED,
+        int8=REFUSED, fallback="decomposed",
+        why="its LSTM ignores sequence_lens (matches full lengths); P right since opencv#29931; float16 "
+            "MatMul and DynamicQuantizeLSTM refused"),
 }
 
 

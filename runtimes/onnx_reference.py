@@ -24,11 +24,12 @@ def unsupported_features(model) -> list[str]:
     for node in all_nodes(model.graph):
         if node.op_type != "LSTM":
             continue
+        where = f"{node.name}: " if node.name else ""  # ONNX's own test nodes have no name
         if len(node.input) > SEQUENCE_LENS and node.input[SEQUENCE_LENS]:
-            problems.append(f"{node.name}: sequence_lens")
+            problems.append(f"{where}sequence_lens")
         for attr in node.attribute:
             if attr.name in IGNORED_ATTRIBUTES and not (attr.name == "input_forget" and attr.i == 0):
-                problems.append(f"{node.name}: {attr.name}")
+                problems.append(f"{where}{attr.name}")
     return problems
 
 

@@ -104,6 +104,20 @@ def _openvino_probe() -> str | None:
     return None if importlib.util.find_spec("openvino") else f"openvino is not installed; to install: {INSTALL}"
 
 
+def _opencv(req: Request) -> Runner:
+    from lstm_onnx.runtimes.opencv import OpenCVRunner
+
+    return OpenCVRunner(req.model)
+
+
+def _opencv_probe() -> str | None:
+    import importlib.util
+
+    from lstm_onnx.runtimes.opencv import INSTALL
+
+    return None if importlib.util.find_spec("cv2") else f"opencv is not installed; to install: {INSTALL}"
+
+
 def _onnx_reference(req: Request) -> Runner:
     from lstm_onnx.runtimes.onnx_reference import OnnxReferenceRunner
 
@@ -159,6 +173,8 @@ _ROWS = [
     RunnerInfo("onnx-reference", "onnx-reference", _onnx_reference, bench=Bench(default=False),
                family="onnx-reference", about="onnx.reference.ReferenceEvaluator; refused where its LSTM "
                                               "would silently ignore an input"),
+    RunnerInfo("opencv", "opencv", _opencv, verify_default=False, bench=Bench(default=False), family="opencv",
+               probe=_opencv_probe, about="OpenCV DNN (cv2.dnn, the 5.x engine) on the CPU (pip install .[opencv])"),
     RunnerInfo("numpy", None, _numpy, needs_checkpoint=True, bench=Bench(default=False), family="numpy",
                about="float64 numpy from the equations, from the checkpoint's weights"),
     RunnerInfo("torch", None, _torch("cpu"), needs_checkpoint=True, verify_default=False,

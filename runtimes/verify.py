@@ -1,10 +1,12 @@
 """verify: any ONNX model with LSTM nodes, on every available runner, against a baseline.
 
-The baseline is a runner (default: torch with a checkpoint, else ORT CPU) or saved outputs (.npz). Runner names
-are runtimes/registry.py's. Each runner's load, compile and run is contained: a runner that cannot run the
-model is reported, never a traceback. What counts (see `Expectation`): a runner named with --runner always
-counts; otherwise one counts only where the capability table says it computes this model right, and the
-table's own verdict (wrong, refused, untested) explains a failure instead of failing the run.
+The baseline is a runner (default: torch with a checkpoint, else ORT CPU) or saved outputs (.npz, Polygraphy
+.json: runtimes/polygraphy_io.py, or ONNX test data: runtimes/verify_data_sets.py). Runner names are
+runtimes/registry.py's. Each runner's load, compile and run is contained: a runner that cannot run the model is
+reported, never a traceback. What counts (see `Expectation`): a runner named with --runner always counts, unless
+it fails where the table says it refuses the model (a skip); otherwise one counts only where the capability table
+says it computes this model right, and the table's own verdict (wrong, refused, untested) explains a failure
+instead of failing the run.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 from lstm_onnx.core.tables import grid
 from lstm_onnx.runtimes import registry
 from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, error_message
-from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_outputs
+from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_outputs, tolerance_text
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
 from lstm_onnx.runtimes.tolerances import Tolerance, default_tolerance
 
@@ -41,6 +43,13 @@ class VerifyOptions:
     strict_placement: bool = False
     save_inputs: str | Path | None = None
     save_outputs: str | Path | None = None  # the baseline's outputs, reusable as --expected
+    save_test_data: str | Path | None = None  # a model folder: model.onnx, the feeds and the baseline's outputs
+    error_stat: str = "elemwise"  # what passes: runtimes/compare.py's ERROR_STATS
+    fail_fast: bool = False  # stop at the first failure that counts; the runners left are skipped
+    isolate: bool = False  # each runner, the baseline too, in its own process (runtimes/isolate.py)
+    runner_timeout: float | None = None  # with isolate: seconds a runner may take (None: isolate's default)
+    checkpoint: str | Path | None = None  # with isolate and a checkpoint: its path, for the child processes
+    checkpoint_loader: str | None = None  # and "module:function" that loads it (the caller's: runtimes cannot)
 
 
 @dataclass
@@ -111,11 +120,12 @@ class VerifyReport:
         h2, h3 = ("## ", "### ") if markdown else ("", "")
         out = [f"{h2}parity against {p.reference}  (inputs {p.inputs})"]
         for output in dict.fromkeys(r.output for r in p.rows):
-            rows = [[r.runner, f"{r.max_abs:.3g}", f"{r.mean_abs:.3g}", f"{r.max_rel:.3g}", f"{r.atol:g}/{r.rtol:g}",
-                     r.result]
+            rows = [[r.runner, f"{r.max_abs:.3g}", f"{r.mean_abs:.3g}", f"{r.p50_abs:.3g}", f"{r.p99_abs:.3g}",
+                     f"{r.max_rel:.3g}", tolerance_text(r), r.result]
                     for r in p.rows if r.output == output]
             out += ["", f"{h3}output {output}"]
-            out += grid(["runner", "max abs", "mean abs", "max rel", "atol/rtol", "result"], rows, markdown)
+            out += grid(["runner", "max abs", "mean abs", "p50 abs", "p99 abs", "max rel", "atol/rtol", "result"],
+                        rows, markdown)
         if p.errors or p.skipped:
             out += ["", f"{h3}not compared"]
             rows = [[n, self._error_text(n, w)] for n, w in p.errors.items()]
@@ -172,7 +182,23 @@ class SavedOutputsRunner(Runner):
         return self._inputs
 
     def _infer(self, feeds):
-        return load_npz(self.path, "expected outputs")
+        return read_outputs_file(self.path)
+
+
+class ExpectedArrays(Runner):
+    """The baseline as outputs in memory (a test data set's: runtimes/verify_data_sets.py), whatever the feeds."""
+
+    name = "expected"
+
+    def __init__(self, outputs: dict[str, np.ndarray], input_names: list[str]):
+        super().__init__()
+        self._outputs, self._inputs = dict(outputs), list(input_names)
+
+    def _input_names(self):
+        return self._inputs
+
+    def _infer(self, feeds):
+        return dict(self._outputs)
 
 
 MAX_NPZ_BYTES = 256 << 20  # what an .npz may inflate to; verify's feeds and outputs are far smaller
@@ -222,6 +248,50 @@ def _inflated_size(path: Path) -> int:
                 size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
             total += size
     return total
+
+
+def read_feeds_file(path) -> dict[str, np.ndarray]:
+    """Feeds from an .npz, or from Polygraphy's `run --save-inputs X.json` (its first iteration)."""
+    if Path(path).suffix.lower() == ".json":
+        from lstm_onnx.runtimes.polygraphy_io import read_inputs_json
+
+        return read_inputs_json(path)
+    return load_npz(path, "inputs")
+
+
+def read_outputs_file(path) -> dict[str, np.ndarray]:
+    """Saved outputs from an .npz, or from Polygraphy's `run --save-outputs X.json` (one runner's first
+    iteration, matching the first iteration of its --save-inputs)."""
+    if Path(path).suffix.lower() != ".json":
+        return load_npz(path, "expected outputs")
+    from lstm_onnx.runtimes.polygraphy_io import read_outputs_json
+
+    results = read_outputs_json(path)
+    if len(results) > 1:
+        raise ValueError(f"{path} holds the outputs of {len(results)} runners ({', '.join(results)}); save one "
+                         f"runner's (polygraphy run MODEL --onnxrt --save-outputs X.json)")
+    (iterations,) = results.values()
+    if not iterations:
+        raise ValueError(f"{path}: runner {next(iter(results))!r} has no iterations")
+    return iterations[0]
+
+
+def write_feeds_file(path, feeds: dict[str, np.ndarray]) -> None:
+    """An .npz, or for X.json what Polygraphy's `run --load-inputs` reads."""
+    if Path(path).suffix.lower() == ".json":
+        from lstm_onnx.runtimes.polygraphy_io import write_inputs_json
+
+        return write_inputs_json(path, feeds)
+    save_npz(path, feeds)
+
+
+def write_outputs_file(path, runner: str, outputs: dict[str, np.ndarray]) -> None:
+    """An .npz, or for X.json Polygraphy RunResults, which `polygraphy run --load-outputs` compares with."""
+    if Path(path).suffix.lower() == ".json":
+        from lstm_onnx.runtimes.polygraphy_io import write_outputs_json
+
+        return write_outputs_json(path, runner, outputs)
+    save_npz(path, outputs)
 
 
 def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
@@ -372,9 +442,15 @@ def expectation(runner: str, needs: list[str]) -> Expectation | None:
 
 def make_runner(name: str, model_path, ckpt, input_names: list[str], options: VerifyOptions) -> Runner:
     """The registry's runner `name` for this model (an old spelling works too); UnknownRunner (a ValueError)
-    if there is no such runner."""
-    return registry.make(name, registry.Request(model_path, ckpt, list(input_names), options.provider_options,
-                                                options.allow_tf32))
+    if there is no such runner. With options.isolate, a runner that runs in its own process."""
+    request = registry.Request(model_path, ckpt, list(input_names), options.provider_options, options.allow_tf32)
+    if options.isolate:
+        from lstm_onnx.runtimes.isolate import DEFAULT_TIMEOUT, isolated_runner
+
+        registry.get(name)  # an unknown name fails here, as in-process
+        return isolated_runner(name, request, options.checkpoint, options.checkpoint_loader,
+                               options.runner_timeout or DEFAULT_TIMEOUT)
+    return registry.make(name, request)
 
 
 def _runner_tolerances(runner: Runner, base: Tolerances, explicit: bool) -> Tolerances:
@@ -401,18 +477,23 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
     from lstm_onnx.runtimes.capabilities import model_features
 
     options = options or VerifyOptions()
+    if options.isolate and ckpt is not None and not (options.checkpoint and options.checkpoint_loader):
+        raise ValueError("isolate with a checkpoint: give VerifyOptions.checkpoint (its path) and checkpoint_loader")
     model = _load_model(model_path)
     needs = model_features(model)
     input_names = [vi.name for vi in graph_inputs(model)]
     names, named = _runner_names(options.runners, ckpt is not None)
     feeds = _feeds(model, input_names, options)
     if options.save_inputs:
-        save_npz(options.save_inputs, feeds)
+        write_feeds_file(options.save_inputs, feeds)
     explicit = options.tolerances is not None
     tolerances = options.tolerances or Tolerances(default_tolerance(model_precision(model)))
-    if options.expected:
+    if isinstance(options.expected, dict):  # a test data set's outputs, checked as it was read
+        baseline_name = ExpectedArrays.name
+        build_baseline = lambda: ExpectedArrays(options.expected, input_names)  # noqa: E731
+    elif options.expected:
         # Its own one-line errors, before anything runs.
-        check_expected(model, load_npz(options.expected, "expected outputs"), _feed_sizes(model, feeds),
+        check_expected(model, read_outputs_file(options.expected), _feed_sizes(model, feeds),
                        options.expected)
         baseline_name = f"expected:{Path(options.expected).name}"
         build_baseline = lambda: SavedOutputsRunner(options.expected, input_names)  # noqa: E731
@@ -424,9 +505,16 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
                           strict_placement=options.strict_placement)
     expected = _run_baseline(report, baseline_name, build_baseline, feeds, model)
     if options.save_outputs:
-        save_npz(options.save_outputs, expected)
+        write_outputs_file(options.save_outputs, baseline_name, expected)
+    if options.save_test_data:
+        from lstm_onnx.runtimes.onnx_test_data import write_test_data
+
+        write_test_data(options.save_test_data, model_path, feeds, expected)
     failing = {}
-    for name in names:
+    for i, name in enumerate(names):
+        if options.fail_fast and report.failures():
+            report.parity.skipped.update({n: "not run: --fail-fast" for n in names[i:]})
+            break
         table = expectation(name, needs)
         build = lambda name=name: make_runner(name, model_path, ckpt, input_names, options)  # noqa: E731
         ran = _run_one(report, name, table, name in named, build, feeds, model)
@@ -434,7 +522,7 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
             continue
         runner, actual = ran
         rows = compare_outputs(runner.name, actual, expected, _runner_tolerances(runner, tolerances, explicit),
-                               list(expected))
+                               list(expected), options.error_stat)
         for row in rows:
             row.known_wrong = table.why if table and name not in named else ""
         report.parity.rows += rows
@@ -495,9 +583,11 @@ def _feed_sizes(model, feeds) -> dict[str, tuple[int, str]]:
 
 
 def _feeds(model, input_names, options):
+    if isinstance(options.inputs, dict):  # a test data set's, checked as it was read
+        return options.inputs
     if options.inputs is None:
         return model_feeds(model, options.batch, options.seq, options.seed)
-    feeds = load_npz(options.inputs, "inputs")
+    feeds = read_feeds_file(options.inputs)
     if set(feeds) != set(input_names):
         raise ValueError(f"{options.inputs} holds {sorted(feeds)}; the model's inputs are {sorted(input_names)}")
     check_feeds(model, feeds, options.inputs)
@@ -522,11 +612,11 @@ def _run_one(report: VerifyReport, name: str, table: Expectation | None, named: 
         return None
     except Exception as exc:  # any runtime's own error type: contained, reported in one line
         message = error_message(exc)
-        if table and named:
-            message += f" (capability table: {table.why})"
-        elif table and REFUSED in table.cells.values():
+        if table and REFUSED in table.cells.values():  # the refusal the table predicts, named or not
             report.parity.skipped[name] = f"refused, as the capability table says ({table.why}): {message}"
             return None
+        if table and named:
+            message += f" (capability table: {table.why})"
         elif table:
             report.uncounted_errors[name] = f"capability table: {table.why}"
         report.parity.errors[name] = message

@@ -41,4 +41,10 @@ class TritonOptions:
                 out.append(f"{field} {value}: must be >= 1")
         if self.gpus and self.instance_kind != "gpu":
             out.append("gpus are for --instance-kind gpu")
+        if any(g < 0 for g in self.gpus):
+            out.append(f"gpus {list(self.gpus)}: device ids are >= 0")
+        for field, value in (("max queue delay (us)", self.max_queue_delay_us),
+                             ("max sequence idle (us)", self.max_sequence_idle_us)):
+            if value < 0:  # config.pbtxt holds them as unsigned integers
+                out.append(f"{field} {value}: must be >= 0")
         return out

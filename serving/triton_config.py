@@ -1,0 +1,97 @@
+"""config.pbtxt for Triton's ONNX Runtime backend, as protobuf text (the ModelConfig schema of
+tritonclient.grpc.model_config_pb2; written by hand so generating needs no tritonclient).
+
+A stateless export gets the dynamic batcher. A stateful one gets the sequence batcher with the `oldest`
+strategy (requests of different sequences batched together) and implicit state: Triton keeps h/c per
+sequence, feeds the model's hn/cn of one request back as h0/c0 of the next, and starts each sequence from
+`initial_state` zeros.
+
+No control_input (START, READY): the ONNX Runtime backend counts each configured control as one more model input
+it requires, of dims [1] (onnxruntime_backend's ValidateBooleanSequenceControl), and our graph needs neither:
+initial_state already hands it zero state at a sequence's start, and under `oldest` every request in a batch is
+ready (READY is for `direct`'s empty slots). The state tensors are not listed as inputs or outputs: Triton's
+implicit state contract keeps them between the model and Triton (listing hn as an output would only let a client
+read it, for debugging).
+"""
+from __future__ import annotations
+
+from lstm_onnx.serving.triton_graph import ModelSpec, TensorSpec
+from lstm_onnx.serving.triton_options import TritonOptions
+
+PLATFORM = "onnxruntime_onnx"
+KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+
+
+class _Token(str):
+    """An enum value (TYPE_FP32, KIND_GPU): written bare, not quoted."""
+
+
+def config_text(options: TritonOptions, spec: ModelSpec) -> str:
+    fields = [("name", options.name), ("platform", PLATFORM), ("max_batch_size", options.max_batch_size),
+              ("input", [_tensor(t) for t in spec.inputs]), ("output", [_tensor(t) for t in spec.outputs])]
+    fields.append(("sequence_batching", _sequence(options, spec)) if spec.stateful
+                  else ("dynamic_batching", _dynamic(options)))
+    fields.append(("instance_group", [_instances(options)]))
+    return _render(fields, 0)
+
+
+def _tensor(t: TensorSpec) -> list:
+    fields = [("name", t.name), ("data_type", _Token(t.data_type)), ("dims", list(t.dims))]
+    if t.reshape is not None:
+        fields.append(("reshape", [("shape", list(t.reshape))]))
+    return fields
+
+
+def _preferred(options: TritonOptions) -> list:
+    return [("preferred_batch_size", list(options.preferred_batch_sizes))] if options.preferred_batch_sizes else []
+
+
+def _dynamic(options: TritonOptions) -> list:
+    return [*_preferred(options), ("max_queue_delay_microseconds", options.max_queue_delay_us),
+            ("default_queue_policy", [("max_queue_size", options.max_queue_size)])]
+
+
+def _sequence(options: TritonOptions, spec: ModelSpec) -> list:
+    # `oldest` has no queue policy: max_queue_size applies to the dynamic batcher only.
+    oldest = [("max_candidate_sequences", options.max_candidate_sequences), *_preferred(options),
+              ("max_queue_delay_microseconds", options.max_queue_delay_us)]
+    states = [[("input_name", h_in), ("output_name", h_out), ("data_type", _Token("TYPE_FP32")),
+               ("dims", list(dims)),
+               ("initial_state", [("data_type", _Token("TYPE_FP32")), ("dims", list(dims)), ("zero_data", True),
+                                  ("name", "zero")])]
+              for h_in, h_out, dims in spec.states]
+    return [("max_sequence_idle_microseconds", options.max_sequence_idle_us), ("oldest", oldest),
+            ("state", states)]
+
+
+def _instances(options: TritonOptions) -> list:
+    fields = [("kind", _Token(KINDS[options.instance_kind])), ("count", options.instance_count)]
+    if options.gpus:
+        fields.append(("gpus", list(options.gpus)))
+    return fields
+
+
+def _render(fields: list, depth: int) -> str:
+    pad = "  " * depth
+    lines = []
+    for key, value in fields:
+        if isinstance(value, list) and value and isinstance(value[0], list):  # repeated message
+            blocks = [f"{pad}  {{\n{_render(item, depth + 2)}{pad}  }}" for item in value]
+            lines.append(f"{pad}{key} [\n" + ",\n".join(blocks) + f"\n{pad}]\n")
+        elif isinstance(value, list) and value and isinstance(value[0], tuple):  # message
+            lines.append(f"{pad}{key} {{\n{_render(value, depth + 1)}{pad}}}\n")
+        elif isinstance(value, list):  # repeated scalar
+            lines.append(f"{pad}{key}: [{''.join(' ' + _scalar(v) + ',' for v in value).rstrip(',')} ]\n")
+        else:
+            lines.append(f"{pad}{key}: {_scalar(value)}\n")
+    return "".join(lines)
+
+
+def _scalar(value) -> str:
+    if isinstance(value, _Token):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

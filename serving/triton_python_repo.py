@@ -1,0 +1,135 @@
+"""A Triton model repository for the python backend: our model.py (serving/triton_python_model.py) running the
+exported model under onnxruntime, as raw-in/raw-out as `lstm-pipeline serve`.
+
+    <out>/<name>/config.pbtxt      backend "python"; batch-first tensors, the batch dim being Triton's
+    <out>/<name>/1/model.py        the copy of triton_python_model.py
+    <out>/<name>/1/model.onnx      the copy of the exported model, unchanged
+
+A stateless model gets the dynamic batcher; one with h0/c0 gets the sequence batcher (`oldest`) with the
+START/END/CORRID controls, and model.py keeps each sequence's h/c. `streams=False` serves a stateful export
+statelessly (every request from zero state), as our server's /v1/predict does.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lstm_onnx.core.fileio import current_umask
+from lstm_onnx.serving.triton_options import TritonOptions
+
+MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
+KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+
+
+def model_io(model_path) -> dict:
+    """What config.pbtxt needs from the model: features, outputs, sequence head, lengths, h0/c0."""
+    from lstm_onnx.runtimes.embed import Predictor, PredictorError
+
+    try:
+        pred = Predictor.load(str(model_path), warn=False)
+    except PredictorError as exc:
+        raise ValueError(str(exc)) from None
+    if any(d is not None for d in pred.fixed):
+        raise ValueError(f"{model_path} is an unrolled export (fixed batch/sequence sizes); Triton batches "
+                         f"along the batch axis: export with --form native")
+    y = next(o for o in pred.session.get_outputs() if o.name == "y")
+    outputs = y.shape[-1] if isinstance(y.shape[-1], int) else -1
+    return {"features": pred.num_features, "outputs": outputs, "sequence_head": pred.head == "sequence",
+            "lengths": pred.has_lengths, "stateful": pred.stateful}
+
+
+def config_text(options: TritonOptions, io: dict, streams: bool, threads: int = 1) -> str:
+    inputs = [f'  {{ name: "x" data_type: TYPE_FP32 dims: [ -1, {io["features"]} ] allow_ragged_batch: true }}']
+    if io["lengths"]:
+        inputs.append('  { name: "lengths" data_type: TYPE_INT32 dims: [ 1 ] optional: true }')
+    y_dims = f'-1, {io["outputs"]}' if io["sequence_head"] else str(io["outputs"])
+    instances = f"kind: {KINDS[options.instance_kind]} count: {options.instance_count}"
+    if options.gpus:
+        instances += f" gpus: [ {', '.join(map(str, options.gpus))} ]"
+    lines = [f'name: "{options.name}"', 'backend: "python"', f"max_batch_size: {options.max_batch_size}",
+             "input [", ",\n".join(inputs), "]",
+             f'output [\n  {{ name: "y" data_type: TYPE_FP32 dims: [ {y_dims} ] }}\n]',
+             _sequence(options) if streams else _dynamic(options),
+             f"instance_group [ {{ {instances} }} ]",
+             "parameters [",
+             f'  {{ key: "streams" value: {{ string_value: "{"true" if streams else "false"}" }} }},',
+             f'  {{ key: "intra_op_threads" value: {{ string_value: "{threads}" }} }}',
+             "]"]
+    return "\n".join(lines) + "\n"
+
+
+def _preferred(options: TritonOptions, pad: str) -> str:
+    sizes = ", ".join(map(str, options.preferred_batch_sizes))
+    return f"{pad}preferred_batch_size: [ {sizes} ]\n" if sizes else ""
+
+
+def _dynamic(options: TritonOptions) -> str:
+    return (f"dynamic_batching {{\n{_preferred(options, '  ')}"
+            f"  max_queue_delay_microseconds: {options.max_queue_delay_us}\n"
+            f"  default_queue_policy {{ max_queue_size: {options.max_queue_size} }}\n}}")
+
+
+def _sequence(options: TritonOptions) -> str:
+    oldest = (f"    max_candidate_sequences: {options.max_candidate_sequences}\n"
+              f"{_preferred(options, '    ')}"
+              f"    max_queue_delay_microseconds: {options.max_queue_delay_us}\n")
+    controls = ",\n".join(
+        f'    {{ name: "{name}" control [ {{ kind: {kind} {value} }} ] }}'
+        for name, kind, value in (("START", "CONTROL_SEQUENCE_START", "int32_false_true: [ 0, 1 ]"),
+                                  ("END", "CONTROL_SEQUENCE_END", "int32_false_true: [ 0, 1 ]"),
+                                  ("CORRID", "CONTROL_SEQUENCE_CORRID", "data_type: TYPE_UINT64")))
+    return (f"sequence_batching {{\n  max_sequence_idle_microseconds: {options.max_sequence_idle_us}\n"
+            f"  oldest {{\n{oldest}  }}\n  control_input [\n{controls}\n  ]\n}}")
+
+
+def write_python_repository(model_path, out, options: TritonOptions, *, streams: bool | None = None,
+                            threads: int = 1) -> Path:
+    """Write <out>/<options.name>/ (config.pbtxt, 1/model.py, 1/model.onnx); return that folder.
+
+    `streams`: None serves a model with h0/c0 as streams (sequence batching), False statelessly.
+    `threads`: onnxruntime intra-op threads per instance. The folder appears whole or not at all: it is built
+    beside its place and renamed over any old one.
+    """
+    problems = options.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not Path(model_path).is_file():
+        raise ValueError(f"{model_path}: no such model file")
+    io = model_io(model_path)
+    streams = io["stateful"] if streams is None else streams
+    if streams and not io["stateful"]:
+        raise ValueError(f"{model_path} has no h0/c0 inputs: export it with --stateful to serve streams")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / options.name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{options.name}.", suffix=".tmp", dir=root))
+    try:
+        (tmp / "1").mkdir()
+        (tmp / "config.pbtxt").write_text(config_text(options, io, streams, threads))
+        shutil.copyfile(MODEL_SOURCE, tmp / "1" / "model.py")
+        shutil.copyfile(model_path, tmp / "1" / "model.onnx")
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide it from another user's server
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename `new` to `target`; an old `target` is moved aside first and removed once `new` is in place."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.rmdir(old)
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
