@@ -27,6 +27,7 @@ help:
 	@echo "make test-gpu GPU tests (need CUDA + onnxruntime-gpu)"
 	@echo "make bench    runner x form x threads benchmark -> $(ART)/bench/ (table, JSON, PNG)"
 	@echo "make bench-train  one training step of PeepholeLSTM (compiled and pure PyTorch) vs nn.LSTM"
+	@echo "make bench-ddp    data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: batching on vs off"
 	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, one run (LOADTEST_ARGS=...)"
@@ -93,6 +94,12 @@ bench: $(VENV)/.installed
 bench-train: $(VENV)/.installed
 	mkdir -p $(ART)
 	$(PY) -m benchmarks.bench_train --runs 9 --json $(ART)/bench_train.json $(BENCH_TRAIN_ARGS)
+
+# Data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread (DDP, gloo) at bench-train's sizes.
+.PHONY: bench-ddp
+bench-ddp: $(VENV)/.installed
+	mkdir -p $(ART)
+	$(PY) -m benchmarks.bench_ddp --json $(ART)/bench_ddp.json $(BENCH_DDP_ARGS)
 
 forms-report: $(RUN_DIR)/model.pt
 	$(PY) benchmarks/forms.py $< --json $(RUN_DIR)/forms.json $(FORMS_ARGS)

@@ -174,6 +174,8 @@ def _launch_ranks(obj, nproc: int, out) -> None:
     result = distributed.launch(distributed.torchrun_command(nproc, args))
     if result.returncode == 0:
         return
+    if result.interrupted:
+        _fail(f"interrupted; {_state_note(out)}")
     if result.rank_reported and (result.exitcode or 0) > 0:  # the rank's own one-line error is above
         ctx.exit(result.returncode)
     who = f"rank {result.failed_rank}" if result.failed_rank is not None else "a rank"

@@ -191,6 +191,7 @@ class LaunchResult:
     failed_rank: int | None = None  # torchrun's root cause
     exitcode: int | None = None  # that rank's exit status (negative: killed by that signal)
     rank_reported: bool = False  # a rank printed its own one-line error
+    interrupted: bool = False  # Ctrl-C: torchrun got it too and stopped the ranks
 
 
 def launch(cmd: list[str], err=None) -> LaunchResult:
@@ -200,22 +201,36 @@ def launch(cmd: list[str], err=None) -> LaunchResult:
     env = {**os.environ, LAUNCHER_ENV: "1"}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace", env=env)
     held: list[str] = []
-    reported = False
+    errors: set[str] = set()
     try:
         for line in proc.stderr:
-            if _AGENT_LOG.match(line) or line.startswith(_BANNER):
-                continue
+            if _AGENT_LOG.match(line) or line.startswith(_BANNER) or not line.strip():
+                continue  # (a blank line: click's, in a rank that got Ctrl-C)
             if held or line.startswith("Traceback (most recent call last)"):
                 held.append(line)  # torchrun's failure wall, or a rank's traceback: decided at the end
                 continue
-            reported = reported or line.startswith("Error: ")
+            if line.startswith("Error: "):
+                if line in errors:  # the same error from every rank (bad data): say it once
+                    continue
+                errors.add(line)
             err.write(line)
             err.flush()
-    except KeyboardInterrupt:  # torchrun got the same SIGINT and stops the ranks; wait for it
-        proc.wait()
-        raise
+    except KeyboardInterrupt:  # torchrun got the same SIGINT and stops the ranks; let it finish
+        return LaunchResult(_drain(proc), interrupted=True)
     rc = proc.wait()
-    return _read_failure(rc, held, reported, err)
+    return _read_failure(rc, held, bool(errors), err)
+
+
+def _drain(proc: subprocess.Popen) -> int:
+    """Wait for torchrun to stop its ranks, reading (and dropping) what they print meanwhile so that no
+    one blocks on a full pipe."""
+    while True:
+        try:
+            for _ in proc.stderr:
+                pass
+            return proc.wait()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting politely
+            proc.kill()
 
 
 def _read_failure(rc: int, held: list[str], reported: bool, err) -> LaunchResult:

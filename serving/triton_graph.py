@@ -90,6 +90,14 @@ def _load(model_path) -> onnx.ModelProto:
         raise TritonModelError(f"model not found: {model_path}") from None
     except Exception as exc:  # protobuf raises DecodeError and others
         raise TritonModelError(f"{model_path} is not a readable ONNX model ({type(exc).__name__})") from None
+    try:
+        onnx.checker.check_model(model)
+    except UnicodeDecodeError:
+        raise TritonModelError(f"{model_path}: a name in the graph is not UTF-8 text; re-export the model with "
+                               "`lstm-pipeline export`") from None
+    except onnx.checker.ValidationError as exc:
+        raise TritonModelError(f"{model_path} is not a valid ONNX model ({str(exc).splitlines()[0]}); re-export "
+                               "it with `lstm-pipeline export`") from None
     ins, outs = {vi.name for vi in model.graph.input}, {vi.name for vi in model.graph.output}
     if "x" not in ins or "y" not in outs:
         raise TritonModelError(f"{model_path} has inputs {sorted(ins)} and outputs {sorted(outs)}; expected "

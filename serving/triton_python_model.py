@@ -11,6 +11,7 @@ here per correlation id: zeroed on START, carried between requests, dropped on E
 """
 import json
 import os
+from collections import OrderedDict
 
 import numpy as np
 import onnxruntime as ort
@@ -26,10 +27,9 @@ class BadRequest(ValueError):
 class Item:
     """One request: normalized x [n, S, F], valid steps per row, and for a stream its id and controls."""
 
-    def __init__(self, index, x, lengths, stream=None, start=False, end=False):
-        self.index, self.x, self.lengths = index, x, lengths
-        self.stream, self.start, self.end = stream, start, end
-        self.explicit_lengths = False
+    def __init__(self, index, x, lengths, explicit_lengths):
+        self.index, self.x, self.lengths, self.explicit_lengths = index, x, lengths, explicit_lengths
+        self.stream, self.start, self.end = None, False, False
 
 
 class TritonPythonModel:
@@ -53,7 +53,12 @@ class TritonPythonModel:
             self.num_states, _, self.hidden = inputs["h0"].shape
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
-        self.states = {}  # correlation id -> (h [L, H], c [L, H]) of a live stream
+        self.states = OrderedDict()  # correlation id -> (h [L, H], c [L, H]), least recently used first
+        # Triton keeps at most max_candidate_sequences live per instance; an id it released for idling without
+        # an END would stay here forever, so beyond a margin over that the least recently used are dropped (a
+        # dropped live stream would get "not started", never a wrong answer).
+        oldest = config.get("sequence_batching", {}).get("oldest", {})
+        self.max_streams = 4 * int(oldest.get("max_candidate_sequences", 0) or 1024)
 
     def _read_metadata(self, props):
         model = json.loads(props.get(PREFIX + "config", "{}")).get("model", {})
@@ -77,6 +82,8 @@ class TritonPythonModel:
                 items.append(self._parse(k, request))
             except BadRequest as exc:
                 responses[k] = _error(str(exc))
+                if self.streams and (_control(request, "START") or _control(request, "END")):
+                    self.states.pop(int(_control(request, "CORRID")), None)  # Triton starts or ends it anyway
         for round_items in _rounds(items):
             self._run_round(round_items, responses)
         return responses
@@ -98,8 +105,7 @@ class TritonPythonModel:
         if not np.isfinite(xn).all():
             raise BadRequest("x contains NaN or Inf, or values that overflow float32 once normalized by the "
                              "model's training statistics")
-        item = Item(index, xn, lengths)
-        item.explicit_lengths = given is not None
+        item = Item(index, xn, lengths, explicit_lengths=given is not None)
         if self.streams:
             if n != 1:
                 raise BadRequest(f"a stream takes one sequence per request (x batch 1), got {n}")
@@ -181,6 +187,9 @@ class TritonPythonModel:
                     self.states.pop(item.stream, None)
                 else:
                     self.states[item.stream] = (out["hn"][:, row].copy(), out["cn"][:, row].copy())
+                    self.states.move_to_end(item.stream)
+                    while len(self.states) > self.max_streams:
+                        self.states.popitem(last=False)
             responses.append(pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor("y", np.ascontiguousarray(part, np.float32))]))
             row += n

@@ -80,7 +80,7 @@ def atomic_repository(out, force: bool = False):
         yield staging / "repo"
         built = staging / "repo"
         for folder in (built, *(p for p in built.rglob("*") if p.is_dir())):
-            os.chmod(folder, 0o777 & ~current_umask())  # mkdtemp's 0700 is not what a new folder gets
+            os.chmod(folder, 0o777 & ~current_umask())  # a writer's mkdtemp leaves 0700: unreadable to a server
         if out.exists():  # two renames: a reader may find no `out` between them, never a half-built one
             os.replace(out, staging / "old")
         os.replace(built, out)

@@ -33,8 +33,11 @@ def install():
 @pytest.fixture(scope="module")
 def exported(ckpt, serve_model, stateful_model, tmp_path_factory):
     """name -> (model file, streams): each path model.py can take (padded or grouped, zero or kept state)."""
-    plain = models.export(ckpt, tmp_path_factory.mktemp("m") / "plain.onnx")
+    folder = tmp_path_factory.mktemp("m")
+    plain = models.export(ckpt, folder / "plain.onnx")
+    sequence = models.export(models.checkpoint(head="sequence", seed=5), folder / "seq.onnx", lengths=True)
     return {"plain": (plain, False),            # stateless, no lengths: one run per sequence length
+            "sequence": (sequence, False),      # y at every step, padded batches: zero past each length
             "serve": (serve_model, False),      # stateful + lengths served statelessly: padded, zero state
             "streams": (stateful_model, True),  # sequences, no lengths: grouped, h/c kept per id
             "serve_streams": (serve_model, True)}
@@ -102,14 +105,14 @@ def stats(server, model) -> dict:
         client.close()
 
 
-@pytest.mark.parametrize("model", ["plain", "serve"])
+@pytest.mark.parametrize("model", ["plain", "serve", "sequence"])
 def test_concurrent_requests_equal_one_pass(server, predictors, model):
     rng = np.random.default_rng(1)
     jobs = []
     for k in range(96):
         n = 2 if k % 5 == 0 else 1  # some requests carry two sequences
         seq = int(rng.integers(1, 24))
-        lengths = rng.integers(1, seq + 1, n) if model == "serve" and k % 3 == 0 else None
+        lengths = rng.integers(1, seq + 1, n) if model != "plain" and k % 3 == 0 else None
         jobs.append((np.stack(models.raw_inputs(rng, [seq] * n)), lengths))
     before = stats(server, model)
     got = in_threads(server, jobs, lambda client, job: infer(client, model, *job))

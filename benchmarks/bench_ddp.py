@@ -1,0 +1,128 @@
+"""Data-parallel training throughput: 1 process x 2 threads against 2 processes x 1 thread (gloo, DDP).
+
+One training step of a SequenceModel (peephole LSTM, last-step head, MSE, Adam, grad clip 1.0) on a global
+batch of B sequences: one process takes all B with 2 threads; two ranks take B/2 each with 1 thread and
+average gradients through DDP. Sizes are bench_train's (B32 T100, I16/H128 and I128/H512). Reported:
+sequences/s (median step), scaling efficiency (2 x 1 over 1 x 2: the same two cores), and the all-reduce
+share of a DDP step, from timing an all_reduce of a gradient-sized float32 buffer alone between the two ranks.
+
+    python -m benchmarks.bench_ddp [--steps 7] [--warmup 2] [--json out.json] [--sizes 32,100,16,128 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from benchmarks.bench_train import SIZES
+
+
+def _model_and_batch(B, S, I, H, seed=0):
+    from lstm_onnx.pipeline.config import ModelConfig
+    from lstm_onnx.pipeline.model import SequenceModel
+
+    torch.manual_seed(seed)
+    model = SequenceModel(ModelConfig(input_size=I, hidden_size=H, output_size=1, head_dropout=0.0))
+    g = torch.Generator().manual_seed(seed)
+    return model, torch.randn(B, S, I, generator=g), torch.randn(B, 1, generator=g)
+
+
+def _time_steps(net, params, x, y, warmup, steps, sync=lambda: None) -> list[float]:
+    opt = torch.optim.Adam(params, lr=1e-3)
+    loss_fn = torch.nn.MSELoss()
+    times = []
+    for k in range(warmup + steps):
+        sync()
+        t0 = time.perf_counter()
+        loss = loss_fn(net(x)[0], y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sync()
+        if k >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def single(size, warmup, steps, threads=2) -> float:
+    """Median step seconds of one process over the whole global batch."""
+    torch.set_num_threads(threads)
+    model, x, y = _model_and_batch(*size)
+    return statistics.median(_time_steps(model, list(model.parameters()), x, y, warmup, steps))
+
+
+def _rank(rank, port, size, warmup, steps, out):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        B, S, I, H = size
+        model, x, y = _model_and_batch(*size)
+        half = slice(rank * B // 2, (rank + 1) * B // 2)
+        net = torch.nn.parallel.DistributedDataParallel(model)
+        step = _time_steps(net, list(model.parameters()), x[half], y[half], warmup, steps, sync=dist.barrier)
+        buf = torch.zeros(sum(p.numel() for p in model.parameters()))
+        reduce = []
+        for k in range(warmup + 3 * steps):
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(buf)
+            if k >= warmup:
+                reduce.append(time.perf_counter() - t0)
+        if rank == 0:
+            Path(out).write_text(json.dumps({"step": statistics.median(step), "allreduce": statistics.median(reduce),
+                                             "numel": buf.numel()}))
+    finally:
+        dist.destroy_process_group()
+
+
+def data_parallel(size, warmup, steps) -> dict:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "r0.json")
+        mp.spawn(_rank, args=(port, size, warmup, steps, out), nprocs=2, join=True)
+        return json.loads(Path(out).read_text())
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--sizes", nargs="*", help="B,S,I,H each (default: bench_train's two sizes)")
+    ap.add_argument("--json", help="also write the rows here")
+    args = ap.parse_args(argv)
+    sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes] if args.sizes else SIZES
+    rows = []
+    for size in sizes:
+        B = size[0]
+        one = single(size, args.warmup, args.steps)
+        ddp = data_parallel(size, args.warmup, args.steps)
+        rows.append({"B": B, "S": size[1], "I": size[2], "H": size[3], "params": ddp["numel"],
+                     "seq_s_1x2": B / one, "seq_s_2x1": B / ddp["step"], "efficiency": one / ddp["step"],
+                     "step_ms_1x2": one * 1e3, "step_ms_2x1": ddp["step"] * 1e3,
+                     "allreduce_ms": ddp["allreduce"] * 1e3, "allreduce_share": ddp["allreduce"] / ddp["step"]})
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, global batch B, median of {args.steps} steps")
+    print("| B x T | I/H | params | 1 proc x 2 thr seq/s | 2 proc x 1 thr seq/s | efficiency | all-reduce ms | "
+          "all-reduce share |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['B']}x{r['S']} | {r['I']}/{r['H']} | {r['params']} | {r['seq_s_1x2']:.1f} | "
+              f"{r['seq_s_2x1']:.1f} | {r['efficiency']:.2f} | {r['allreduce_ms']:.2f} | "
+              f"{100 * r['allreduce_share']:.1f}% |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
