@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from lstm_onnx.runtimes.compare import ERROR_STATS, ParityReport, compare_output
+from lstm_onnx.runtimes.saved_arrays import save_npz
 from lstm_onnx.runtimes.tolerances import Tolerance
-from lstm_onnx.runtimes.verify import VerifyOptions, save_npz, verify_model
+from lstm_onnx.runtimes.verify import VerifyOptions, verify_model
 
 
 def _one_outlier():
@@ -93,7 +94,7 @@ def _off_by(model, where, delta: float):
     """Feeds and baseline outputs shifted by delta, so every runner fails at atol 1e-5."""
     report = verify_model(model, options=VerifyOptions(runners=("onnx-reference",), batch=2, seq=5,
                                                        save_inputs=where / "in.npz", save_outputs=where / "out.npz"))
-    from lstm_onnx.runtimes.verify import load_npz
+    from lstm_onnx.runtimes.saved_arrays import load_npz
 
     save_npz(where / "off.npz", {k: v + np.float32(delta) for k, v in load_npz(where / "out.npz", "x").items()})
     assert report.passed

@@ -5,7 +5,8 @@ import pytest
 
 from lstm_onnx.bench.models import export_form, random_checkpoint
 from lstm_onnx.runtimes.placement import NodePlacement
-from lstm_onnx.runtimes.verify import VerifyOptions, VerifyReport, load_npz, model_feeds, verify_model
+from lstm_onnx.runtimes.saved_arrays import load_npz
+from lstm_onnx.runtimes.verify import VerifyOptions, VerifyReport, model_feeds, verify_model
 
 
 @pytest.fixture(scope="module")
