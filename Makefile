@@ -30,7 +30,7 @@ help:
 	@echo "make bench-ddp    data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: batching on vs off"
-	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, one run (LOADTEST_ARGS=...)"
+	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, Triton, Ray x1 and x2: one run"
 	@echo "make triton-venv | test-triton  tritonserver (nvidia-pytriton, CPU) in $(TRITON_VENV); a real run of our python-backend repository"
 
 # setuptools: the build backend, which tests/test_packaging.py uses to build the wheel offline.
@@ -116,8 +116,10 @@ LOADTEST_ARGS ?= --clients 64 --seconds 10
 loadtest: $(RUN_DIR)/model-serve.onnx
 	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS)
 
-loadtest-protocols: $(RUN_DIR)/model-serve.onnx
-	$(PY) benchmarks/loadtest.py $< --target v1 --target v2 --target v2-binary --modes "batching on" $(LOADTEST_ARGS)
+# docs/deploy.md's table: our server, Triton (python backend, its own venv) and Ray Serve, on one machine in one run.
+loadtest-protocols: $(RUN_DIR)/model-serve.onnx triton-venv
+	LSTM_TRITON_VENV=$(abspath $(TRITON_VENV)) $(PY) benchmarks/loadtest.py $< --target v1 --target v2 \
+	    --target v2-binary --target triton --target ray --modes "batching on" --clients 64 --seconds 5 $(LOADTEST_ARGS)
 
 # Triton: the tritonserver binary nvidia-pytriton bundles (CPU), in its own venv (about 30 s, 445 MB); the python
 # backend's stub runs this venv's Python, so numpy < 2 and onnxruntime go in it too. test-triton starts it on

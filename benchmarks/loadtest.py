@@ -4,6 +4,7 @@
     python benchmarks/loadtest.py MODEL --target v1 --target v2 --target v2-binary   # the protocols, one run
     python benchmarks/loadtest.py --url http://127.0.0.1:8000 --model-name NAME --target v2-binary  # any v2 server
     python benchmarks/loadtest.py MODEL --target v2 --target triton   # also MODEL under tritonserver (make triton-venv)
+    python benchmarks/loadtest.py MODEL --target v1 --target ray      # also on Ray Serve, 1 and 2 replicas
 
 Each mode starts its own server process on 127.0.0.1 (a free port), waits for /readyz, runs the clients
 (one request = one small sequence) per target, then stops it with SIGTERM. With --url the clients hit that
@@ -217,14 +218,19 @@ def measure_ray(args, targets: list, replicas: int) -> dict:
             proc.wait()
 
 
+ENGINES = ("triton", "ray")  # --target names that start another engine rather than pick a protocol
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", nargs="?", help="the model to serve (not with --url)")
     ap.add_argument("--url", help="a running server's base URL, e.g. http://127.0.0.1:8000: no server started")
     ap.add_argument("--model-name", default="lstm", help="the v2 model name (servers started here use it)")
-    ap.add_argument("--target", dest="targets", action="append", choices=[*TARGETS, "triton"],
+    ap.add_argument("--target", dest="targets", action="append", choices=[*TARGETS, *ENGINES],
                     help="protocol and body the clients send (repeatable; default v1); `triton` also serves MODEL "
-                         "under tritonserver (python backend) and sends it the v2 targets given, else v2")
+                         "under tritonserver (python backend) and sends it the v2 targets given, else v2; `ray` "
+                         "serves it on Ray Serve with each --ray-replicas count (default 1 and 2), sent the "
+                         "targets given, else v1")
     ap.add_argument("--triton-venv", help="the venv with nvidia-pytriton (default: $LSTM_TRITON_VENV, else the "
                                           "repo's .venv-triton from `make triton-venv`)")
     ap.add_argument("--clients", type=int, default=64)
@@ -241,10 +247,11 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     targets = args.targets or ["v1"]
-    triton = "triton" in targets
-    targets = [t for t in targets if t != "triton"]
-    if triton and args.url:
-        raise SystemExit("--target triton starts its own tritonserver: give MODEL, not --url")
+    engines = [e for e in ENGINES if e in targets]
+    targets = [t for t in targets if t not in ENGINES]
+    ray_replicas = args.ray_replicas or ([1, 2] if "ray" in engines else [])
+    if engines and args.url:
+        raise SystemExit(f"--target {'/'.join(engines)} starts its own server: give MODEL, not --url")
     modes = [m.strip() for m in args.modes.split(",")]
     if args.clients < 1 or args.seconds <= 0 or args.seconds > 600:
         raise SystemExit("need --clients >= 1 and 0 < --seconds <= 600")
@@ -268,9 +275,9 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-    for n in args.ray_replicas if not args.url and targets else ():
-        results.update(measure_ray(args, targets, n))
-    if triton:
+    for n in ray_replicas if not args.url else ():
+        results.update(measure_ray(args, targets or ["v1"], n))
+    if "triton" in engines:
         results.update(measure_triton(args, targets))
     print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request, loopback, "
           f"{args.workers} inference thread(s) x {args.threads} onnxruntime thread(s)")

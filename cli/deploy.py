@@ -51,6 +51,9 @@ def triton(model, out, force, **settings):
 
     try:
         if options.backend == "python":
+            from lstm_onnx.cli.loading import load_onnx
+
+            load_onnx(model)  # onnx's one-line refusal, before onnxruntime logs its own to stderr
             with atomic_repository(out, force) as staging:
                 _python_writer()(model, staging, options)
             written = sorted(p for p in (Path(out) / options.name).rglob("*") if p.is_file())

@@ -6,12 +6,13 @@ strategy (requests of different sequences batched together) and implicit state: 
 sequence, feeds the model's hn/cn of one request back as h0/c0 of the next, and starts each sequence from
 `initial_state` zeros.
 
-No control_input (START, READY): the ONNX Runtime backend counts each configured control as one more model input
-it requires, of dims [1] (onnxruntime_backend's ValidateBooleanSequenceControl), and our graph needs neither:
-initial_state already hands it zero state at a sequence's start, and under `oldest` every request in a batch is
-ready (READY is for `direct`'s empty slots). The state tensors are not listed as inputs or outputs: Triton's
-implicit state contract keeps them between the model and Triton (listing hn as an output would only let a client
-read it, for debugging).
+It also gets the START and READY control inputs (int32_false_true [0, 1]). The ONNX Runtime backend requires each
+configured control to be one more model input, not listed under `input`, of dims [1] after the batch and of the
+type its *_false_true gives (TYPE_INT32 here; onnxruntime_backend's ValidateBooleanSequenceControl); the graph
+triton_graph.py writes has them, and gates the state with them: START zeroes it (so a sequence starts from zero
+even if Triton's state handling did not), READY=0 hands it back unchanged (a slot without a request). The
+state tensors are not listed as inputs or outputs: Triton's implicit state contract keeps them between the model
+and Triton (listing hn as an output would only let a client read it, for debugging).
 """
 from __future__ import annotations
 
@@ -60,8 +61,10 @@ def _sequence(options: TritonOptions, spec: ModelSpec) -> list:
                ("initial_state", [("data_type", _Token("TYPE_FP32")), ("dims", list(dims)), ("zero_data", True),
                                   ("name", "zero")])]
               for h_in, h_out, dims in spec.states]
+    controls = [[("name", name), ("control", [[("kind", _Token(kind)), ("int32_false_true", [0, 1])]])]
+                for name, kind in spec.controls]
     return [("max_sequence_idle_microseconds", options.max_sequence_idle_us), ("oldest", oldest),
-            ("state", states)]
+            *([("control_input", controls)] if controls else []), ("state", states)]
 
 
 def _instances(options: TritonOptions) -> list:

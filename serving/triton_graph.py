@@ -5,6 +5,10 @@ batch-first throughout: x [B, S, F], y [B, O] or [B, S, O], and for a stateful e
 [B, L*D, H] where our export has [L*D, B, H] (Transpose nodes around the graph). It must also be raw-in/raw-out,
 since a Triton client sends raw features: runtimes/fold.py folds the normalization from the metadata into the
 weights (its NaN check output is dropped: Triton has no caller to read it).
+
+A stateful model also takes Triton's sequence controls START and READY ([B, 1] int32, 0/1), and obeys them:
+a row with START=1 runs from zero state whatever state Triton hands in, and a row with READY=0 (a batch slot
+without a request) returns the state it was given, unchanged.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
 from lstm_onnx.runtimes.onnx_graph import all_nodes
 
 STATES = (("h0", "hn"), ("c0", "cn"))  # Triton's implicit state: input_name -> output_name
+CONTROLS = (("START", "CONTROL_SEQUENCE_START"), ("READY", "CONTROL_SEQUENCE_READY"))  # model input -> kind
 TRITON_TYPES = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.INT32: "TYPE_INT32"}
 PEEPHOLE_OPS = ("LSTM", "DynamicQuantizeLSTM")  # input 7 is P in both (the latter: an int8 export)
 _NUMPY = {"TYPE_FP32": np.float32, "TYPE_INT32": np.int32}
@@ -48,6 +53,7 @@ class ModelSpec:
     states: tuple[tuple[str, str, tuple[int, ...]], ...]  # (input, output, dims without batch)
     peepholes: bool  # a native LSTM node with P (ORT's CUDA LSTM cannot run it)
     precision: str  # float32 | float16 | int8: the tolerance key of the export
+    controls: tuple[tuple[str, str], ...] = ()  # (model input, control kind), as CONTROLS; stateful models only
 
     @property
     def stateful(self) -> bool:
@@ -75,6 +81,7 @@ def triton_model(model_path) -> tuple[onnx.ModelProto, ModelSpec]:
         for h_in, h_out in STATES:
             _batch_first_input(model.graph, h_in)
             _batch_first_output(model.graph, h_out)
+        _sequence_controls(model.graph)
     _annotate(model, meta, stateful)
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -174,6 +181,44 @@ def _batch_first_output(graph, name: str) -> None:
     _swap_leading_dims(next(vi for vi in graph.output if vi.name == name))
 
 
+def _sequence_controls(graph) -> None:
+    """START and READY as graph inputs [B, 1] int32 (the type int32_false_true gives them: the ONNX Runtime
+    backend refuses a model whose control input has another), turned into [B, 1, 1] masks over the state."""
+    batch = next(vi for vi in graph.input if vi.name == STATES[0][0]).type.tensor_type.shape.dim[0]
+    graph.initializer.append(helper.make_tensor("triton.control.axes", TensorProto.INT64, [1], [2]))
+    front = []
+    for name, _ in CONTROLS:
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.INT32,
+                                                         [batch.dim_param or batch.dim_value or None, 1]))
+        front += [helper.make_node("Cast", [name], [f"triton.{name}.bool"], name=f"triton.{name}.cast",
+                                   to=TensorProto.BOOL),
+                  helper.make_node("Unsqueeze", [f"triton.{name}.bool", "triton.control.axes"],
+                                   [f"triton.{name}.mask"], name=f"triton.{name}.unsqueeze")]
+    for h_in, h_out in STATES:
+        front += _start_gate(graph, h_in)
+        _ready_gate(graph, h_in, h_out)
+    for node in reversed(front):
+        graph.node.insert(0, node)
+
+
+def _start_gate(graph, h_in: str) -> list:
+    """The graph reads h_in where START is 0, zeros where it is 1 (Where, not a product: 0 * inf is NaN).
+    Returns the nodes to put in front of the graph."""
+    elem = next(vi for vi in graph.input if vi.name == h_in).type.tensor_type.elem_type
+    graph.initializer.append(helper.make_tensor(f"triton.{h_in}.zero", elem, [], [0]))
+    _rename(graph, h_in, f"triton.{h_in}.started")
+    return [helper.make_node("Where", ["triton.START.mask", f"triton.{h_in}.zero", h_in],
+                             [f"triton.{h_in}.started"], name=f"triton.{h_in}.start")]
+
+
+def _ready_gate(graph, h_in: str, h_out: str) -> None:
+    """Graph output h_out is what the graph computed where READY is 1, the state handed in (h_in) where it is 0."""
+    computed = f"triton.{h_out}.computed"
+    _rename(graph, h_out, computed)
+    graph.node.append(helper.make_node("Where", ["triton.READY.mask", computed, h_in], [h_out],
+                                       name=f"triton.{h_out}.ready"))
+
+
 def _annotate(model: onnx.ModelProto, meta: dict, stateful: bool) -> None:
     """The metadata says what the model now is: no normalization left to apply, batch-first state."""
     io = {"inputs": {"x": "raw features [batch, seq, F] (normalization folded in)"},
@@ -182,6 +227,8 @@ def _annotate(model: onnx.ModelProto, meta: dict, stateful: bool) -> None:
         io["inputs"]["lengths"] = "int32 [batch]: valid steps per item"
     if stateful:
         io["inputs"].update(h0="[batch, layers*directions, H] (Triton's implicit state)", c0="as h0")
+        io["inputs"].update(START="int32 [batch, 1]: 1 starts the sequence from zero state",
+                            READY="int32 [batch, 1]: 0 hands the state back unchanged (a slot without a request)")
         io["outputs"].update(hn="[batch, layers*directions, H], fed back as h0", cn="as hn")
     props = {p.key: p.value for p in model.metadata_props}
     props.update(metadata.encode({"normalization": None, "io": io}))
@@ -201,22 +248,30 @@ def _tensor(vi) -> TensorSpec:
 
 def _spec(model: onnx.ModelProto, meta: dict) -> ModelSpec:
     state_names = {n for pair in STATES for n in pair}
-    inputs = tuple(_tensor(vi) for vi in model.graph.input if vi.name not in state_names)
+    control_names = {name for name, _ in CONTROLS}
+    inputs = tuple(_tensor(vi) for vi in model.graph.input if vi.name not in state_names | control_names)
     outputs = tuple(_tensor(vi) for vi in model.graph.output if vi.name not in state_names)
     by_name = {vi.name: vi for vi in model.graph.input}
     states = tuple((i, o, _tensor(by_name[i]).dims) for i, o in STATES if i in by_name)
-    peepholes = any(n.op_type in PEEPHOLE_OPS and len(n.input) > 7 and n.input[7] for n in all_nodes(model.graph))
+    peepholes = has_peepholes(model)
     quant = meta.get("quantization", "none")
     precision = quant if quant not in ("none", None) else meta.get("dtype", "float32")
-    return ModelSpec(inputs, outputs, states, peepholes, precision)
+    controls = tuple((name, kind) for name, kind in CONTROLS if name in by_name)
+    return ModelSpec(inputs, outputs, states, peepholes, precision, controls)
+
+
+def has_peepholes(model: onnx.ModelProto) -> bool:
+    """A native LSTM node with P: ORT's CUDA LSTM kernel has none, so it runs that node on the CPU."""
+    return any(n.op_type in PEEPHOLE_OPS and len(n.input) > 7 and n.input[7] for n in all_nodes(model.graph))
 
 
 # -- the check that the rewrite changed nothing but the layout and the normalization
 
 def check_equivalent(model_path, model: onnx.ModelProto, spec: ModelSpec, seed: int = 0) -> float:
     """Run the original (numpy normalization around it) and the rewritten model on random raw input and
-    state; raise TritonModelError unless every output agrees within the export's tolerance. Returns the
-    largest difference."""
+    state; raise TritonModelError unless every output agrees within the export's tolerance. A stateful model
+    runs twice: with START=0, READY=1 (it must equal the original), and with both set per row (START=1: the
+    original from zero state; READY=0: the state handed in comes back). Returns the largest difference."""
     import onnxruntime as ort
 
     from lstm_onnx.runtimes.tolerances import default_tolerance
@@ -225,21 +280,27 @@ def check_equivalent(model_path, model: onnx.ModelProto, spec: ModelSpec, seed: 
     meta = metadata.decode(source.get_modelmeta().custom_metadata_map)
     rewritten = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = _random_feeds(spec, np.random.default_rng(seed), batch=3, steps=5)
-    want = _original_outputs(source, meta, feeds)
-    try:
-        got = dict(zip([o.name for o in rewritten.get_outputs()], rewritten.run(None, feeds)))
-    except Exception as exc:  # onnxruntime's own exception types
-        raise TritonModelError(f"the rewritten model does not run: {str(exc).splitlines()[0]}") from None
+    cases = {"": feeds}
+    if spec.controls:  # rows: (START, READY) = (1, 1), (0, 1), (0, 0)
+        cases = {"": {**feeds, "START": np.zeros((3, 1), np.int32), "READY": np.ones((3, 1), np.int32)},
+                 " with START/READY set per row": {**feeds, "START": np.array([[1], [0], [0]], np.int32),
+                                                   "READY": np.array([[1], [1], [0]], np.int32)}}
     tol, worst = default_tolerance(spec.precision), 0.0
-    for name, ref in want.items():
-        if got[name].shape != ref.shape:
-            raise TritonModelError(f"the rewritten model's {name} has shape {list(got[name].shape)} where "
-                                   f"{model_path} gives {list(ref.shape)}; please report this model")
-        diff = float(np.max(np.abs(got[name] - ref)))
-        worst = max(worst, diff)
-        if not np.allclose(got[name], ref, atol=tol.atol, rtol=tol.rtol):
-            raise TritonModelError(f"the rewritten model's {name} differs from {model_path}'s by {diff:.3g} "
-                                   f"(tolerance {tol}); please report this model")
+    for label, case in cases.items():
+        want = _controlled_outputs(source, meta, case)
+        try:
+            got = dict(zip([o.name for o in rewritten.get_outputs()], rewritten.run(None, case)))
+        except Exception as exc:  # onnxruntime's own exception types
+            raise TritonModelError(f"the rewritten model does not run: {str(exc).splitlines()[0]}") from None
+        for name, ref in want.items():
+            if got[name].shape != ref.shape:
+                raise TritonModelError(f"the rewritten model's {name} has shape {list(got[name].shape)} where "
+                                       f"{model_path} gives {list(ref.shape)}; please report this model")
+            diff = float(np.max(np.abs(got[name] - ref)))
+            worst = max(worst, diff)
+            if not np.allclose(got[name], ref, atol=tol.atol, rtol=tol.rtol):
+                raise TritonModelError(f"the rewritten model's {name} differs from {model_path}'s by {diff:.3g}"
+                                       f"{label} (tolerance {tol}); please report this model")
     return worst
 
 
@@ -254,6 +315,19 @@ def _random_feeds(spec: ModelSpec, rng, batch: int, steps: int) -> dict[str, np.
     for name, _, dims in spec.states:
         feeds[name] = rng.normal(0, 0.5, (batch, *dims)).astype(np.float32)
     return feeds
+
+
+def _controlled_outputs(source, meta: dict, feeds: dict) -> dict[str, np.ndarray]:
+    """_original_outputs with the sequence controls applied in numpy: zero state where START, and the state
+    handed in back as the new state where not READY."""
+    if "START" not in feeds:
+        return _original_outputs(source, meta, feeds)
+    start, ready = feeds["START"].astype(bool)[:, :, None], feeds["READY"].astype(bool)[:, :, None]
+    started = {h_in: np.where(start, np.float32(0), feeds[h_in]) for h_in, _ in STATES}
+    want = _original_outputs(source, meta, {**feeds, **started})
+    for h_in, h_out in STATES:
+        want[h_out] = np.where(ready, want[h_out], feeds[h_in])
+    return want
 
 
 def _original_outputs(source, meta: dict, feeds: dict) -> dict[str, np.ndarray]:

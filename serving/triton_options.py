@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 BACKENDS = ("onnxruntime", "python")  # Triton's ONNX Runtime backend, or its python backend running our model.py
 INSTANCE_KINDS = ("cpu", "gpu")
+# The widest value each config.pbtxt field holds (ModelConfig's int32, uint32 and uint64 fields): a larger
+# one would write a repository that Triton cannot parse.
+INT32_MAX, UINT32_MAX, UINT64_MAX = 2**31 - 1, 2**32 - 1, 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -30,21 +33,22 @@ class TritonOptions:
             out.append(f"instance kind {self.instance_kind!r}: choose one of {', '.join(INSTANCE_KINDS)}")
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             out.append(f"model name {self.name!r}: use letters, digits, '-' and '_'")
-        if self.max_batch_size < 1:
-            out.append(f"max batch size {self.max_batch_size}: must be >= 1")
         bad = [p for p in self.preferred_batch_sizes if not 1 <= p <= self.max_batch_size]
-        if bad:
+        if bad and 1 <= self.max_batch_size <= INT32_MAX:
             out.append(f"preferred batch sizes {bad}: each must be in 1..{self.max_batch_size}")
-        for field, value in (("instance count", self.instance_count), ("max queue size", self.max_queue_size),
-                             ("max candidate sequences", self.max_candidate_sequences)):
-            if value < 1:
-                out.append(f"{field} {value}: must be >= 1")
         if self.gpus and self.instance_kind != "gpu":
             out.append("gpus are for --instance-kind gpu")
-        if any(g < 0 for g in self.gpus):
-            out.append(f"gpus {list(self.gpus)}: device ids are >= 0")
-        for field, value in (("max queue delay (us)", self.max_queue_delay_us),
-                             ("max sequence idle (us)", self.max_sequence_idle_us)):
-            if value < 0:  # config.pbtxt holds them as unsigned integers
-                out.append(f"{field} {value}: must be >= 0")
+        if any(not 0 <= g <= INT32_MAX for g in self.gpus):
+            out.append(f"gpus {list(self.gpus)}: device ids are in 0..{INT32_MAX}")
+        for field, value, low, high in (
+                ("max batch size", self.max_batch_size, 1, INT32_MAX),
+                ("instance count", self.instance_count, 1, INT32_MAX),
+                ("max queue size", self.max_queue_size, 1, UINT32_MAX),
+                ("max candidate sequences", self.max_candidate_sequences, 1, INT32_MAX),
+                ("max queue delay (us)", self.max_queue_delay_us, 0, UINT64_MAX),
+                ("max sequence idle (us)", self.max_sequence_idle_us, 0, UINT64_MAX)):
+            if value < low:
+                out.append(f"{field} {value}: must be >= {low}")
+            elif value > high:
+                out.append(f"{field} {value}: must be <= {high} (the most config.pbtxt holds)")
         return out

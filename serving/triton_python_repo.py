@@ -98,6 +98,8 @@ def write_python_repository(model_path, out, options: TritonOptions, *, streams:
     if not Path(model_path).is_file():
         raise ValueError(f"{model_path}: no such model file")
     io = model_io(model_path)
+    if options.instance_kind == "gpu":
+        _check_gpu(model_path)
     streams = io["stateful"] if streams is None else streams
     if streams and not io["stateful"]:
         raise ValueError(f"{model_path} has no h0/c0 inputs: export it with --stateful to serve streams")
@@ -109,13 +111,37 @@ def write_python_repository(model_path, out, options: TritonOptions, *, streams:
         (tmp / "1").mkdir()
         (tmp / "config.pbtxt").write_text(config_text(options, io, streams, threads))
         shutil.copyfile(MODEL_SOURCE, tmp / "1" / "model.py")
-        shutil.copyfile(model_path, tmp / "1" / "model.onnx")
+        _copy_model(model_path, tmp / "1" / "model.onnx")
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide it from another user's server
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _copy_model(model_path, dest: Path) -> None:
+    """The export, as one file: only model.onnx goes into the repository, so weights kept in external data
+    files beside it (as `onnx.save(..., save_as_external_data=True)` writes them) are embedded."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        shutil.copyfile(model_path, dest)
+        return
+    onnx.load_external_data_for_model(model, str(Path(model_path).parent))
+    dest.write_bytes(model.SerializeToString())
+
+
+def _check_gpu(model_path) -> None:
+    """model.py runs the export unchanged under ORT's CUDA provider, which runs a native LSTM with P on the CPU."""
+    import onnx
+
+    from lstm_onnx.serving.triton_graph import has_peepholes
+
+    if has_peepholes(onnx.load(str(model_path), load_external_data=False)):
+        raise ValueError(f"{model_path} has a native LSTM with peepholes (P), which ONNX Runtime's CUDA provider "
+                         "runs on the CPU: re-export with `--form auto --target ort-cuda` for --instance-kind gpu")
 
 
 def _replace_dir(new: Path, target: Path) -> None:

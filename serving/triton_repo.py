@@ -19,7 +19,14 @@ import numpy as np
 
 from lstm_onnx.core.fileio import ArtifactWriteError, current_umask
 from lstm_onnx.serving.triton_config import config_text
-from lstm_onnx.serving.triton_graph import STATES, ModelSpec, TritonModelError, check_equivalent, triton_model
+from lstm_onnx.serving.triton_graph import (
+    CONTROLS,
+    STATES,
+    ModelSpec,
+    TritonModelError,
+    check_equivalent,
+    triton_model,
+)
 from lstm_onnx.serving.triton_options import TritonOptions
 
 VERSION = "1"
@@ -99,35 +106,57 @@ class ImplicitStateDriver:
     """Triton's sequence batcher with implicit state, played in-process over the repository's model.onnx.
 
     Each round is a batch the `oldest` strategy could form: requests of distinct sequences with equal steps.
-    A request that starts its sequence gets the zero initial_state; every other one gets the hn/cn that its
-    sequence's previous request returned. Other inputs (x, lengths) are passed as the request gives them.
+    A request that starts its sequence gets START=1 and the zero initial_state; every other one gets START=0 and
+    the hn/cn that its sequence's previous request returned. Every request has READY=1. A round may also hold
+    idle slots: sequences in progress without a request (READY=0, the `direct` strategy's empty slots), fed a
+    copy of the first request's inputs; the driver keeps whatever state the model returns for every slot, so a
+    model that ignored READY would advance an idle sequence. `stale_start` hands a starting request the state
+    its id last held (ones for a new id) instead of zeros: the model's START must zero it. Other inputs (x,
+    lengths) are passed as the request gives them.
     """
 
-    def __init__(self, model_path):
+    def __init__(self, model_path, stale_start: bool = False):
         import onnxruntime as ort
 
         self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         # (input, output, dims without batch), as config.pbtxt's sequence_batching.state lists them
         self.states = [(h_in, h_out, tuple(shapes[h_in][1:])) for h_in, h_out in STATES if h_in in shapes]
+        self.controls = {name for name, _ in CONTROLS if name in shapes}
+        self.stale_start = stale_start
         self.state: dict[object, dict[str, np.ndarray]] = {}
 
-    def run_round(self, requests: list[tuple[object, bool, dict[str, np.ndarray]]]) -> list[dict]:
-        """requests: (correlation id, sequence start?, inputs with batch 1). Returns each request's outputs."""
-        ids = [cid for cid, _, _ in requests]
+    def run_round(self, requests: list[tuple[object, bool, dict[str, np.ndarray]]], idle: tuple = ()) -> list[dict]:
+        """requests: (correlation id, sequence start?, inputs with batch 1); idle: ids of sequences in progress
+        that hold a slot without a request. Returns each request's outputs."""
+        ids = [cid for cid, _, _ in requests] + list(idle)
         if len(set(ids)) != len(ids):
-            raise ValueError(f"a batch holds at most one request per sequence, got ids {ids}")
-        feeds = {name: np.concatenate([inputs[name] for _, _, inputs in requests])
-                 for name in requests[0][2]}
+            raise ValueError(f"a batch holds at most one slot per sequence, got ids {ids}")
+        missing = [cid for cid, start, _ in requests if not start and cid not in self.state]
+        missing += [cid for cid in idle if cid not in self.state]
+        if missing:
+            raise ValueError(f"sequences {missing} were never started: send their first request with start=True")
+        slots = [(cid, start, inputs, 1) for cid, start, inputs in requests]
+        slots += [(cid, False, requests[0][2], 0) for cid in idle]
+        feeds = {name: np.concatenate([inputs[name] for _, _, inputs, _ in slots]) for name in requests[0][2]}
         for h_in, h_out, dims in self.states:
-            feeds[h_in] = np.concatenate([
-                np.zeros((1, *dims), np.float32) if start else self.state[cid][h_out]
-                for cid, start, _ in requests])
+            feeds[h_in] = np.concatenate([self._state_in(cid, start, h_out, dims) for cid, start, _, _ in slots])
+        if self.controls:
+            feeds["START"] = np.array([[int(start)] for _, start, _, _ in slots], np.int32)
+            feeds["READY"] = np.array([[ready] for *_, ready in slots], np.int32)
         names = [o.name for o in self.session.get_outputs()]
         out = dict(zip(names, self.session.run(None, feeds)))
         results = []
-        for row, (cid, _, _) in enumerate(requests):
+        for row, (cid, _, _, ready) in enumerate(slots):
             item = {name: value[row:row + 1] for name, value in out.items()}
             self.state[cid] = {h_out: item[h_out] for _, h_out, _ in self.states}
-            results.append(item)
+            if ready:
+                results.append(item)
         return results
+
+    def _state_in(self, cid, start: bool, h_out: str, dims: tuple) -> np.ndarray:
+        if not start:
+            return self.state[cid][h_out]
+        if self.stale_start:
+            return self.state.get(cid, {}).get(h_out, np.ones((1, *dims), np.float32))
+        return np.zeros((1, *dims), np.float32)  # config.pbtxt's initial_state: zero_data

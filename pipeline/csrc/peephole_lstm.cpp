@@ -125,13 +125,12 @@ static inline void fwd_unit(int64_t nb, T* __restrict gi, T* __restrict gf, T* _
 
 // dh_a + dh_b is the total gradient reaching h_t; dc is the carried gradient of c_t (in) and c_{t-1}
 // (out). Writes the pre-activation gradients; accumulates the peephole gradients into sp*.
-template <typename T, bool PEEP, bool DUP>
+template <typename T, bool PEEP>
 static inline void bwd_unit(int64_t nb, const T* __restrict ai_, const T* __restrict af_,
                             const T* __restrict ag_, const T* __restrict ao_, const T* __restrict cprev,
                             const T* __restrict cc, const T* __restrict tc, const T* __restrict dh_a,
                             const T* __restrict dh_b, T* __restrict dc, T pi, T pf, T po, T* __restrict dgi,
-                            T* __restrict dgf, T* __restrict dgg, T* __restrict dgo, T* __restrict ei,
-                            T* __restrict ef, T* __restrict eg, T* __restrict eo, T& spi, T& spf, T& spo,
+                            T* __restrict dgf, T* __restrict dgg, T* __restrict dgo, T& spi, T& spf, T& spo,
                             T* __restrict sb) {
   T si = 0, sf = 0, so = 0, bi = 0, bf = 0, bg = 0, bo = 0;
 #pragma omp simd reduction(+ : si, sf, so, bi, bf, bg, bo)
@@ -161,12 +160,6 @@ static inline void bwd_unit(int64_t nb, const T* __restrict ai_, const T* __rest
     dgf[b] = daf;
     dgg[b] = dag;
     dgo[b] = dao;
-    if (DUP) {  // the same values, contiguous per step, for the recurrent GEMM (see bwd_loop_brgemm)
-      ei[b] = dai;
-      ef[b] = daf;
-      eg[b] = dag;
-      eo[b] = dao;
-    }
   }
   if (PEEP) {
     spi += si;
@@ -276,25 +269,21 @@ static inline void fwd_units(int64_t t, int64_t S, int64_t B, int64_t H, int64_t
   }
 }
 
-// dyS [S, H, B]; dhr, dc [H, B] (recurrent dh and carried dc, unit-major); dgS [4H, S, B]; dup [4H, B]
-// (DUP only) receives this step's dgates once more, contiguously.
-template <typename T, bool PEEP, bool DUP = false>
+// dyS [S, H, B]; dhr, dc [H, B] (recurrent dh and carried dc, unit-major); dgS [4H, S, B].
+template <typename T, bool PEEP>
 static inline void bwd_units(int64_t t, int64_t S, int64_t B, int64_t H, int64_t j0, int64_t j1, const T* gS,
                              const T* peep, const T* cS, const T* tcS, const T* dyS, const T* dhr, T* dc,
-                             T* dgS, T* dpeep, T* dbias /*[4H] accumulated*/, T* dup = nullptr) {
+                             T* dgS, T* dpeep, T* dbias /*[4H] accumulated*/) {
   const T* gt = gS + t * B;
   T* dgt = dgS + t * B;
   const int64_t ld = S * B;  // gS, dgS are [4H, S, B]
   for (int64_t j = j0; j < j1; ++j) {
     const T pi = PEEP ? peep[j] : T(0), pf = PEEP ? peep[H + j] : T(0), po = PEEP ? peep[2 * H + j] : T(0);
     T spi = 0, spf = 0, spo = 0, sb[4] = {0, 0, 0, 0};
-    T* e = DUP ? dup + j * B : nullptr;
-    bwd_unit<T, PEEP, DUP>(B, gt + j * ld, gt + (H + j) * ld, gt + (2 * H + j) * ld, gt + (3 * H + j) * ld,
-                           cS + t * H * B + j * B, cS + (t + 1) * H * B + j * B, tcS + t * H * B + j * B,
-                           dyS + t * H * B + j * B, dhr + j * B, dc + j * B, pi, pf, po, dgt + j * ld,
-                           dgt + (H + j) * ld, dgt + (2 * H + j) * ld, dgt + (3 * H + j) * ld, e,
-                           DUP ? e + H * B : nullptr, DUP ? e + 2 * H * B : nullptr,
-                           DUP ? e + 3 * H * B : nullptr, spi, spf, spo, sb);
+    bwd_unit<T, PEEP>(B, gt + j * ld, gt + (H + j) * ld, gt + (2 * H + j) * ld, gt + (3 * H + j) * ld,
+                      cS + t * H * B + j * B, cS + (t + 1) * H * B + j * B, tcS + t * H * B + j * B,
+                      dyS + t * H * B + j * B, dhr + j * B, dc + j * B, pi, pf, po, dgt + j * ld,
+                      dgt + (H + j) * ld, dgt + (2 * H + j) * ld, dgt + (3 * H + j) * ld, spi, spf, spo, sb);
     for (int q = 0; q < 4; ++q) dbias[q * H + j] += sb[q];
     if (PEEP) {
       dpeep[j] += spi;
@@ -348,10 +337,6 @@ static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, co
                             float* dc, float* dgS, float* dpeep, float* dbias) {
   const int nt = num_workers(H);
   std::atomic<bool> failed{false};
-  // The recurrent GEMM reads this step's dgates from a contiguous double buffer [2][4H, B] rather than from
-  // dgS, whose rows are S*B floats apart (a page per K row: ~40% slower GEMM). Two buffers suffice: a thread
-  // writes buffer t&1 again only at step t-2, after the step t-1 barrier, i.e. after every thread's GEMM of t.
-  std::vector<float> dup(static_cast<size_t>(2 * 4 * H * B));
 #pragma omp parallel num_threads(nt)
   {
     int64_t j0, j1;
@@ -359,15 +344,13 @@ static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, co
     const int64_t n = j1 - j0;
     bool my_fail = false;
     for (int64_t t = S - 1; t >= 0; --t) {
-      float* dg_t = dup.data() + (t & 1) * 4 * H * B;
-      if (n > 0)
-        bwd_units<float, PEEP, true>(t, S, B, H, j0, j1, gS, peep, cS, tcS, dyS, dhr, dc, dgS, dpeep, dbias, dg_t);
+      if (n > 0) bwd_units<float, PEEP>(t, S, B, H, j0, j1, gS, peep, cS, tcS, dyS, dhr, dc, dgS, dpeep, dbias);
 #pragma omp barrier
       if (n > 0 && !my_fail) {
         try {
           // dh_{t-1}[j0:j1, :] = W_hh^T[j0:j1, :] x dgates_t      ([n,4H] x [4H,B])
-          at::native::cpublas::brgemm(n, B, 4 * H, /*ld_a=*/4 * H, /*ld_b=*/B, /*ld_c=*/B, /*add_C=*/false,
-                                      w_hhT + j0 * 4 * H, dg_t, dhr + j0 * B,
+          at::native::cpublas::brgemm(n, B, 4 * H, /*ld_a=*/4 * H, /*ld_b=*/S * B, /*ld_c=*/B, /*add_C=*/false,
+                                      w_hhT + j0 * 4 * H, dgS + t * B, dhr + j0 * B,
                                       /*is_vnni=*/false);
         } catch (...) {
           my_fail = true;

@@ -307,7 +307,57 @@ def cases() -> list[Case]:
         out.append(C(f"train config {name}", f"train --config {{cfg_{name}}} -o {{dir}}/victim.pt",
                      f"{{cfg_{name}}}", words, keep="victim.pt"))
     out += _argument_cases()
+    out += _deploy_cases()
     out += _unwritable_cases()
+    return out
+
+
+def _deploy_cases() -> list[Case]:
+    """`deploy triton`, both backends: the model file, the options (config.pbtxt's field widths) and -o."""
+    repo = "-o {dir}/never_repo"
+    out = [C(f"deploy triton {backend} {name}", f"deploy triton {{{name}}} {repo} --backend {backend}",
+             f"{{{name}}}", words)
+           for backend in ("onnxruntime", "python") for name, words in MODEL_FILES.items()]
+    out += [C(f"deploy triton {name}", f"deploy triton {{{name}}} {repo}", f"{{{name}}}", words)
+            for name, words in BROKEN_METADATA.items()]
+    out += [C("deploy triton missing", f"deploy triton {{dir}}/none.onnx {repo}", "{dir}/none.onnx", "not found"),
+            C("deploy triton python missing", f"deploy triton {{dir}}/none.onnx {repo} --backend python",
+              "{dir}/none.onnx", "not found"),
+            C("deploy triton renamed_in", f"deploy triton {{renamed_in_onnx}} {repo}", "{renamed_in_onnx}",
+              "input x"),
+            C("deploy triton --max-batch-size 0", f"deploy triton {{model}} {repo} --max-batch-size 0",
+              "max batch size 0", ">= 1"),
+            C("deploy triton --max-batch-size int32+1", f"deploy triton {{model}} {repo} --max-batch-size 2147483648",
+              "max batch size 2147483648", "<= 2147483647"),
+            C("deploy triton --max-queue-size uint32+1", f"deploy triton {{model}} {repo} --max-queue-size "
+              "4294967296", "max queue size", "<= 4294967295"),
+            C("deploy triton --max-queue-delay-us -1", f"deploy triton {{model}} {repo} --max-queue-delay-us -1",
+              "max queue delay", ">= 0"),
+            C("deploy triton --max-queue-delay-us uint64+1", f"deploy triton {{model}} {repo} "
+              "--max-queue-delay-us 18446744073709551616", "max queue delay", "<= 18446744073709551615"),
+            C("deploy triton --max-batch-size abc", f"deploy triton {{model}} {repo} --max-batch-size abc",
+              "--max-batch-size", "abc"),
+            C("deploy triton --preferred-batch-size", f"deploy triton {{model}} {repo} --preferred-batch-size 65",
+              "preferred batch sizes [65]", "1..64"),
+            C("deploy triton --instance-count 0", f"deploy triton {{model}} {repo} --instance-count 0",
+              "instance count 0"),
+            C("deploy triton --instance-kind tpu", f"deploy triton {{model}} {repo} --instance-kind tpu",
+              "--instance-kind", "tpu"),
+            C("deploy triton --backend nope", f"deploy triton {{model}} {repo} --backend nope", "--backend", "nope"),
+            C("deploy triton --name a/b", f"deploy triton {{model}} {repo} --name a/b", "model name", "'-' and '_'"),
+            C("deploy triton --gpu without gpu", f"deploy triton {{model}} {repo} --gpu 0", "--instance-kind gpu"),
+            C("deploy triton gpu with P", f"deploy triton {{model}} {repo} --instance-kind gpu",
+              "--form auto --target ort-cuda"),
+            C("deploy triton python gpu with P", f"deploy triton {{model}} {repo} --backend python "
+              "--instance-kind gpu", "--form auto --target ort-cuda"),
+            C("deploy triton -o not empty", "deploy triton {model} -o {dir}", "{dir}", "not empty", "--force"),
+            C("deploy triton -o not a repository", "deploy triton {model} -o {dir} --force", "{dir}",
+              "only a model repository"),
+            C("deploy triton -o a file", "deploy triton {model} -o {x_npy}", "{x_npy}", "is a file"),
+            C("deploy triton -o /proc", "deploy triton {model} -o {nope}/repo", "{nope}/repo", "cannot write"),
+            C("deploy triton python -o /proc", "deploy triton {model} -o {nope}/repo --backend python",
+              "{nope}/repo", "cannot write"),
+            C("deploy triton no -o", "deploy triton {model}", "--out")]
     return out
 
 

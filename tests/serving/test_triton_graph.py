@@ -1,5 +1,5 @@
 """The export rewritten for Triton (raw I/O, batch-first x, y and state) equals PyTorch on every form, head and
-layout, and says which models ORT's CUDA LSTM cannot run."""
+layout, obeys the START/READY sequence controls, and says which models ORT's CUDA LSTM cannot run."""
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -25,8 +25,9 @@ def test_rewritten_model_equals_torch(tmp_path, form, head, batch_first, statefu
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.stack(models.raw_inputs(np.random.default_rng(3), [5, 5, 5]))  # [B, S, F] whatever the export's layout
     feeds = {"x": x}
-    if stateful:
-        feeds.update(h0=np.zeros((3, 1, models.H), np.float32), c0=np.zeros((3, 1, models.H), np.float32))
+    if stateful:  # controls off (START=0, READY=1) from zero state
+        zeros, ones = np.zeros((3, 1, models.H), np.float32), np.ones((3, 1), np.int32)
+        feeds.update(h0=zeros, c0=zeros, START=0 * ones, READY=ones)
     out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
     if batch_first:
         want = models.torch_reference(ckpt, x)
@@ -38,8 +39,23 @@ def test_rewritten_model_equals_torch(tmp_path, form, head, batch_first, statefu
     if stateful:
         assert out["hn"].shape == out["cn"].shape == (3, 1, models.H)
         assert spec.states == (("h0", "hn", (1, models.H)), ("c0", "cn", (1, models.H)))
+        assert spec.controls == (("START", "CONTROL_SEQUENCE_START"), ("READY", "CONTROL_SEQUENCE_READY"))
+        _check_controls(session, feeds, out, want)
     meta = metadata.decode({p.key: p.value for p in model.metadata_props})
     assert meta["normalization"] is None  # folded in: a reader of the metadata must not apply it again
+
+
+def _check_controls(session, feeds: dict, plain: dict, want: np.ndarray) -> None:
+    """START=1 starts from zero state whatever comes in (y as from zeros); READY=0 (row 1) hands h/c back
+    unchanged, the other rows' hn/cn are the ones computed."""
+    state = np.random.default_rng(4).normal(0, 1, (3, 1, models.H)).astype(np.float32)
+    ready = np.array([[1], [0], [1]], np.int32)
+    run = {**feeds, "h0": state, "c0": 2 * state, "START": np.ones((3, 1), np.int32), "READY": ready}
+    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, run)))
+    np.testing.assert_allclose(out["y"], want, atol=TOL.atol, rtol=TOL.rtol)
+    for h_in, h_out in (("h0", "hn"), ("c0", "cn")):
+        np.testing.assert_array_equal(out[h_out][1], run[h_in][1])
+        np.testing.assert_allclose(out[h_out][[0, 2]], plain[h_out][[0, 2]], atol=TOL.atol, rtol=TOL.rtol)
 
 
 @pytest.mark.parametrize("opts,peepholes", [(dict(form="native"), True), (dict(form="decomposed"), False),

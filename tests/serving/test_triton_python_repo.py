@@ -2,6 +2,7 @@
 model_config_pb2), the files beside it, and the atomic replace. The real server run is test_triton_server.py."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lstm_onnx.serving.triton_options import TritonOptions
@@ -74,6 +75,37 @@ def test_bad_settings_are_one_line_errors(plain_model, tmp_path, options, stream
     with pytest.raises(ValueError, match=match):
         write_python_repository(plain_model, tmp_path, options, streams=streams)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_external_weights_are_embedded(plain_model, tmp_path):
+    """Only model.onnx goes into the repository: weights in a file beside the export must come with it."""
+    import onnx
+
+    from lstm_onnx.runtimes.embed import Predictor
+
+    source = tmp_path / "ext" / "model.onnx"
+    source.parent.mkdir()
+    onnx.save(onnx.load(str(plain_model)), source, save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx.data", size_threshold=300)
+    folder = write_python_repository(source, tmp_path / "repo", TritonOptions(backend="python"))
+    assert sorted(p.name for p in (folder / "1").iterdir()) == ["model.onnx", "model.py"]
+    x = np.stack(models.raw_inputs(np.random.default_rng(5), [6, 6]))
+    np.testing.assert_array_equal(Predictor.load(folder / "1" / "model.onnx").predict(x),
+                                  Predictor.load(plain_model).predict(x))
+
+
+def test_gpu_instances_refuse_a_native_lstm_with_p(plain_model, tmp_path):
+    """model.py runs the export unchanged: under ORT's CUDA provider its LSTM with P would run on the CPU."""
+    from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+
+    gpu = TritonOptions(backend="python", instance_kind="gpu", gpus=(1,))
+    with pytest.raises(ValueError, match="--form auto --target ort-cuda"):
+        write_python_repository(plain_model, tmp_path / "refused", gpu)
+    assert not (tmp_path / "refused").exists()
+    ready = tmp_path / "cuda.onnx"
+    export_checkpoint(models.checkpoint(), ready, ExportOptions(form="auto", target="ort-cuda"))
+    group = parsed(write_python_repository(ready, tmp_path / "repo", gpu)).instance_group[0]
+    assert (group.kind, list(group.gpus)) == (model_config_pb2.ModelInstanceGroup.KIND_GPU, [1])
 
 
 def test_not_a_model_is_a_one_line_error(tmp_path):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from lstm_onnx.cli.main import cli
 from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
 from lstm_onnx.runtimes.tolerances import default_tolerance
-from lstm_onnx.serving.triton_options import TritonOptions
+from lstm_onnx.serving.triton_options import INT32_MAX, UINT32_MAX, UINT64_MAX, TritonOptions
 from lstm_onnx.serving.triton_repo import ImplicitStateDriver, RepositoryError, atomic_repository, write_onnx_repository
 from tests import models
 from tests.helpers import make_checkpoint
@@ -74,10 +74,13 @@ def test_config_parses_and_says_what_the_options_and_model_say(exports, tmp_path
     session = ort.InferenceSession(str(written[1]), providers=["CPUExecutionProvider"])
     model_in = {i.name: i for i in session.get_inputs()}
     model_out = {o.name: o for o in session.get_outputs()}
-    # The ONNX Runtime backend's rule: the model's inputs are exactly the config's inputs plus the states.
+    # The ONNX Runtime backend's rule: the model's inputs are exactly the config's inputs, states and controls.
     stateful = key != "stateless"
-    states = {"h0", "c0"} if stateful else set()
-    assert set(model_in) == {i.name for i in cfg.input} | states
+    states = {s.input_name for s in cfg.sequence_batching.state}
+    controls = {c.name for c in cfg.sequence_batching.control_input}
+    assert states == ({"h0", "c0"} if stateful else set()) and controls == ({"START", "READY"} if stateful else set())
+    assert not ({i.name for i in cfg.input} & (states | controls))  # each counted once by the backend
+    assert set(model_in) == {i.name for i in cfg.input} | states | controls
     assert set(model_out) == {o.name for o in cfg.output} | ({"hn", "cn"} if stateful else set())
     x = next(i for i in cfg.input if i.name == "x")
     assert list(x.dims) == [-1, models.F] == _dims(model_in["x"].shape)
@@ -101,7 +104,13 @@ def test_config_parses_and_says_what_the_options_and_model_say(exports, tmp_path
     assert seq.oldest.max_candidate_sequences == options.max_candidate_sequences
     assert list(seq.oldest.preferred_batch_size) == list(options.preferred_batch_sizes)
     assert seq.oldest.max_queue_delay_microseconds == options.max_queue_delay_us
-    assert not seq.control_input  # see serving/triton_config.py: the ORT backend would require them as inputs
+    pb_control = _pb().ModelSequenceBatching.Control
+    kinds = {c.name: [(k.kind, list(k.int32_false_true), list(k.fp32_false_true), list(k.bool_false_true))
+                      for k in c.control] for c in seq.control_input}
+    assert kinds == {"START": [(pb_control.CONTROL_SEQUENCE_START, [0, 1], [], [])],
+                     "READY": [(pb_control.CONTROL_SEQUENCE_READY, [0, 1], [], [])]}
+    for name in controls:  # the backend's ValidateBooleanSequenceControl: dims [1], int32_false_true's type
+        assert _dims(model_in[name].shape) == [1] and model_in[name].type == "tensor(int32)"
     layers = ckpt.model_config.num_layers
     assert [(s.input_name, s.output_name) for s in seq.state] == [("h0", "hn"), ("c0", "cn")]
     for s in seq.state:
@@ -138,9 +147,10 @@ def test_model_is_raw_in_raw_out_and_equals_torch(exports, tmp_path, key):
     session = ort.InferenceSession(str(written[1]), providers=["CPUExecutionProvider"])
     x = np.stack(models.raw_inputs(np.random.default_rng(1), [6, 6, 6]))
     feeds = {"x": x}
-    if key == "lengths":
-        feeds.update(lengths=np.array([6, 6, 6], np.int32), h0=np.zeros((3, 1, models.H), np.float32),
-                     c0=np.zeros((3, 1, models.H), np.float32))
+    if key == "lengths":  # START=1: zero state, whatever state comes in
+        feeds.update(lengths=np.array([6, 6, 6], np.int32), h0=np.ones((3, 1, models.H), np.float32),
+                     c0=np.ones((3, 1, models.H), np.float32), START=np.ones((3, 1), np.int32),
+                     READY=np.ones((3, 1), np.int32))
     y = session.run(["y"], feeds)[0]
     np.testing.assert_allclose(y, models.torch_reference(ckpt, x), atol=TOL.atol, rtol=TOL.rtol)
 
@@ -152,25 +162,35 @@ ROUNDS = [[("a", 0, 2), ("b", 0, 2), (7, 0, 2)],  # (id, from, to): every sequen
           [("a", 2, 4), (7, 4, 6)],  # batch 2 = L*D: the layout a dropped Transpose would silently misread
           [("b", 2, 5), ("a", 4, 7)],
           [(7, 6, 9)]]
+IDLE = {1: ("a", "b")}  # round -> sequences in progress holding a slot without a request (READY=0)
 
 
-def drive(model_path, xs: dict) -> dict:
-    """Each sequence's y over its chunks, through ImplicitStateDriver, in ROUNDS' order."""
-    driver = ImplicitStateDriver(model_path)
+def drive(model_path, xs: dict, stale_start: bool = False) -> dict:
+    """Each sequence's y over its chunks, through ImplicitStateDriver, in ROUNDS' order. An idle slot's state
+    must come back bit for bit."""
+    driver = ImplicitStateDriver(model_path, stale_start=stale_start)
     ys = {cid: [] for cid in xs}
-    for round_ in ROUNDS:
+    for number, round_ in enumerate(ROUNDS):
+        idle = IDLE.get(number, ())
+        before = {cid: dict(driver.state[cid]) for cid in idle}
         requests = [(cid, lo == 0, {"x": xs[cid][None, lo:hi]}) for cid, lo, hi in round_]
-        for (cid, _, _), out in zip(requests, driver.run_round(requests)):
+        for (cid, _, _), out in zip(requests, driver.run_round(requests, idle)):
             ys[cid].append(out["y"][0])
+        for cid in idle:
+            for name, value in before[cid].items():
+                np.testing.assert_array_equal(driver.state[cid][name], value, err_msg=f"idle {cid!r}'s {name}")
     return {cid: np.concatenate(parts) for cid, parts in ys.items()}, driver
 
 
-def test_implicit_state_chunks_equal_one_pass(exports, tmp_path):
+@pytest.mark.parametrize("stale_start", [False, True], ids=["zero-start", "stale-start"])
+def test_implicit_state_chunks_equal_one_pass(exports, tmp_path, stale_start):
+    """stale-start: each sequence starts with a non-zero state handed in (ones, or its id's last state), which
+    the model's START must replace by zeros."""
     path, ckpt = exports["stateful"]
     written = write_onnx_repository(path, tmp_path / "repo", TritonOptions())
     rng = np.random.default_rng(2)
     xs = {cid: x for cid, x in zip(SEQS, models.raw_inputs(rng, list(SEQS.values())))}
-    ys, driver = drive(written[1], xs)
+    ys, driver = drive(written[1], xs, stale_start)
     for cid, x in xs.items():
         whole = models.torch_reference(ckpt, x[None])[0]  # one pass over the whole sequence, from zero state
         np.testing.assert_allclose(ys[cid], whole, atol=TOL.atol, rtol=TOL.rtol, err_msg=f"sequence {cid!r}")
@@ -180,14 +200,59 @@ def test_implicit_state_chunks_equal_one_pass(exports, tmp_path):
                                rtol=TOL.rtol)
 
 
-def test_a_broken_rewrite_is_refused(exports, tmp_path, monkeypatch):
-    """The generator runs the rewritten model against the original: a layout bug cannot reach a repository."""
+BROKEN = {"layout": ("_batch_first_output", lambda graph, name: None, "rewritten model"),  # may not even run
+          "START ignored": ("_start_gate", lambda graph, h_in: [], "rewritten model's .* with START/READY set"),
+          "READY ignored": ("_ready_gate", lambda graph, h_in, h_out: None,
+                            "rewritten model's [hc]n .* with START/READY set")}
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_broken_rewrite_is_refused(exports, tmp_path, monkeypatch, broken):
+    """The generator runs the rewritten model against the original: a layout bug, or a graph that ignores a
+    sequence control, cannot reach a repository."""
     from lstm_onnx.serving import triton_graph
 
-    monkeypatch.setattr(triton_graph, "_batch_first_output", lambda graph, name: None)
-    with pytest.raises(RepositoryError, match="rewritten model"):
+    function, mutant, message = BROKEN[broken]
+    monkeypatch.setattr(triton_graph, function, mutant)
+    with pytest.raises(RepositoryError, match=message):
         write_onnx_repository(exports["stateful"][0], tmp_path / "repo", TritonOptions())
     assert not (tmp_path / "repo").exists()
+
+
+# config.pbtxt's field widths (ModelConfig: int32, uint32, uint64) -> the stateless and stateful configs holding it
+WIDEST = {"max_batch_size": (INT32_MAX, ("stateless", "stateful")),
+          "instance_count": (INT32_MAX, ("stateless",)),
+          "max_queue_size": (UINT32_MAX, ("stateless",)),
+          "max_queue_delay_us": (UINT64_MAX, ("stateless", "stateful")),
+          "max_candidate_sequences": (INT32_MAX, ("stateful",)),
+          "max_sequence_idle_us": (UINT64_MAX, ("stateful",))}
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "python"])
+@pytest.mark.parametrize("field", WIDEST)
+def test_option_limits_are_the_schemas(exports, field, backend):
+    """Triton's schema takes the widest value problems() allows, and refuses one more, which problems() refuses."""
+    from google.protobuf import text_format
+
+    from lstm_onnx.serving import triton_python_repo
+    from lstm_onnx.serving.triton_config import config_text
+    from lstm_onnx.serving.triton_graph import triton_model
+
+    widest, keys = WIDEST[field]
+    at, over = TritonOptions(**{field: widest}), TritonOptions(**{field: widest + 1})
+    assert at.problems() == []
+    assert any(f"<= {widest}" in line for line in over.problems()), over.problems()
+    for key in keys:
+        path = exports[key][0]
+        if backend == "python":
+            io = triton_python_repo.model_io(path)
+            texts = [triton_python_repo.config_text(o, io, io["stateful"]) for o in (at, over)]
+        else:
+            spec = triton_model(path)[1]
+            texts = [config_text(o, spec) for o in (at, over)]
+        assert _parse(texts[0]).name == "lstm"
+        with pytest.raises(text_format.ParseError):
+            _parse(texts[1])
 
 
 def test_static_batch_export_is_refused(tmp_path):
@@ -250,6 +315,8 @@ def test_cli_writes_the_repository(exports, tmp_path):
     (["--backend", "tensorflow"], ["tensorflow"]),
     (["--max-queue-delay-us", -1], ["max queue delay (us) -1"]),
     (["--instance-kind", "gpu", "--gpu", -1], ["gpus [-1]"]),
+    (["--max-batch-size", 2**31], ["max batch size 2147483648", "<= 2147483647"]),
+    (["--max-queue-delay-us", 2**64], ["max queue delay (us)", "<= 18446744073709551615"]),
 ])
 def test_cli_bad_options_are_one_line(exports, tmp_path, args, words):
     _one_line_error(_run(exports["stateless"][0], "-o", tmp_path / "repo", *args), *words)
