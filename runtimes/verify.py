@@ -376,9 +376,11 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
     else:
         baseline_name = _baseline_name(options, ckpt, needs)
         build_baseline = lambda: make_runner(baseline_name, model_path, ckpt, input_names, options)  # noqa: E731
-    names = [n for n in names if n != baseline_name]
     report = VerifyReport(ParityReport(baseline_name, inputs={k: list(v.shape) for k, v in feeds.items()}),
                           strict_placement=options.strict_placement)
+    if baseline_name in names and baseline_name in named:
+        report.parity.skipped[baseline_name] = "it is the baseline; compare it with another: --baseline NAME"
+    names = [n for n in names if n != baseline_name]
     expected = _run_baseline(report, baseline_name, build_baseline, feeds, model)
     if options.save_outputs:
         write_outputs_file(options.save_outputs, baseline_name, expected)
