@@ -91,10 +91,13 @@ def cli(ctx, quiet):
 @click.option("--resume", is_flag=True, help="Continue from OUT.state (config from there unless --config).")
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Train data-parallel in N processes on this machine (torchrun; docs/training.md).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]),
+              help="Override train.device (default cpu; auto: cuda when torch sees a GPU; docs/training.md).")
 @click.pass_obj
-def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, nproc):
+def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, nproc, device):
     """Train a model on the built-in task (or --config) and write a checkpoint."""
     require("train", "torch", "tqdm")
+    from lstm_onnx.pipeline import device as devices
     from lstm_onnx.pipeline import distributed
     from lstm_onnx.pipeline.config import RunConfig, load_run_config
     from lstm_onnx.pipeline.metrics import summary
@@ -111,7 +114,8 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, npr
     except (ValueError, TypeError) as exc:
         _fail(f"bad config {config_path}: {exc}" if config_path else str(exc))
     overrides = [("--epochs", config.train, "epochs", epochs), ("--seed", config.train, "seed", seed),
-                 ("--seed", config.data, "seed", seed), ("--threads", config.train, "threads", threads)]
+                 ("--seed", config.data, "seed", seed), ("--threads", config.train, "threads", threads),
+                 ("--device", config.train, "device", device)]
     for flag, section, name, value in overrides:
         if value is not None:
             setattr(section, name, value)
@@ -128,14 +132,21 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, npr
         _fail(str(exc))
     if nproc and world:
         _fail("--nproc starts torchrun itself; under torchrun, leave --nproc out")
+    try:
+        device_kind = devices.kind(config.train.device)
+        where = devices.resolve(config.train.device, world) if world else None
+    except ValueError as exc:
+        _fail(str(exc))
     if nproc and nproc > 1:
         try:
             distributed.per_rank_batch(config.train.batch_size, distributed.World(size=nproc))
+            devices.check_ranks(nproc, device_kind)
         except ValueError as exc:
-            _fail(f"--nproc {nproc}: {exc}")
+            _fail(str(exc) if str(exc).startswith("--nproc") else f"--nproc {nproc}: {exc}")
         return _launch_ranks(obj, nproc, out)
     if world:
-        distributed.init(world)
+        devices.use(where)  # before nccl's init: each rank on its own GPU
+        distributed.init(world, where)
         obj.quiet = obj.quiet or world.rank != 0  # rank 0 speaks for the job
     try:
         dataset = _check_data(obj, config.data)

@@ -63,6 +63,7 @@ class ModelConfig:
 TASKS = ("synthetic", "csv", "adding", "spike_timing", "spike_delay")
 MISSING = ("error", "interpolate", "drop")
 SCHEDULES = ("none", "cosine", "plateau")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass
@@ -122,11 +123,14 @@ class TrainConfig:
     min_delta: float = 0.0  # an improvement must lower val loss by more than this
     schedule: str = "none"  # none | cosine (to lr * min_lr_factor over `epochs`) | plateau (halve)
     min_lr_factor: float = 0.05
+    device: str = "cpu"  # cpu | cuda | auto (cuda when torch sees a GPU); --device overrides it
 
     def __post_init__(self) -> None:
         check_types(self)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -64,7 +64,7 @@ def current() -> World:
 
 
 def backend(device: torch.device) -> str:
-    """nccl for a CUDA model, gloo for the CPU (this pipeline's training loop runs on the CPU)."""
+    """nccl for a CUDA model (`train --device cuda`), gloo for the CPU."""
     return "nccl" if device.type == "cuda" else "gloo"
 
 
@@ -110,9 +110,16 @@ def sum_across(*values: float, world: World) -> list[float]:
     """Each value summed over the ranks (float64), the same result on every rank."""
     if not world.distributed:
         return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
     return t.tolist()
+
+
+def _collective_device() -> torch.device:
+    """nccl reduces CUDA tensors only: the current GPU (device.use set it); gloo the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def gather_objects(obj, world: World) -> list:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lstm_onnx.pipeline import device as devices
 from lstm_onnx.pipeline import distributed
 from lstm_onnx.pipeline.checkpoint import Checkpoint, save_torch
 from lstm_onnx.pipeline.config import RunConfig, run_config_from_dict
@@ -48,17 +49,18 @@ def state_path(out: str | Path) -> Path:
 
 @torch.no_grad()
 def predict(model: SequenceModel, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Model outputs for x [N, S, F], batch-major ([N, O] or [N, S, O]), in eval mode."""
+    """Model outputs for x [N, S, F], batch-major ([N, O] or [N, S, O]), in eval mode, on the model's device."""
     model.eval()
+    where = next(model.parameters()).device
     outs = []
     for s in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[s:s + batch_size])
+        xb = torch.from_numpy(x[s:s + batch_size]).to(where)
         if not model.config.batch_first:
             xb = xb.transpose(0, 1)
         y = model(xb)[0]
         if model.config.head == "sequence" and not model.config.batch_first:
             y = y.transpose(0, 1)
-        outs.append(y.numpy())
+        outs.append(y.cpu().numpy())
     return np.concatenate(outs)
 
 
@@ -67,10 +69,10 @@ def evaluate(model: SequenceModel, x: np.ndarray, y: np.ndarray, criterion, batc
     return float(criterion(torch.from_numpy(predict(model, x, batch_size)), torch.from_numpy(y)))
 
 
-def _batch(model: SequenceModel, x: np.ndarray, y: np.ndarray):
-    """Tensors shaped for the model: x is stored [N, S, F]; time-major models get [S, N, F]."""
-    xb = torch.from_numpy(x)
-    yb = torch.from_numpy(y)
+def _batch(model: SequenceModel, x: np.ndarray, y: np.ndarray, where: torch.device):
+    """Tensors shaped for the model, on its device: x is stored [N, S, F]; time-major models get [S, N, F]."""
+    xb = torch.from_numpy(x).to(where)
+    yb = torch.from_numpy(y).to(where)
     if not model.config.batch_first:
         xb = xb.transpose(0, 1)
         if model.config.head == "sequence":
@@ -124,9 +126,11 @@ def load_state_config(path: str | Path) -> RunConfig:
 class _Run:
     """The mutable state of one training run: what `out.state` saves and resume restores."""
 
-    def __init__(self, config: RunConfig, model: SequenceModel, world: distributed.World = distributed.World()):
+    def __init__(self, config: RunConfig, model: SequenceModel, world: distributed.World = distributed.World(),
+                 where: torch.device = torch.device("cpu")):
         self.config = config
-        self.model = model  # the bare module: what is saved, evaluated and restored
+        self.where = where
+        self.model = model.to(where)  # the bare module: what is saved, evaluated and restored
         self.net: nn.Module = model  # what the training step calls: the DDP wrapper when data-parallel
         self.world = world
         self.opt = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
@@ -141,18 +145,23 @@ class _Run:
         self.elapsed = 0.0
 
     def state(self) -> dict:
-        return {"config": dataclasses.asdict(self.config), "epoch": self.epoch, "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else {},
-                "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "best_val": self.best_val, "best_state": self.best_state, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "history": self.history, "elapsed": self.elapsed}
+        """Everything on the CPU (devices.to_cpu), so that a state written on a GPU resumes anywhere."""
+        return devices.to_cpu({
+            "config": dataclasses.asdict(self.config), "epoch": self.epoch, "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+            "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "best_val": self.best_val, "best_state": self.best_state, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs, "history": self.history, "elapsed": self.elapsed})
 
     def save(self, path: Path) -> None:
         """Every rank calls this (its dropout stream is gathered); rank 0 writes."""
         streams = distributed.gather_objects(torch.get_rng_state(), self.world)
+        extra = {"torch_rng_ranks": streams}
+        if self.where.type == "cuda":  # dropout on a GPU draws from that GPU's generator
+            cuda_streams = distributed.gather_objects(torch.cuda.get_rng_state(self.where), self.world)
+            extra["cuda_rng_ranks"] = devices.to_cpu(cuda_streams)
         if self.world.main:
-            save_torch({**self.state(), "torch_rng_ranks": streams}, path)
+            save_torch({**self.state(), **extra}, path)
 
     def restore(self, path: Path) -> None:
         saved = load_state_config(path)
@@ -180,6 +189,13 @@ class _Run:
             torch.set_rng_state(streams[rank])
         else:
             torch.manual_seed(distributed.rank_seed(self.config.train.seed, rank, s["epoch"]))
+        if self.where.type != "cuda":
+            return
+        cuda_streams = s.get("cuda_rng_ranks", [])
+        if rank < len(cuda_streams):
+            torch.cuda.set_rng_state(cuda_streams[rank], self.where)
+        else:  # a state written on the CPU (or by fewer ranks): a fresh GPU stream for this rank and epoch
+            torch.cuda.manual_seed(distributed.rank_seed(self.config.train.seed, rank, s["epoch"]))
 
     def stop_early(self) -> bool:
         p = self.config.train.patience
@@ -197,7 +213,7 @@ def _train_epoch(run: _Run, data: Dataset, criterion, progress: bool) -> float:
     total = 0.0
     for s in bar:
         idx = order[s:s + step]
-        xb, yb = _batch(model, data.train.x[idx], data.train.y[idx])
+        xb, yb = _batch(model, data.train.x[idx], data.train.y[idx], run.where)
         loss = criterion(run.net(xb)[0], yb)  # a mean per rank: DDP's gradient average is the global mean
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -239,6 +255,8 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
     world = distributed.current()
     config.validate()  # values set after the config was made (e.g. --epochs) get the checks a file's get
     distributed.per_rank_batch(config.train.batch_size, world)
+    where = devices.resolve(config.train.device, world)
+    devices.use(where)
     seed_everything(config.train.seed)
     threads = distributed.threads_for(world, config.train.threads) if world.distributed else config.train.threads
     if threads:
@@ -250,15 +268,19 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
     check_fit(config, data)
     if len(data.train.x) < world.size:
         raise ValueError(f"{len(data.train.x)} training sequence(s) cannot be shared among {world.size} processes")
-    distributed.build_kernel_once(world)
-    run = _Run(config, SequenceModel(config.model), world)
+    if where.type == "cpu":  # on a GPU the step is the pure-PyTorch path: the compiled kernel is CPU-only
+        distributed.build_kernel_once(world)
+    run = _Run(config, SequenceModel(config.model), world, where)
     if world.rank:
         torch.manual_seed(distributed.rank_seed(config.train.seed, world.rank))  # this rank's dropout stream
     if resume is not None:
         run.restore(Path(resume))
         log(f"resumed at epoch {run.epoch} (best val {run.best_val:.5f} at epoch {run.best_epoch})")
+    if where.type == "cuda":
+        log(f"device {where} ({torch.cuda.get_device_name(where)}), pure-PyTorch training step")
     if world.distributed:
-        run.net = nn.parallel.DistributedDataParallel(run.model)
+        ids = [where.index] if where.type == "cuda" else None
+        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=ids)
         n = len(data.train.x)
         log(f"data-parallel: {world.size} processes ({torch.distributed.get_backend()}), {threads} thread(s) "
             f"each, global batch {config.train.batch_size} = {world.size} x "
@@ -305,7 +327,7 @@ def _finish(run: _Run, data: Dataset, criterion, out) -> Checkpoint | None:
                "stopped_early": run.stop_early(),
                "test_loss": evaluate(model, data.test.x, data.test.y, criterion),
                "test": test, "train_seconds": run.elapsed, "history": run.history}
-    ckpt = Checkpoint(config, model.state_dict(), data.normalization, data.feature_names,
+    ckpt = Checkpoint(config, devices.to_cpu(model.state_dict()), data.normalization, data.feature_names,
                       data.target_names, metrics)
     if out is not None:
         ckpt.save(out)
