@@ -22,10 +22,6 @@
 //     region; every thread owns a slice of hidden units, computes its rows of the four gates with
 //     at::native::cpublas::brgemm and then the fused gate math for its units; one barrier per step. The
 //     backward mirrors it: gate math for the slice -> barrier -> dh_{t-1}[slice] = W_hh^T[slice] x dgates_t;
-//     for 4H >= 1024 it reads dgates_t from a small contiguous double buffer that the gate math fills
-//     alongside dgS (dgS's rows are S*B floats apart: one page per K row slows the GEMM);
-//   * buffers that never leave one call (hS, x^T, dy^T, dgS, W^T) are per-thread scratch reused across calls,
-//     which saves the page faults of a fresh multi-MB allocation on every call;
 //   * generic path (float64, or brgemm unavailable): the same layout with per-step at::addmm / at::mm and
 //     at::parallel_for for the gate math. Same formulas, so results agree to rounding;
 //   * dbias is summed inside the backward gate math; dx and the weight gradients are large GEMMs over the
@@ -129,13 +125,12 @@ static inline void fwd_unit(int64_t nb, T* __restrict gi, T* __restrict gf, T* _
 
 // dh_a + dh_b is the total gradient reaching h_t; dc is the carried gradient of c_t (in) and c_{t-1}
 // (out). Writes the pre-activation gradients; accumulates the peephole gradients into sp*.
-template <typename T, bool PEEP, bool DUP>
+template <typename T, bool PEEP>
 static inline void bwd_unit(int64_t nb, const T* __restrict ai_, const T* __restrict af_,
                             const T* __restrict ag_, const T* __restrict ao_, const T* __restrict cprev,
                             const T* __restrict cc, const T* __restrict tc, const T* __restrict dh_a,
                             const T* __restrict dh_b, T* __restrict dc, T pi, T pf, T po, T* __restrict dgi,
-                            T* __restrict dgf, T* __restrict dgg, T* __restrict dgo, T* __restrict ei,
-                            T* __restrict ef, T* __restrict eg, T* __restrict eo, T& spi, T& spf, T& spo,
+                            T* __restrict dgf, T* __restrict dgg, T* __restrict dgo, T& spi, T& spf, T& spo,
                             T* __restrict sb) {
   T si = 0, sf = 0, so = 0, bi = 0, bf = 0, bg = 0, bo = 0;
 #pragma omp simd reduction(+ : si, sf, so, bi, bf, bg, bo)
@@ -165,12 +160,6 @@ static inline void bwd_unit(int64_t nb, const T* __restrict ai_, const T* __rest
     dgf[b] = daf;
     dgg[b] = dag;
     dgo[b] = dao;
-    if (DUP) {  // the same values, contiguous per step, for the recurrent GEMM (see bwd_loop_brgemm)
-      ei[b] = dai;
-      ef[b] = daf;
-      eg[b] = dag;
-      eo[b] = dao;
-    }
   }
   if (PEEP) {
     spi += si;
@@ -249,20 +238,6 @@ static inline void my_slice(int64_t H, int64_t& j0, int64_t& j1) {
   j1 = std::min(H, b1 * unit);
 }
 
-// Per-thread scratch buffers reused across calls, for the big buffers that never leave one call: a fresh
-// allocation of tens of MB is mapped anew by malloc on every call and page-faults on first touch (measured
-// ~1.5 us per 4 KiB page, about 10 ms per training step at H=512). Never returned to the caller.
-enum Slot { kHidden, kXT, kDyS, kDGates, kWhhT, kWihT, kDxT, kSlots };
-static at::Tensor scratch(Slot slot, at::IntArrayRef shape, const at::TensorOptions& opts) {
-  thread_local std::vector<at::Tensor> pool(kSlots);
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  at::Tensor& buf = pool[slot];
-  if (!buf.defined() || buf.scalar_type() != opts.dtype().toScalarType() || buf.numel() < n)
-    buf = at::empty({std::max<int64_t>(n, 1)}, opts);
-  return buf.narrow(0, 0, n).view(shape);
-}
-
 static inline int num_workers(int64_t H) {
   int nt = at::get_num_threads();
 #ifdef _OPENMP
@@ -294,25 +269,21 @@ static inline void fwd_units(int64_t t, int64_t S, int64_t B, int64_t H, int64_t
   }
 }
 
-// dyS [S, H, B]; dhr, dc [H, B] (recurrent dh and carried dc, unit-major); dgS [4H, S, B]; dup [4H, B]
-// (DUP only) receives this step's dgates once more, contiguously.
-template <typename T, bool PEEP, bool DUP = false>
+// dyS [S, H, B]; dhr, dc [H, B] (recurrent dh and carried dc, unit-major); dgS [4H, S, B].
+template <typename T, bool PEEP>
 static inline void bwd_units(int64_t t, int64_t S, int64_t B, int64_t H, int64_t j0, int64_t j1, const T* gS,
                              const T* peep, const T* cS, const T* tcS, const T* dyS, const T* dhr, T* dc,
-                             T* dgS, T* dpeep, T* dbias /*[4H] accumulated*/, T* dup = nullptr) {
+                             T* dgS, T* dpeep, T* dbias /*[4H] accumulated*/) {
   const T* gt = gS + t * B;
   T* dgt = dgS + t * B;
   const int64_t ld = S * B;  // gS, dgS are [4H, S, B]
   for (int64_t j = j0; j < j1; ++j) {
     const T pi = PEEP ? peep[j] : T(0), pf = PEEP ? peep[H + j] : T(0), po = PEEP ? peep[2 * H + j] : T(0);
     T spi = 0, spf = 0, spo = 0, sb[4] = {0, 0, 0, 0};
-    T* e = DUP ? dup + j * B : nullptr;
-    bwd_unit<T, PEEP, DUP>(B, gt + j * ld, gt + (H + j) * ld, gt + (2 * H + j) * ld, gt + (3 * H + j) * ld,
-                           cS + t * H * B + j * B, cS + (t + 1) * H * B + j * B, tcS + t * H * B + j * B,
-                           dyS + t * H * B + j * B, dhr + j * B, dc + j * B, pi, pf, po, dgt + j * ld,
-                           dgt + (H + j) * ld, dgt + (2 * H + j) * ld, dgt + (3 * H + j) * ld, e,
-                           DUP ? e + H * B : nullptr, DUP ? e + 2 * H * B : nullptr,
-                           DUP ? e + 3 * H * B : nullptr, spi, spf, spo, sb);
+    bwd_unit<T, PEEP>(B, gt + j * ld, gt + (H + j) * ld, gt + (2 * H + j) * ld, gt + (3 * H + j) * ld,
+                      cS + t * H * B + j * B, cS + (t + 1) * H * B + j * B, tcS + t * H * B + j * B,
+                      dyS + t * H * B + j * B, dhr + j * B, dc + j * B, pi, pf, po, dgt + j * ld,
+                      dgt + (H + j) * ld, dgt + (2 * H + j) * ld, dgt + (3 * H + j) * ld, spi, spf, spo, sb);
     for (int q = 0; q < 4; ++q) dbias[q * H + j] += sb[q];
     if (PEEP) {
       dpeep[j] += spi;
@@ -366,13 +337,6 @@ static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, co
                             float* dc, float* dgS, float* dpeep, float* dbias) {
   const int nt = num_workers(H);
   std::atomic<bool> failed{false};
-  // The recurrent GEMM reads this step's dgates from a contiguous double buffer [2][4H, B] rather than from
-  // dgS, whose rows are S*B floats apart (a page per K row: ~40% slower GEMM). Two buffers suffice: a thread
-  // writes buffer t&1 again only at step t-2, after the step t-1 barrier, i.e. after every thread's GEMM of t.
-  // Only worth it when the K rows are many (measured: a gain at 4H = 2048, a loss at 4H = 512, where the
-  // extra stores cost more than the strided reads).
-  const bool use_dup = 4 * H >= 1024;
-  std::vector<float> dup(use_dup ? static_cast<size_t>(2 * 4 * H * B) : 0);
 #pragma omp parallel num_threads(nt)
   {
     int64_t j0, j1;
@@ -380,17 +344,13 @@ static bool bwd_loop_brgemm(int64_t S, int64_t B, int64_t H, const float* gS, co
     const int64_t n = j1 - j0;
     bool my_fail = false;
     for (int64_t t = S - 1; t >= 0; --t) {
-      float* dg_t = use_dup ? dup.data() + (t & 1) * 4 * H * B : nullptr;
-      if (n > 0 && use_dup)
-        bwd_units<float, PEEP, true>(t, S, B, H, j0, j1, gS, peep, cS, tcS, dyS, dhr, dc, dgS, dpeep, dbias, dg_t);
-      else if (n > 0)
-        bwd_units<float, PEEP>(t, S, B, H, j0, j1, gS, peep, cS, tcS, dyS, dhr, dc, dgS, dpeep, dbias);
+      if (n > 0) bwd_units<float, PEEP>(t, S, B, H, j0, j1, gS, peep, cS, tcS, dyS, dhr, dc, dgS, dpeep, dbias);
 #pragma omp barrier
       if (n > 0 && !my_fail) {
         try {
           // dh_{t-1}[j0:j1, :] = W_hh^T[j0:j1, :] x dgates_t      ([n,4H] x [4H,B])
-          at::native::cpublas::brgemm(n, B, 4 * H, /*ld_a=*/4 * H, /*ld_b=*/use_dup ? B : S * B, /*ld_c=*/B,
-                                      /*add_C=*/false, w_hhT + j0 * 4 * H, use_dup ? dg_t : dgS + t * B, dhr + j0 * B,
+          at::native::cpublas::brgemm(n, B, 4 * H, /*ld_a=*/4 * H, /*ld_b=*/S * B, /*ld_c=*/B, /*add_C=*/false,
+                                      w_hhT + j0 * 4 * H, dgS + t * B, dhr + j0 * B,
                                       /*is_vnni=*/false);
         } catch (...) {
           my_fail = true;
@@ -520,7 +480,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih
   check_inputs(x, w_ih, w_hh, bias, peep, h0, c0);
   const int64_t S = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
   const auto opts = x.options();
-  at::Tensor hS = scratch(kHidden, {S + 1, H, B}, opts);
+  at::Tensor hS = at::empty({S + 1, H, B}, opts);
   at::Tensor cS = at::empty({S + 1, H, B}, opts);
   at::Tensor tcS = at::empty({S, H, B}, opts);
   hS[0].copy_(h0.t());
@@ -534,7 +494,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih
     at::Tensor xT = x.view({S * B, I}).t();
 #if PLSTM_HAVE_BRGEMM
     if (fast && S > 0) {
-      at::Tensor xTc = scratch(kXT, {I, S * B}, opts).copy_(xT);
+      at::Tensor xTc = xT.contiguous();
       if (gemm_tiled(4 * H, S * B, I, w_ih.data_ptr<float>(), I, xTc.data_ptr<float>(), S * B,
                      g.data_ptr<float>(), S * B, false, bias.has_value() ? bias->data_ptr<float>() : nullptr))
         return g;
@@ -571,10 +531,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& w_ih
         fwd_loop_generic<T, false>(S, B, H, gS, w_hh, pp, hS, cS, tcS);
     });
   }
-  // Explicit copies: hS is scratch, and .contiguous() returns a view when B or H is 1.
-  at::Tensor y = at::empty({S, B, H}, opts).copy_(hS.narrow(0, 1, S).transpose(1, 2));
-  at::Tensor h_n = at::empty({B, H}, opts).copy_(hS[S].t());
-  return {y, h_n, cS[S].t().contiguous(), gS, at::Tensor(), cS, tcS};
+  at::Tensor y = hS.narrow(0, 1, S).transpose(1, 2).contiguous();
+  return {y, hS[S].t().contiguous(), cS[S].t().contiguous(), gS, hS, cS, tcS};
 }
 
 // Returns (dx, dw_ih, dw_hh, dbias (undefined if !has_bias), dpeep (undefined if no peep), dh0, dc0).
@@ -585,20 +543,20 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy, const at::Tensor& dh
                                       const at::Tensor& tcS, bool has_bias, bool need_dx, bool need_dw) {
   const int64_t S = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
   const auto opts = x.options();
-  at::Tensor dyS = scratch(kDyS, {S, H, B}, opts).copy_(dy.transpose(1, 2));
+  at::Tensor dyS = dy.transpose(1, 2).contiguous();  // [S, H, B]
   // Private copies: the loop overwrites them, and .t().contiguous() would alias dh_n / dc_n when B or H is 1.
   at::Tensor dhr = at::empty({H, B}, opts).copy_(dh_n.t());  // [H, B]
   at::Tensor dc = at::empty({H, B}, opts).copy_(dc_n.t());   // [H, B]
   const bool has_peep = peep.has_value();
   at::Tensor dpeep = has_peep ? at::zeros({3, H}, opts) : at::Tensor();
-  at::Tensor dgS = scratch(kDGates, {4 * H, S, B}, opts);
+  at::Tensor dgS = at::empty({4 * H, S, B}, opts);
   at::Tensor dbias_acc = at::zeros({4 * H}, opts);  // filled by the gate-math loop
   if (S > 0) {
     bool done = false;
 #if PLSTM_HAVE_BRGEMM
     if (x.scalar_type() == at::kFloat && B > 0 && H > 0 && brgemm_usable()) {
       at::Tensor dh_save = dhr.clone(), dc_save = dc.clone();
-      at::Tensor w_hhT = scratch(kWhhT, {H, 4 * H}, opts).copy_(w_hh.t());
+      at::Tensor w_hhT = w_hh.t().contiguous();
       const float* pp = has_peep ? peep->data_ptr<float>() : nullptr;
       float* dpp = has_peep ? dpeep.data_ptr<float>() : nullptr;
       auto fn = has_peep ? &bwd_loop_brgemm<true> : &bwd_loop_brgemm<false>;
@@ -647,11 +605,11 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy, const at::Tensor& dh
       const at::Tensor xc = x.contiguous(), h0c = h0.contiguous(), yc = y.contiguous();
       bool ok = true;
       if (need_dx) {  // dx^T [I, S*B] = W_ih^T [I, 4H] x dG [4H, S*B]
-        at::Tensor w_ihT = scratch(kWihT, {I, 4 * H}, opts).copy_(w_ih.t());
-        at::Tensor dxT = scratch(kDxT, {I, S * B}, opts);
+        at::Tensor w_ihT = w_ih.t().contiguous();
+        at::Tensor dxT = at::empty({I, S * B}, opts);
         ok = ok && gemm_tiled(I, S * B, 4 * H, w_ihT.data_ptr<float>(), 4 * H, g, S * B, dxT.data_ptr<float>(),
                               S * B, false);
-        dx = at::empty({S, B, I}, opts).copy_(dxT.t().view({S, B, I}));
+        dx = dxT.t().contiguous().view({S, B, I});
       }
       if (need_dw && ok) {
         dw_ih = at::empty_like(w_ih);

@@ -227,3 +227,14 @@ def test_empty_sequence():
     torch.testing.assert_close(h0.grad, torch.ones_like(h0))
     torch.testing.assert_close(c0.grad, 2 * torch.ones_like(c0))
     assert w_hh.grad is not None and w_hh.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("B,H", [(1, 8), (4, 1), (1, 1)])
+def test_backward_leaves_the_callers_gradients_alone(kernel_path, B, H):
+    """With B or H of 1, dh_n.t().contiguous() is a view of the caller's gradient: the loop must not write into it."""
+    a = _req(make_inputs(6, B, 3, H, torch.float32, seed=5))
+    y, h_n, c_n = fastpath.fused_lstm_layer(*a)
+    gh, gc = torch.randn(h_n.shape), torch.randn(c_n.shape)
+    gh_before, gc_before = gh.clone(), gc.clone()
+    torch.autograd.backward([y.sum(), h_n, c_n], [None, gh, gc])
+    assert torch.equal(gh, gh_before) and torch.equal(gc, gc_before)
