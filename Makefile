@@ -119,7 +119,7 @@ loadtest: $(RUN_DIR)/model-serve.onnx
 # docs/deploy.md's table: our server, Triton (python backend, its own venv) and Ray Serve, on one machine in one run.
 loadtest-protocols: $(RUN_DIR)/model-serve.onnx triton-venv
 	LSTM_TRITON_VENV=$(abspath $(TRITON_VENV)) $(PY) benchmarks/loadtest.py $< --target v1 --target v2 \
-	    --target v2-binary --target triton --target ray --modes "batching on" --clients 64 --seconds 5 $(LOADTEST_ARGS)
+	    --target v2-binary --target triton --target ray --modes "batching on" $(LOADTEST_ARGS)
 
 # Triton: the tritonserver binary nvidia-pytriton bundles (CPU), in its own venv (about 30 s, 445 MB); the python
 # backend's stub runs this venv's Python, so numpy < 2 and onnxruntime go in it too. test-triton starts it on
