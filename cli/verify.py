@@ -9,6 +9,7 @@ from lstm_onnx.cli.extras import require
 from lstm_onnx.cli.loading import RegistryName, load_ckpt, load_onnx
 from lstm_onnx.cli.loading import fail as _fail
 from lstm_onnx.runtimes import registry
+from lstm_onnx.runtimes.compare import ELEMWISE, ERROR_STATS
 
 CHECKPOINT_LOADER = "lstm_onnx.pipeline.checkpoint:load_checkpoint"  # how --isolate's child processes load it
 
@@ -72,8 +73,8 @@ def _test_data_model(folder, model, **others) -> str:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--atol", type=float, help="Absolute tolerance for every output (default by dtype).")
 @click.option("--rtol", type=float, help="Relative tolerance for every output.")
-@click.option("--check-error-stat", "error_stat", default="elemwise", show_default=True,
-              type=click.Choice(["elemwise", "max", "mean", "median", "p99"]),
+@click.option("--check-error-stat", "error_stat", default=ELEMWISE, show_default=True,
+              type=click.Choice(list(ERROR_STATS)),
               help="What passes, as Polygraphy's option: elemwise, every element |diff| <= atol + rtol*|baseline|; "
                    "max, mean, median or p99 (99th percentile), that statistic of |diff| <= atol OR of "
                    "|diff|/|baseline| <= rtol (mean, median and p99 let a few outlying elements through).")

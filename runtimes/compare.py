@@ -110,6 +110,15 @@ def tolerance_text(row: OutputComparison) -> str:
     return f"{row.atol:g}/{row.rtol:g}" + ("" if row.error_stat == ELEMWISE else f" on {row.error_stat}")
 
 
+STAT_HEAD = ["max abs", "mean abs", "p50 abs", "p99 abs", "max rel"]
+
+
+def row_cells(r: OutputComparison) -> list[str]:
+    """A row's STAT_HEAD cells, then its tolerance and result: what every table of rows shows."""
+    return [f"{r.max_abs:.3g}", f"{r.mean_abs:.3g}", f"{r.p50_abs:.3g}", f"{r.p99_abs:.3g}", f"{r.max_rel:.3g}",
+            tolerance_text(r), r.result]
+
+
 @dataclass
 class ParityReport:
     reference: str
@@ -132,10 +141,8 @@ class ParityReport:
         return json.dumps(self.to_dict(), indent=2, default=float)
 
     def _lines(self, sep: str, markdown: bool) -> list[str]:
-        head = ["runner", "output", "max abs", "mean abs", "p50 abs", "p99 abs", "max rel", "tolerance", "result"]
-        body = [[r.runner, r.output, f"{r.max_abs:.3g}", f"{r.mean_abs:.3g}", f"{r.p50_abs:.3g}",
-                 f"{r.p99_abs:.3g}", f"{r.max_rel:.3g}", tolerance_text(r), r.result]
-                for r in self.rows]
+        head = ["runner", "output", *STAT_HEAD, "tolerance", "result"]
+        body = [[r.runner, r.output, *row_cells(r)] for r in self.rows]
         blank = [""] * (len(head) - 3)
         body += [[name, "-", *blank, f"ERROR: {why}"] for name, why in self.errors.items()]
         body += [[name, "-", *blank, f"skipped: {why}"] for name, why in self.skipped.items()]

@@ -8,30 +8,16 @@ import numpy as np
 from lstm_onnx.runtimes.base import Runner, error_message
 
 
-class SavedOutputsRunner(Runner):
-    """The baseline as saved outputs: returns the arrays of an .npz whatever the feeds."""
-
-    def __init__(self, path, input_names: list[str]):
-        super().__init__()
-        self.path = Path(path)
-        self.name = f"expected:{self.path.name}"
-        self._inputs = list(input_names)
-
-    def _input_names(self):
-        return self._inputs
-
-    def _infer(self, feeds):
-        return read_outputs_file(self.path)
-
-
 class ExpectedArrays(Runner):
-    """The baseline as outputs in memory (a test data set's: runtimes/verify_data_sets.py), whatever the feeds."""
+    """The baseline as saved outputs (a file read once, or a test data set's: runtimes/verify_data_sets.py),
+    returned whatever the feeds."""
 
     name = "expected"
 
-    def __init__(self, outputs: dict[str, np.ndarray], input_names: list[str]):
+    def __init__(self, outputs: dict[str, np.ndarray], input_names: list[str], name: str | None = None):
         super().__init__()
         self._outputs, self._inputs = dict(outputs), list(input_names)
+        self.name = name or self.name
 
     def _input_names(self):
         return self._inputs

@@ -20,11 +20,10 @@ from lstm_onnx.core.probe import is_probe
 from lstm_onnx.core.tables import grid
 from lstm_onnx.runtimes import registry
 from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, error_message
-from lstm_onnx.runtimes.compare import ParityReport, Tolerances, compare_outputs, tolerance_text
+from lstm_onnx.runtimes.compare import ELEMWISE, STAT_HEAD, ParityReport, Tolerances, compare_outputs, row_cells
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
 from lstm_onnx.runtimes.saved_arrays import (
     ExpectedArrays,
-    SavedOutputsRunner,
     read_feeds_file,
     read_outputs_file,
     write_feeds_file,
@@ -53,7 +52,7 @@ class VerifyOptions:
     save_inputs: str | Path | None = None
     save_outputs: str | Path | None = None  # the baseline's outputs, reusable as --expected
     save_test_data: str | Path | None = None  # a model folder: model.onnx, the feeds and the baseline's outputs
-    error_stat: str = "elemwise"  # what passes: runtimes/compare.py's ERROR_STATS
+    error_stat: str = ELEMWISE  # what passes: runtimes/compare.py's ERROR_STATS
     fail_fast: bool = False  # stop at the first failure that counts; the runners left are skipped
     isolate: bool = False  # each runner, the baseline too, in its own process (runtimes/isolate.py)
     runner_timeout: float | None = None  # with isolate: seconds a runner may take (None: isolate's default)
@@ -129,12 +128,9 @@ class VerifyReport:
         h2, h3 = ("## ", "### ") if markdown else ("", "")
         out = [f"{h2}parity against {p.reference}  (inputs {p.inputs})"]
         for output in dict.fromkeys(r.output for r in p.rows):
-            rows = [[r.runner, f"{r.max_abs:.3g}", f"{r.mean_abs:.3g}", f"{r.p50_abs:.3g}", f"{r.p99_abs:.3g}",
-                     f"{r.max_rel:.3g}", tolerance_text(r), r.result]
-                    for r in p.rows if r.output == output]
+            rows = [[r.runner, *row_cells(r)] for r in p.rows if r.output == output]
             out += ["", f"{h3}output {output}"]
-            out += grid(["runner", "max abs", "mean abs", "p50 abs", "p99 abs", "max rel", "atol/rtol", "result"],
-                        rows, markdown)
+            out += grid(["runner", *STAT_HEAD, "atol/rtol", "result"], rows, markdown)
         if p.errors or p.skipped:
             out += ["", f"{h3}not compared"]
             rows = [[n, self._error_text(n, w)] for n, w in p.errors.items()]
@@ -368,11 +364,11 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
         baseline_name = ExpectedArrays.name
         build_baseline = lambda: ExpectedArrays(options.expected, input_names)  # noqa: E731
     elif options.expected:
+        saved = read_outputs_file(options.expected)
         # Its own one-line errors, before anything runs.
-        check_expected(model, read_outputs_file(options.expected), _feed_sizes(model, feeds),
-                       options.expected)
+        check_expected(model, saved, _feed_sizes(model, feeds), options.expected)
         baseline_name = f"expected:{Path(options.expected).name}"
-        build_baseline = lambda: SavedOutputsRunner(options.expected, input_names)  # noqa: E731
+        build_baseline = lambda: ExpectedArrays(saved, input_names, baseline_name)  # noqa: E731
     else:
         baseline_name = _baseline_name(options, ckpt, needs)
         build_baseline = lambda: make_runner(baseline_name, model_path, ckpt, input_names, options)  # noqa: E731
