@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_onnx.runtimes.base import error_message
+from lstm_onnx.runtimes.onnx_graph import load_model
 
 DATA_SET = re.compile(r"test_data_set_(\d+)")
 TENSOR = re.compile(r"(input|output)_(\d+)\.pb")
@@ -42,7 +43,7 @@ def read_data_sets(folder, model=None) -> list[DataSet]:
     """The data sets of a model folder, or the one data set a test_data_set folder is, each matched to the
     model's inputs and outputs (one tensor for each, no other). ValueError, one line, for anything wrong."""
     model_path, sets = locate(folder, model)
-    model = model if _is_proto(model) else load_model(model_path)
+    model = model if is_proto(model) else load_model(model_path)
     return [_read_set(path, model) for path in sets]
 
 
@@ -61,7 +62,7 @@ def locate(folder, model=None) -> tuple[Path | None, list[Path]]:
         raise ValueError(f"{folder} holds no test_data_set_N folder (nor input_K.pb files); an ONNX test data "
                          f"folder has model.onnx and test_data_set_0/input_0.pb ...")
     if model is not None:
-        return (None if _is_proto(model) else Path(model)), sets
+        return (None if is_proto(model) else Path(model)), sets
     if sets == [folder]:
         raise ValueError(f"{folder} is one data set: name its MODEL too")
     if not (folder / MODEL_FILE).is_file():
@@ -141,7 +142,7 @@ def write_test_data(folder, model, feeds: dict[str, np.ndarray], outputs: dict[s
     from lstm_onnx.core.fileio import ArtifactWriteError, current_umask
 
     folder = Path(folder)
-    proto = model if _is_proto(model) else load_model(model, external=True)
+    proto = model if is_proto(model) else load_model(model, external=True)
     body = _serialize(proto, model)
     _check_replaceable(folder)
     tmp = None
@@ -199,19 +200,8 @@ def _serialize(proto, source) -> bytes:
         raise ValueError(f"{source} is too large to copy as one model.onnx: {error_message(exc)}") from None
 
 
-def _is_proto(model) -> bool:
+def is_proto(model) -> bool:
     return hasattr(model, "graph")
-
-
-def load_model(path, external: bool = False):
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=external)
-    except FileNotFoundError:
-        raise ValueError(f"model not found: {path}") from None
-    except Exception as exc:  # protobuf's DecodeError, missing external data, ...
-        raise ValueError(f"{path} is not a readable ONNX model: {error_message(exc)}") from None
 
 
 # -- ONNX's own LSTM node tests

@@ -22,6 +22,7 @@ from lstm_onnx.runtimes import registry
 from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, error_message
 from lstm_onnx.runtimes.compare import ELEMWISE, STAT_HEAD, ParityReport, Tolerances, compare_outputs, row_cells
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
+from lstm_onnx.runtimes.onnx_graph import load_model
 from lstm_onnx.runtimes.saved_arrays import (
     ExpectedArrays,
     read_feeds_file,
@@ -332,17 +333,6 @@ def _runner_tolerances(runner: Runner, base: Tolerances, explicit: bool) -> Tole
     return base
 
 
-def _load_model(model_path):
-    import onnx
-
-    try:
-        return onnx.load(str(model_path), load_external_data=False)
-    except FileNotFoundError:
-        raise ValueError(f"model not found: {model_path}") from None
-    except Exception as exc:  # protobuf's DecodeError and others
-        raise ValueError(f"{model_path} is not a readable ONNX model: {error_message(exc)}") from None
-
-
 def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) -> VerifyReport:
     """Run the baseline and every runner on the same feeds; compare each with the baseline. Raises ValueError
     (one line: what to fix) for bad options or inputs, or a baseline that cannot run; never for a runner."""
@@ -351,7 +341,7 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
     options = options or VerifyOptions()
     if options.isolate and ckpt is not None and not (options.checkpoint and options.checkpoint_loader):
         raise ValueError("isolate with a checkpoint: give VerifyOptions.checkpoint (its path) and checkpoint_loader")
-    model = _load_model(model_path)
+    model = load_model(model_path)
     needs = model_features(model)
     input_names = [vi.name for vi in graph_inputs(model)]
     names, named = _runner_names(options.runners, ckpt is not None)

@@ -10,7 +10,8 @@ import dataclasses
 from pathlib import Path
 
 from lstm_onnx.runtimes.compare import ParityReport
-from lstm_onnx.runtimes.onnx_test_data import MODEL_FILE, DataSet, load_model, locate, onnx_lstm_tests, read_data_sets
+from lstm_onnx.runtimes.onnx_graph import load_model
+from lstm_onnx.runtimes.onnx_test_data import MODEL_FILE, DataSet, is_proto, locate, onnx_lstm_tests, read_data_sets
 from lstm_onnx.runtimes.verify import VerifyOptions, VerifyReport, check_expected, check_feeds, verify_model
 
 TEST_DATA = "test data"  # the baseline's name in the report: "test data FOLDER"
@@ -20,7 +21,7 @@ def read_checked(folder, model=None) -> list[DataSet]:
     """read_data_sets, with each set's dtypes and shapes checked against the model as verify's --inputs and
     --expected are (ValueError, one line, naming the set's folder)."""
     path, _ = locate(folder, model)
-    proto = model if hasattr(model, "graph") else load_model(path)
+    proto = model if is_proto(model) else load_model(path)
     sets = read_data_sets(folder, proto)
     for data in sets:
         check_expected(proto, data.outputs, check_feeds(proto, data.inputs, data.path), data.path)
