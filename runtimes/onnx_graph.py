@@ -17,6 +17,17 @@ def load_model(path, external: bool = False):
 
 
 
+def graph_inputs(graph) -> list:
+    """The graph's real inputs (ValueInfos), without those an initializer backs (old IR versions list them)."""
+    inits = {t.name for t in graph.initializer}
+    return [vi for vi in graph.input if vi.name not in inits]
+
+
+def io_names(graph) -> tuple[list[str], list[str]]:
+    """The names of the graph's real inputs and of its outputs, in graph order."""
+    return [vi.name for vi in graph_inputs(graph)], [vi.name for vi in graph.output]
+
+
 def all_nodes(graph):
     for node in graph.node:
         yield node

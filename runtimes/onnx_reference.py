@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable
-from lstm_onnx.runtimes.onnx_graph import all_nodes
+from lstm_onnx.runtimes.onnx_graph import all_nodes, io_names
 
 # What onnx/reference/ops/op_lstm.py accepts but does not implement (as of onnx 1.23).
 IGNORED_ATTRIBUTES = ("clip", "input_forget", "activations", "activation_alpha", "activation_beta")
@@ -56,8 +56,7 @@ class OnnxReferenceRunner(Runner):
             raise RunnerRefused("onnx.reference ignores " + ", ".join(problems) +
                                 " and would return wrong numbers; refused")
         self.evaluator = ReferenceEvaluator(model)
-        inits = {t.name for t in model.graph.initializer}
-        self._inputs = [i.name for i in model.graph.input if i.name not in inits]
+        self._inputs = io_names(model.graph)[0]
 
     def _input_names(self):
         return self._inputs

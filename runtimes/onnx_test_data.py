@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_onnx.runtimes.base import error_message
-from lstm_onnx.runtimes.onnx_graph import load_model
+from lstm_onnx.runtimes.onnx_graph import io_names, load_model
 
 DATA_SET = re.compile(r"test_data_set_(\d+)")
 TENSOR = re.compile(r"(input|output)_(\d+)\.pb")
@@ -91,12 +91,6 @@ def _drop_default(inputs: dict, name: str, init, folder: Path) -> None:
     del inputs[name]
 
 
-def input_names(model) -> list[str]:
-    """The graph's inputs that no initializer backs (old IR versions list initializers as inputs too)."""
-    inits = {t.name for t in model.graph.initializer}
-    return [vi.name for vi in model.graph.input if vi.name not in inits]
-
-
 def _read_tensors(folder: Path, kind: str, names: list[str], optional=frozenset()) -> dict[str, np.ndarray]:
     """{graph name: array} from folder's {kind}_K.pb: K counts 0, 1, ... with no gap, one file per name, a
     file for each name not `optional`."""
@@ -166,7 +160,7 @@ def _write_set(data: Path, model, feeds: dict, outputs: dict) -> None:
     from onnx import numpy_helper
 
     data.mkdir()
-    for kind, names, arrays in (("input", input_names(model), feeds),
+    for kind, names, arrays in (("input", io_names(model.graph)[0], feeds),
                                 ("output", [vi.name for vi in model.graph.output], outputs)):
         for k, name in enumerate(names):
             tensor = numpy_helper.from_array(np.asarray(arrays[name]), name)

@@ -7,6 +7,7 @@ import re
 import numpy as np
 
 from lstm_onnx.runtimes.base import Runner, RunnerError, RunnerUnavailable, error_message
+from lstm_onnx.runtimes.onnx_graph import all_nodes, io_names
 
 INSTALL = "pip install 'lstm-onnx-pipeline[opencv]' (or pip install opencv-python-headless)"
 
@@ -78,14 +79,11 @@ def _graph_io(model_path) -> tuple[list[str], list[str]]:
         graph = onnx.load(str(model_path), load_external_data=False).graph
     except Exception as exc:  # a missing file, or protobuf's DecodeError
         raise RunnerError(f"opencv: cannot read {model_path}: {type(exc).__name__}") from None
-    inits = {t.name for t in graph.initializer}
-    return [i.name for i in graph.input if i.name not in inits], [o.name for o in graph.output]
+    return io_names(graph)
 
 
 def _unsupported(model_path) -> str:
     import onnx
-
-    from lstm_onnx.runtimes.onnx_graph import all_nodes
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     others = sorted({f"{n.domain}.{n.op_type}" for n in all_nodes(graph) if n.domain not in ("", "ai.onnx")})

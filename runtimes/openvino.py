@@ -51,9 +51,9 @@ class OpenVINORunner(Runner):
     def _graph_io(self) -> tuple[list[str], list[str]]:
         import onnx
 
-        graph = onnx.load(str(self.model_path), load_external_data=False).graph
-        inits = {t.name for t in graph.initializer}
-        return [i.name for i in graph.input if i.name not in inits], [o.name for o in graph.output]
+        from lstm_onnx.runtimes.onnx_graph import io_names
+
+        return io_names(onnx.load(str(self.model_path), load_external_data=False).graph)
 
     def _input_names(self):
         if self.compiled is None:

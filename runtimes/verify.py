@@ -22,7 +22,7 @@ from lstm_onnx.runtimes import registry
 from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, error_message
 from lstm_onnx.runtimes.compare import ELEMWISE, STAT_HEAD, ParityReport, Tolerances, compare_outputs, row_cells
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
-from lstm_onnx.runtimes.onnx_graph import load_model
+from lstm_onnx.runtimes.onnx_graph import graph_inputs, load_model
 from lstm_onnx.runtimes.saved_arrays import (
     ExpectedArrays,
     read_feeds_file,
@@ -180,16 +180,10 @@ MAX_FEED_VALUES = 1 << 26  # per input, for generated feeds: --batch x --seq x f
 BATCH_WORDS, SEQ_WORDS = ("batch", "n", "b"), ("seq", "len", "time", "step", "s", "t")
 
 
-def graph_inputs(model) -> list:
-    """The graph's real inputs (ValueInfos), without those an initializer backs (old IR versions list them)."""
-    inits = {t.name for t in model.graph.initializer}
-    return [vi for vi in model.graph.input if vi.name not in inits]
-
-
 def model_feeds(model, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
     """Random feeds for any model: symbolic dims named like batch/seq get those sizes; dtypes follow the model."""
     batch, seq = _static_sizes(model, batch, seq)
-    names = {vi.name for vi in graph_inputs(model)}
+    names = {vi.name for vi in graph_inputs(model.graph)}
     shapes = {}
     for name, dims in onnx_input_shapes(model).items():
         if name in names:
@@ -200,7 +194,7 @@ def model_feeds(model, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]
             raise ValueError(f"--batch {batch} x --seq {seq} makes {values} values of input {name!r}; at most "
                              f"{MAX_FEED_VALUES}: lower --batch or --seq")
     feeds = random_feeds(shapes, batch, seq, seed)
-    for vi in graph_inputs(model):
+    for vi in graph_inputs(model.graph):
         dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
         if dtype is None:
             raise ValueError(f"input {vi.name!r} has an element type we cannot generate; pass --inputs in.npz")
@@ -231,7 +225,7 @@ def check_feeds(model, feeds: dict[str, np.ndarray], source) -> dict[str, tuple[
     """ValueError, saying how to fix it, unless each feed has its input's dtype, rank and static dims, and
     each symbolic dim one size across the feeds. Returns those sizes (dim -> (size, input))."""
     sizes: dict[str, tuple[int, str]] = {}
-    for vi in graph_inputs(model):
+    for vi in graph_inputs(model.graph):
         name, value = vi.name, np.asarray(feeds[vi.name])
         want = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
         if want is not None and value.dtype != want:
@@ -343,7 +337,7 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
         raise ValueError("isolate with a checkpoint: give VerifyOptions.checkpoint (its path) and checkpoint_loader")
     model = load_model(model_path)
     needs = model_features(model)
-    input_names = [vi.name for vi in graph_inputs(model)]
+    input_names = [vi.name for vi in graph_inputs(model.graph)]
     names, named = _runner_names(options.runners, ckpt is not None)
     feeds = _feeds(model, input_names, options)
     if options.save_inputs:
