@@ -157,14 +157,19 @@ def write_test_data(folder, model, feeds: dict[str, np.ndarray], outputs: dict[s
 
 
 def _write_set(data: Path, model, feeds: dict, outputs: dict) -> None:
-    from onnx import numpy_helper
-
+    inputs, output_names = io_names(model.graph)
     data.mkdir()
-    for kind, names, arrays in (("input", io_names(model.graph)[0], feeds),
-                                ("output", [vi.name for vi in model.graph.output], outputs)):
-        for k, name in enumerate(names):
-            tensor = numpy_helper.from_array(np.asarray(arrays[name]), name)
-            (data / f"{kind}_{k}.pb").write_bytes(tensor.SerializeToString())
+    _write_tensors(data, "input", [(n, feeds[n]) for n in inputs])
+    _write_tensors(data, "output", [(n, outputs[n]) for n in output_names])
+
+
+def _write_tensors(data: Path, kind: str, named) -> None:
+    """`kind`_K.pb for the K-th (name, array or TensorProto) of `named`, in graph order."""
+    from onnx import TensorProto, numpy_helper
+
+    for k, (name, value) in enumerate(named):
+        tensor = value if isinstance(value, TensorProto) else numpy_helper.from_array(np.asarray(value), name)
+        (data / f"{kind}_{k}.pb").write_bytes(tensor.SerializeToString())
 
 
 def _check_replaceable(folder: Path) -> None:
@@ -212,8 +217,6 @@ def onnx_lstm_tests(dest) -> list[Path]:
 
 
 def _write_case(case, dest: Path) -> Path:
-    from onnx import TensorProto, numpy_helper
-
     folder = dest / case.name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -223,9 +226,7 @@ def _write_case(case, dest: Path) -> Path:
         data.mkdir()
         for kind, values, infos in (("input", inputs, case.model.graph.input),
                                     ("output", outputs, case.model.graph.output)):
-            for k, value in enumerate(values):
-                tensor = value if isinstance(value, TensorProto) else numpy_helper.from_array(value, infos[k].name)
-                (data / f"{kind}_{k}.pb").write_bytes(tensor.SerializeToString())
+            _write_tensors(data, kind, zip([vi.name for vi in infos][:len(values)], values, strict=True))
     return folder
 
 
