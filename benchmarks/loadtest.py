@@ -19,7 +19,6 @@ import asyncio
 import io
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import time
 
 import httpx
 import numpy as np
+
+from lstm_onnx.serving.tritonserver import free_port  # stdlib only: no server deps at import
 
 MODES = {"batching on": ["--max-batch", "64", "--max-wait-ms", "2"],
          "batching off": ["--max-batch", "1", "--max-wait-ms", "0"]}
@@ -67,12 +68,6 @@ def num_features(base: str, name: str) -> int:
     """From the v2 model metadata (x [-1, -1, F]); our server, Triton and the Ray ingress all answer it."""
     meta = httpx.get(f"{base}/v2/models/{name}", timeout=10).json()
     return int(next(i for i in meta["inputs"] if i["name"] == "x")["shape"][-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(model: str, port: int, extra: list[str], ready_s: float = 60) -> subprocess.Popen:

@@ -45,8 +45,9 @@ def triton(model, out, force, **settings):
     settings["gpus"] = tuple(settings["gpus"])
     options = TritonOptions(**settings)
     problems = options.problems()
-    if problems:
+    if problems:  # before --backend python's load_onnx and atomic_repository (which makes OUT's parent)
         raise click.ClickException("; ".join(problems))
+    from lstm_onnx.serving.triton_python_repo import write_python_repository
     from lstm_onnx.serving.triton_repo import RepositoryError, atomic_repository, write_onnx_repository
 
     try:
@@ -55,7 +56,7 @@ def triton(model, out, force, **settings):
 
             load_onnx(model)  # onnx's one-line refusal, before onnxruntime logs its own to stderr
             with atomic_repository(out, force) as staging:
-                _python_writer()(model, staging, options)
+                write_python_repository(model, staging, options)
             written = sorted(p for p in (Path(out) / options.name).rglob("*") if p.is_file())
         else:
             written = write_onnx_repository(model, out, options, force=force)
@@ -65,11 +66,3 @@ def triton(model, out, force, **settings):
         click.echo(f"wrote {path}")
     click.echo(f"serve it: tritonserver --model-repository {out}  (model {options.name!r}, "
                f"{options.instance_kind} x{options.instance_count})")
-
-
-def _python_writer():
-    try:
-        from lstm_onnx.serving.triton_python_repo import write_python_repository
-    except ImportError as exc:
-        raise click.ClickException(f"--backend python is not available in this install ({exc})") from None
-    return write_python_repository

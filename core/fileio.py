@@ -21,6 +21,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -217,3 +218,23 @@ def atomic_path(path: str | os.PathLike):
     finally:
         os.close(fd)
     _fsync_dir(path.parent)
+
+
+def replace_folder(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the folder `new` (built beside `target`, on its file system) to `target`. An old `target` is moved
+    aside first and put back if the rename fails, so a reader finds the old folder or the new one, never half of
+    either (for a moment, between the two renames, none). Raises the OSError of a failed rename."""
+    new, target = Path(new), Path(target)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(new, target)
+    except OSError:
+        if old is not None:
+            os.replace(old / target.name, target)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

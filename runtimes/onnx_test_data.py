@@ -133,7 +133,7 @@ def write_test_data(folder, model, feeds: dict[str, np.ndarray], outputs: dict[s
     test_data_set_0 with the feeds and outputs, in graph order. The folder appears whole or not at all: it
     is built beside its target and renamed over it; an existing target must be empty or one we wrote.
     ArtifactWriteError (one line) if the OS refuses."""
-    from lstm_onnx.core.fileio import ArtifactWriteError, current_umask
+    from lstm_onnx.core.fileio import ArtifactWriteError, current_umask, replace_folder
 
     folder = Path(folder)
     proto = model if is_proto(model) else load_model(model, external=True)
@@ -146,7 +146,7 @@ def write_test_data(folder, model, feeds: dict[str, np.ndarray], outputs: dict[s
         (tmp / MODEL_FILE).write_bytes(body)
         _write_set(tmp / "test_data_set_0", proto, feeds, outputs)
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's is 0700
-        _swap_in(tmp, folder)
+        replace_folder(tmp, folder)
     except BaseException as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -180,16 +180,6 @@ def _check_replaceable(folder: Path) -> None:
         if extra:
             raise ValueError(f"{folder} holds {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}; "
                              f"--save-test-data writes a new or empty folder (or replaces one it wrote)")
-
-
-def _swap_in(tmp: Path, folder: Path) -> None:
-    old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-        os.replace(folder, old / folder.name)
-    os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _serialize(proto, source) -> bytes:

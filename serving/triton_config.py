@@ -16,14 +16,18 @@ and Triton (listing hn as an output would only let a client read it, for debuggi
 """
 from __future__ import annotations
 
-from lstm_onnx.serving.triton_graph import ModelSpec, TensorSpec
+from typing import TYPE_CHECKING
+
 from lstm_onnx.serving.triton_options import TritonOptions
+
+if TYPE_CHECKING:  # not at run time: the python-backend writer shares these builders without importing onnx
+    from lstm_onnx.serving.triton_graph import ModelSpec, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 
 
-class _Token(str):
+class Token(str):
     """An enum value (TYPE_FP32, KIND_GPU): written bare, not quoted."""
 
 
@@ -31,13 +35,13 @@ def config_text(options: TritonOptions, spec: ModelSpec) -> str:
     fields = [("name", options.name), ("platform", PLATFORM), ("max_batch_size", options.max_batch_size),
               ("input", [_tensor(t) for t in spec.inputs]), ("output", [_tensor(t) for t in spec.outputs])]
     fields.append(("sequence_batching", _sequence(options, spec)) if spec.stateful
-                  else ("dynamic_batching", _dynamic(options)))
-    fields.append(("instance_group", [_instances(options)]))
-    return _render(fields, 0)
+                  else ("dynamic_batching", dynamic_batching(options)))
+    fields.append(("instance_group", [instance_group(options)]))
+    return render(fields)
 
 
 def _tensor(t: TensorSpec) -> list:
-    fields = [("name", t.name), ("data_type", _Token(t.data_type)), ("dims", list(t.dims))]
+    fields = [("name", t.name), ("data_type", Token(t.data_type)), ("dims", list(t.dims))]
     if t.reshape is not None:
         fields.append(("reshape", [("shape", list(t.reshape))]))
     return fields
@@ -47,42 +51,48 @@ def _preferred(options: TritonOptions) -> list:
     return [("preferred_batch_size", list(options.preferred_batch_sizes))] if options.preferred_batch_sizes else []
 
 
-def _dynamic(options: TritonOptions) -> list:
+def dynamic_batching(options: TritonOptions) -> list:
     return [*_preferred(options), ("max_queue_delay_microseconds", options.max_queue_delay_us),
             ("default_queue_policy", [("max_queue_size", options.max_queue_size)])]
 
 
+def oldest(options: TritonOptions) -> list:
+    """sequence_batching's `oldest` strategy. It has no queue policy: max_queue_size applies to the dynamic
+    batcher only."""
+    return [("max_candidate_sequences", options.max_candidate_sequences), *_preferred(options),
+            ("max_queue_delay_microseconds", options.max_queue_delay_us)]
+
+
 def _sequence(options: TritonOptions, spec: ModelSpec) -> list:
-    # `oldest` has no queue policy: max_queue_size applies to the dynamic batcher only.
-    oldest = [("max_candidate_sequences", options.max_candidate_sequences), *_preferred(options),
-              ("max_queue_delay_microseconds", options.max_queue_delay_us)]
-    states = [[("input_name", h_in), ("output_name", h_out), ("data_type", _Token("TYPE_FP32")),
+    states = [[("input_name", h_in), ("output_name", h_out), ("data_type", Token("TYPE_FP32")),
                ("dims", list(dims)),
-               ("initial_state", [("data_type", _Token("TYPE_FP32")), ("dims", list(dims)), ("zero_data", True),
+               ("initial_state", [("data_type", Token("TYPE_FP32")), ("dims", list(dims)), ("zero_data", True),
                                   ("name", "zero")])]
               for h_in, h_out, dims in spec.states]
-    controls = [[("name", name), ("control", [[("kind", _Token(kind)), ("int32_false_true", [0, 1])]])]
+    controls = [[("name", name), ("control", [[("kind", Token(kind)), ("int32_false_true", [0, 1])]])]
                 for name, kind in spec.controls]
-    return [("max_sequence_idle_microseconds", options.max_sequence_idle_us), ("oldest", oldest),
+    return [("max_sequence_idle_microseconds", options.max_sequence_idle_us), ("oldest", oldest(options)),
             *([("control_input", controls)] if controls else []), ("state", states)]
 
 
-def _instances(options: TritonOptions) -> list:
-    fields = [("kind", _Token(KINDS[options.instance_kind])), ("count", options.instance_count)]
+def instance_group(options: TritonOptions) -> list:
+    fields = [("kind", Token(KINDS[options.instance_kind])), ("count", options.instance_count)]
     if options.gpus:
         fields.append(("gpus", list(options.gpus)))
     return fields
 
 
-def _render(fields: list, depth: int) -> str:
+def render(fields: list, depth: int = 0) -> str:
+    """Protobuf text of (key, value) fields: a value that is a list of fields is a message, a list of those a
+    repeated message, a list of scalars a repeated scalar; a Token is written bare, a str quoted."""
     pad = "  " * depth
     lines = []
     for key, value in fields:
         if isinstance(value, list) and value and isinstance(value[0], list):  # repeated message
-            blocks = [f"{pad}  {{\n{_render(item, depth + 2)}{pad}  }}" for item in value]
+            blocks = [f"{pad}  {{\n{render(item, depth + 2)}{pad}  }}" for item in value]
             lines.append(f"{pad}{key} [\n" + ",\n".join(blocks) + f"\n{pad}]\n")
         elif isinstance(value, list) and value and isinstance(value[0], tuple):  # message
-            lines.append(f"{pad}{key} {{\n{_render(value, depth + 1)}{pad}}}\n")
+            lines.append(f"{pad}{key} {{\n{render(value, depth + 1)}{pad}}}\n")
         elif isinstance(value, list):  # repeated scalar
             lines.append(f"{pad}{key}: [{''.join(' ' + _scalar(v) + ',' for v in value).rstrip(',')} ]\n")
         else:
@@ -91,7 +101,7 @@ def _render(fields: list, depth: int) -> str:
 
 
 def _scalar(value) -> str:
-    if isinstance(value, _Token):
+    if isinstance(value, Token):
         return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"

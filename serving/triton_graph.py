@@ -22,6 +22,7 @@ from lstm_onnx.core import metadata
 from lstm_onnx.runtimes.fold import RAW_X, RAW_Y, SUM, fold_normalization
 from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
 from lstm_onnx.runtimes.onnx_graph import all_nodes
+from lstm_onnx.runtimes.verify import model_precision
 
 STATES = (("h0", "hn"), ("c0", "cn"))  # Triton's implicit state: input_name -> output_name
 CONTROLS = (("START", "CONTROL_SEQUENCE_START"), ("READY", "CONTROL_SEQUENCE_READY"))  # model input -> kind
@@ -87,7 +88,7 @@ def triton_model(model_path) -> tuple[onnx.ModelProto, ModelSpec]:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise TritonModelError(f"the rewritten model fails onnx.checker: {str(exc).splitlines()[0]}") from None
-    return model, _spec(model, meta)
+    return model, _spec(model)
 
 
 def _load(model_path) -> onnx.ModelProto:
@@ -246,7 +247,7 @@ def _tensor(vi) -> TensorSpec:
     return TensorSpec(vi.name, TRITON_TYPES[t.elem_type], dims)
 
 
-def _spec(model: onnx.ModelProto, meta: dict) -> ModelSpec:
+def _spec(model: onnx.ModelProto) -> ModelSpec:
     state_names = {n for pair in STATES for n in pair}
     control_names = {name for name, _ in CONTROLS}
     inputs = tuple(_tensor(vi) for vi in model.graph.input if vi.name not in state_names | control_names)
@@ -254,8 +255,7 @@ def _spec(model: onnx.ModelProto, meta: dict) -> ModelSpec:
     by_name = {vi.name: vi for vi in model.graph.input}
     states = tuple((i, o, _tensor(by_name[i]).dims) for i, o in STATES if i in by_name)
     peepholes = has_peepholes(model)
-    quant = meta.get("quantization", "none")
-    precision = quant if quant not in ("none", None) else meta.get("dtype", "float32")
+    precision = model_precision(model)  # _annotate keeps the export's quantization and dtype metadata
     controls = tuple((name, kind) for name, kind in CONTROLS if name in by_name)
     return ModelSpec(inputs, outputs, states, peepholes, precision, controls)
 
@@ -263,6 +263,14 @@ def _spec(model: onnx.ModelProto, meta: dict) -> ModelSpec:
 def has_peepholes(model: onnx.ModelProto) -> bool:
     """A native LSTM node with P: ORT's CUDA LSTM kernel has none, so it runs that node on the CPU."""
     return any(n.op_type in PEEPHOLE_OPS and len(n.input) > 7 and n.input[7] for n in all_nodes(model.graph))
+
+
+def refuse_gpu_peepholes(instance_kind: str, peepholes: bool, subject: str = "this model") -> None:
+    """ORT's CUDA LSTM kernel has no peepholes: a native LSTM with P runs on the CPU under KIND_GPU, silently."""
+    if instance_kind == "gpu" and peepholes:
+        raise TritonModelError(f"{subject} has a native LSTM with peepholes (P), which ONNX Runtime's CUDA "
+                               "provider runs on the CPU: re-export with `--form auto --target ort-cuda` for "
+                               "--instance-kind gpu")
 
 
 # -- the check that the rewrite changed nothing but the layout and the normalization

@@ -16,11 +16,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lstm_onnx.core.fileio import current_umask
+from lstm_onnx.core.fileio import current_umask, replace_folder
+from lstm_onnx.serving.triton_config import Token, dynamic_batching, instance_group, oldest, render
 from lstm_onnx.serving.triton_options import TritonOptions
 
 MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
-KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 
 
 def model_io(model_path) -> dict:
@@ -41,47 +41,30 @@ def model_io(model_path) -> dict:
 
 
 def config_text(options: TritonOptions, io: dict, streams: bool, threads: int = 1) -> str:
-    inputs = [f'  {{ name: "x" data_type: TYPE_FP32 dims: [ -1, {io["features"]} ] allow_ragged_batch: true }}']
+    inputs = [[("name", "x"), ("data_type", Token("TYPE_FP32")), ("dims", [-1, io["features"]]),
+               ("allow_ragged_batch", True)]]
     if io["lengths"]:
-        inputs.append('  { name: "lengths" data_type: TYPE_INT32 dims: [ 1 ] optional: true }')
-    y_dims = f'-1, {io["outputs"]}' if io["sequence_head"] else str(io["outputs"])
-    instances = f"kind: {KINDS[options.instance_kind]} count: {options.instance_count}"
-    if options.gpus:
-        instances += f" gpus: [ {', '.join(map(str, options.gpus))} ]"
-    lines = [f'name: "{options.name}"', 'backend: "python"', f"max_batch_size: {options.max_batch_size}",
-             "input [", ",\n".join(inputs), "]",
-             f'output [\n  {{ name: "y" data_type: TYPE_FP32 dims: [ {y_dims} ] }}\n]',
-             _sequence(options) if streams else _dynamic(options),
-             f"instance_group [ {{ {instances} }} ]",
-             "parameters [",
-             f'  {{ key: "streams" value: {{ string_value: "{"true" if streams else "false"}" }} }},',
-             f'  {{ key: "intra_op_threads" value: {{ string_value: "{threads}" }} }}',
-             "]"]
-    return "\n".join(lines) + "\n"
+        inputs.append([("name", "lengths"), ("data_type", Token("TYPE_INT32")), ("dims", [1]), ("optional", True)])
+    y_dims = [-1, io["outputs"]] if io["sequence_head"] else [io["outputs"]]
+    parameters = [[("key", key), ("value", [("string_value", value)])]
+                  for key, value in (("streams", "true" if streams else "false"), ("intra_op_threads", str(threads)))]
+    fields = [("name", options.name), ("backend", "python"), ("max_batch_size", options.max_batch_size),
+              ("input", inputs), ("output", [[("name", "y"), ("data_type", Token("TYPE_FP32")), ("dims", y_dims)]]),
+              ("sequence_batching", _sequence(options)) if streams else ("dynamic_batching", dynamic_batching(options)),
+              ("instance_group", [instance_group(options)]), ("parameters", parameters)]
+    return render(fields)
 
 
-def _preferred(options: TritonOptions, pad: str) -> str:
-    sizes = ", ".join(map(str, options.preferred_batch_sizes))
-    return f"{pad}preferred_batch_size: [ {sizes} ]\n" if sizes else ""
-
-
-def _dynamic(options: TritonOptions) -> str:
-    return (f"dynamic_batching {{\n{_preferred(options, '  ')}"
-            f"  max_queue_delay_microseconds: {options.max_queue_delay_us}\n"
-            f"  default_queue_policy {{ max_queue_size: {options.max_queue_size} }}\n}}")
-
-
-def _sequence(options: TritonOptions) -> str:
-    oldest = (f"    max_candidate_sequences: {options.max_candidate_sequences}\n"
-              f"{_preferred(options, '    ')}"
-              f"    max_queue_delay_microseconds: {options.max_queue_delay_us}\n")
-    controls = ",\n".join(
-        f'    {{ name: "{name}" control [ {{ kind: {kind} {value} }} ] }}'
-        for name, kind, value in (("START", "CONTROL_SEQUENCE_START", "int32_false_true: [ 0, 1 ]"),
-                                  ("END", "CONTROL_SEQUENCE_END", "int32_false_true: [ 0, 1 ]"),
-                                  ("CORRID", "CONTROL_SEQUENCE_CORRID", "data_type: TYPE_UINT64")))
-    return (f"sequence_batching {{\n  max_sequence_idle_microseconds: {options.max_sequence_idle_us}\n"
-            f"  oldest {{\n{oldest}  }}\n  control_input [\n{controls}\n  ]\n}}")
+def _sequence(options: TritonOptions) -> list:
+    """No implicit state (model.py keeps h/c per CORRID), so START/END/CORRID rather than START/READY."""
+    flag = [("int32_false_true", [0, 1])]
+    controls = [[("name", name), ("control", [[("kind", Token(kind)), *value]])]
+                for name, kind, value in (("START", "CONTROL_SEQUENCE_START", flag),
+                                          ("END", "CONTROL_SEQUENCE_END", flag),
+                                          ("CORRID", "CONTROL_SEQUENCE_CORRID",
+                                           [("data_type", Token("TYPE_UINT64"))]))]
+    return [("max_sequence_idle_microseconds", options.max_sequence_idle_us), ("oldest", oldest(options)),
+            ("control_input", controls)]
 
 
 def write_python_repository(model_path, out, options: TritonOptions, *, streams: bool | None = None,
@@ -113,7 +96,7 @@ def write_python_repository(model_path, out, options: TritonOptions, *, streams:
         shutil.copyfile(MODEL_SOURCE, tmp / "1" / "model.py")
         _copy_model(model_path, tmp / "1" / "model.onnx")
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide it from another user's server
-        _replace_dir(tmp, target)
+        replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -137,25 +120,8 @@ def _check_gpu(model_path) -> None:
     """model.py runs the export unchanged under ORT's CUDA provider, which runs a native LSTM with P on the CPU."""
     import onnx
 
-    from lstm_onnx.serving.triton_graph import has_peepholes
+    from lstm_onnx.serving.triton_graph import has_peepholes, refuse_gpu_peepholes
 
-    if has_peepholes(onnx.load(str(model_path), load_external_data=False)):
-        raise ValueError(f"{model_path} has a native LSTM with peepholes (P), which ONNX Runtime's CUDA provider "
-                         "runs on the CPU: re-export with `--form auto --target ort-cuda` for --instance-kind gpu")
+    refuse_gpu_peepholes("gpu", has_peepholes(onnx.load(str(model_path), load_external_data=False)), str(model_path))
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename `new` to `target`; an old `target` is moved aside first and removed once `new` is in place."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        os.rmdir(old)
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

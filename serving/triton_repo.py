@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_onnx.core.fileio import ArtifactWriteError, current_umask
+from lstm_onnx.core.fileio import ArtifactWriteError, current_umask, replace_folder
 from lstm_onnx.serving.triton_config import config_text
 from lstm_onnx.serving.triton_graph import (
     CONTROLS,
     STATES,
-    ModelSpec,
     TritonModelError,
     check_equivalent,
+    refuse_gpu_peepholes,
     triton_model,
 )
 from lstm_onnx.serving.triton_options import TritonOptions
@@ -43,7 +43,7 @@ def write_onnx_repository(model_path, out, options: TritonOptions, force: bool =
         raise RepositoryError("; ".join(problems))
     try:
         model, spec = triton_model(model_path)
-        gpu_problem(options, spec)
+        refuse_gpu_peepholes(options.instance_kind, spec.peepholes)
         check_equivalent(model_path, model, spec)
     except TritonModelError as exc:
         raise RepositoryError(str(exc)) from None
@@ -54,14 +54,6 @@ def write_onnx_repository(model_path, out, options: TritonOptions, force: bool =
         (folder / "config.pbtxt").write_text(text)
         (folder / VERSION / "model.onnx").write_bytes(model.SerializeToString())
     return [Path(out) / options.name / "config.pbtxt", Path(out) / options.name / VERSION / "model.onnx"]
-
-
-def gpu_problem(options: TritonOptions, spec: ModelSpec) -> None:
-    """ORT's CUDA LSTM kernel has no peepholes: a native LSTM with P runs on the CPU under KIND_GPU, silently."""
-    if options.instance_kind == "gpu" and spec.peepholes:
-        raise TritonModelError("this model has a native LSTM with peepholes (P), which ONNX Runtime's CUDA "
-                               "provider runs on the CPU: re-export with `--form auto --target ort-cuda` for "
-                               "--instance-kind gpu")
 
 
 @contextmanager
@@ -88,9 +80,7 @@ def atomic_repository(out, force: bool = False):
         built = staging / "repo"
         for folder in (built, *(p for p in built.rglob("*") if p.is_dir())):
             os.chmod(folder, 0o777 & ~current_umask())  # a writer's mkdtemp leaves 0700: unreadable to a server
-        if out.exists():  # two renames: a reader may find no `out` between them, never a half-built one
-            os.replace(out, staging / "old")
-        os.replace(built, out)
+        replace_folder(built, out)
     except OSError as exc:
         raise ArtifactWriteError(out, exc) from exc
     finally:

@@ -127,12 +127,10 @@ def free_port() -> int:
 class TritonServer:
     """tritonserver on 127.0.0.1 serving `repository`, for the length of a `with` block."""
 
-    def __init__(self, repository, install: TritonInstall | None = None, ready_timeout: float = 60,
-                 extra_args: tuple[str, ...] = ()):
+    def __init__(self, repository, install: TritonInstall | None = None, ready_timeout: float = 60):
         self.repository = Path(repository)
         self.install = install or find_tritonserver()
         self.ready_timeout = ready_timeout
-        self.extra_args = tuple(extra_args)
         self.http_port = self.grpc_port = None
         self.proc = None
         self._work = None
@@ -160,7 +158,7 @@ class TritonServer:
                "--backend-directory", str(backends), "--cache-directory", str(self.install.dist / "caches"),
                "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
                "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-               "--allow-metrics", "false", "--exit-timeout-secs", "10", *self.extra_args]
+               "--allow-metrics", "false", "--exit-timeout-secs", "10"]
         self._log = open(self._work / "tritonserver.log", "w+")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.install.env(),
                                      start_new_session=True)  # its own group: a Ctrl-C of ours is not its

@@ -215,3 +215,33 @@ def test_real_full_disk_on_a_small_tmpfs(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [f"cannot write {mnt}/model.onnx: No space left on device",
                                        "old ['model.onnx']"]
+
+
+def test_replace_folder_swaps_in_the_new_one(tmp_path):
+    from lstm_onnx.core.fileio import replace_folder
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a").write_text("old")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "b").write_text("new")
+    replace_folder(tmp_path / "new", tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left aside
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["b"]
+
+
+def test_replace_folder_puts_the_old_one_back_when_the_rename_fails(tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a").write_text("old")
+    real = os.replace
+
+    def failing(src, dst):
+        if os.path.basename(src) == "new":
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    (tmp_path / "new").mkdir()
+    monkeypatch.setattr(fileio.os, "replace", failing)
+    with pytest.raises(OSError):
+        fileio.replace_folder(tmp_path / "new", tmp_path / "out")
+    assert (tmp_path / "out" / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out"]
