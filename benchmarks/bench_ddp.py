@@ -29,25 +29,25 @@ from benchmarks.bench_train import SIZES
 def _model_and_batch(B, S, I, H, seed=0):
     from lstm_onnx.pipeline.config import ModelConfig
     from lstm_onnx.pipeline.model import SequenceModel
+    from lstm_onnx.pipeline.train import seed_everything
 
-    torch.manual_seed(seed)
+    seed_everything(seed)
     model = SequenceModel(ModelConfig(input_size=I, hidden_size=H, output_size=1, head_dropout=0.0))
     g = torch.Generator().manual_seed(seed)
     return model, torch.randn(B, S, I, generator=g), torch.randn(B, 1, generator=g)
 
 
-def _time_steps(net, params, x, y, warmup, steps, sync=lambda: None) -> list[float]:
-    opt = torch.optim.Adam(params, lr=1e-3)
+def _time_steps(net, x, y, warmup, steps, sync=lambda: None) -> list[float]:
+    """Step seconds of pipeline.train.train_step, the training loop's own step."""
+    from lstm_onnx.pipeline.train import train_step
+
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = torch.nn.MSELoss()
     times = []
     for k in range(warmup + steps):
         sync()
         t0 = time.perf_counter()
-        loss = loss_fn(net(x)[0], y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        train_step(net, opt, loss_fn, x, y, grad_clip=1.0)
         sync()
         if k >= warmup:
             times.append(time.perf_counter() - t0)
@@ -58,7 +58,7 @@ def single(size, warmup, steps, threads=2) -> float:
     """Median step seconds of one process over the whole global batch."""
     torch.set_num_threads(threads)
     model, x, y = _model_and_batch(*size)
-    return statistics.median(_time_steps(model, list(model.parameters()), x, y, warmup, steps))
+    return statistics.median(_time_steps(model, x, y, warmup, steps))
 
 
 def _rank(rank, port, size, warmup, steps, out):
@@ -69,7 +69,7 @@ def _rank(rank, port, size, warmup, steps, out):
         model, x, y = _model_and_batch(*size)
         half = slice(rank * B // 2, (rank + 1) * B // 2)
         net = torch.nn.parallel.DistributedDataParallel(model)
-        step = _time_steps(net, list(model.parameters()), x[half], y[half], warmup, steps, sync=dist.barrier)
+        step = _time_steps(net, x[half], y[half], warmup, steps, sync=dist.barrier)
         buf = torch.zeros(sum(p.numel() for p in model.parameters()))
         reduce = []
         for k in range(warmup + 3 * steps):
@@ -121,7 +121,10 @@ def main(argv=None) -> None:
               f"{r['seq_s_2x1']:.1f} | {r['efficiency']:.2f} | {r['allreduce_ms']:.2f} | "
               f"{100 * r['allreduce_share']:.1f}% |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        from lstm_onnx.core.fileio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

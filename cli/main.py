@@ -15,6 +15,7 @@ from lstm_onnx.cli.loading import fail as _fail
 from lstm_onnx.cli.loading import load_ckpt as _load_ckpt
 from lstm_onnx.cli.loading import load_onnx as _load_onnx
 from lstm_onnx.exporters import forms as export_forms
+from lstm_onnx.pipeline.config import DEVICES
 from lstm_onnx.runtimes import registry
 
 
@@ -91,7 +92,7 @@ def cli(ctx, quiet):
 @click.option("--resume", is_flag=True, help="Continue from OUT.state (config from there unless --config).")
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Train data-parallel in N processes on this machine (torchrun; docs/training.md).")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]),
+@click.option("--device", type=click.Choice(list(DEVICES)),
               help="Override train.device (default cpu; auto: cuda when torch sees a GPU; docs/training.md).")
 @click.pass_obj
 def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, nproc, device):

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from lstm_onnx.pipeline.config import DEVICES
 from lstm_onnx.pipeline.distributed import World
 
 NO_CUDA = "CUDA is not available: torch.cuda.is_available() is False; use --device cpu"
 
 
 def kind(name: str) -> str:
-    """cpu or cuda for `name` (auto: cuda when torch sees a GPU), without starting CUDA in this process."""
-    if name not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+    """cpu or cuda for `name` (auto: cuda when torch sees a GPU), without starting CUDA in this process.
+    `name` is one of config.DEVICES: TrainConfig checks it when it is made or validated."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

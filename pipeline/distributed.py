@@ -173,23 +173,11 @@ def under_launcher() -> bool:
     return os.environ.get(LAUNCHER_ENV) == "1"
 
 
-def strip_option(argv: list[str], name: str) -> list[str]:
-    """argv without `name VALUE` / `name=VALUE` (the ranks must not launch again)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == name:
-            skip = True
-        elif not a.startswith(name + "="):
-            out.append(a)
-    return out
-
-
 def torchrun_command(nproc: int, cli_args: list[str]) -> list[str]:
-    """This CLI again under torchrun, on this machine (--standalone: a c10d rendezvous on a free local port)."""
+    """This CLI again under torchrun, on this machine (--standalone: a c10d rendezvous on a free local port).
+    `cli_args` must not hold --nproc (the ranks must not launch again): cli/main.py leaves it out."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "lstm_onnx.cli", *strip_option(cli_args, "--nproc")]
+            "-m", "lstm_onnx.cli", *cli_args]
 
 
 @dataclass

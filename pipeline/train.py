@@ -126,10 +126,11 @@ def load_state_config(path: str | Path) -> RunConfig:
 class _Run:
     """The mutable state of one training run: what `out.state` saves and resume restores."""
 
-    def __init__(self, config: RunConfig, model: SequenceModel, world: distributed.World = distributed.World(),
-                 where: torch.device = torch.device("cpu")):
+    def __init__(self, config: RunConfig, model: SequenceModel, world: distributed.World, where: torch.device,
+                 batch: int):
         self.config = config
         self.where = where
+        self.batch = batch  # per rank: distributed.per_rank_batch of the config's global batch
         self.model = model.to(where)  # the bare module: what is saved, evaluated and restored
         self.net: nn.Module = model  # what the training step calls: the DDP wrapper when data-parallel
         self.world = world
@@ -202,26 +203,33 @@ class _Run:
         return bool(p) and self.bad_epochs >= p
 
 
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, criterion, xb: torch.Tensor, yb: torch.Tensor,
+               grad_clip: float) -> torch.Tensor:
+    """One optimizer step on one batch (grad_clip 0: no clipping); returns the batch loss."""
+    loss = criterion(net(xb)[0], yb)  # a mean per rank: DDP's gradient average is the global mean
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    opt.step()
+    return loss
+
+
 def _train_epoch(run: _Run, data: Dataset, criterion, progress: bool) -> float:
     cfg, model = run.config.train, run.model
     model.train()
     # every rank draws the same order (same generator state); each trains on its shard of it
     order = distributed.shard(torch.randperm(len(data.train.x), generator=run.gen).numpy(), run.world)
-    step = distributed.per_rank_batch(cfg.batch_size, run.world)
+    step = run.batch
     bar = tqdm(range(0, len(order), step), desc=f"epoch {run.epoch}/{cfg.epochs}",
                disable=None if progress and run.world.main else True, leave=False)  # None: no bar off a tty
     total = 0.0
     for s in bar:
         idx = order[s:s + step]
         xb, yb = _batch(model, data.train.x[idx], data.train.y[idx], run.where)
-        loss = criterion(run.net(xb)[0], yb)  # a mean per rank: DDP's gradient average is the global mean
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        run.opt.step()
-        total += loss.item() * len(idx)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        value = train_step(run.net, run.opt, criterion, xb, yb, cfg.grad_clip).item()
+        total += value * len(idx)
+        bar.set_postfix(loss=f"{value:.4f}")
     total, count = distributed.sum_across(total, len(order), world=run.world)
     return total / count
 
@@ -254,7 +262,7 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
     """
     world = distributed.current()
     config.validate()  # values set after the config was made (e.g. --epochs) get the checks a file's get
-    distributed.per_rank_batch(config.train.batch_size, world)
+    batch = distributed.per_rank_batch(config.train.batch_size, world)  # refused before anything is read
     where = devices.resolve(config.train.device, world)
     devices.use(where)
     seed_everything(config.train.seed)
@@ -270,7 +278,7 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
         raise ValueError(f"{len(data.train.x)} training sequence(s) cannot be shared among {world.size} processes")
     if where.type == "cpu":  # on a GPU the step is the pure-PyTorch path: the compiled kernel is CPU-only
         distributed.build_kernel_once(world)
-    run = _Run(config, SequenceModel(config.model), world, where)
+    run = _Run(config, SequenceModel(config.model), world, where, batch)
     if world.rank:
         torch.manual_seed(distributed.rank_seed(config.train.seed, world.rank))  # this rank's dropout stream
     if resume is not None:
@@ -284,7 +292,7 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
         n = len(data.train.x)
         log(f"data-parallel: {world.size} processes ({torch.distributed.get_backend()}), {threads} thread(s) "
             f"each, global batch {config.train.batch_size} = {world.size} x "
-            f"{config.train.batch_size // world.size}; {n % world.size} of {n} training sequences left out "
+            f"{run.batch}; {n % world.size} of {n} training sequences left out "
             f"per epoch (a different remainder each epoch)")
     criterion = loss_fn(config)
     while run.epoch < config.train.epochs and not run.stop_early():

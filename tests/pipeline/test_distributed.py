@@ -179,11 +179,6 @@ def test_env_world_reads_torchrun():
         distributed.env_world({**env, "RANK": "x"})
 
 
-def test_strip_option():
-    assert distributed.strip_option(["train", "--nproc", "2", "-o", "m.pt"], "--nproc") == ["train", "-o", "m.pt"]
-    assert distributed.strip_option(["train", "--nproc=2"], "--nproc") == ["train"]
-
-
 # what torchrun 2.x prints on stderr when rank 1 is killed, after a line of the ranks' own
 TORCHRUN_STDERR = """*****************************************
 Setting OMP_NUM_THREADS environment variable for each process to be 1 in default, to avoid your system
