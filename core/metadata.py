@@ -20,6 +20,7 @@ KEYS = {
     "opset": "the default-domain opset",
     "dtype": "float32 | float16: the precision of the computation (inputs and outputs stay float32)",
     "quantization": "none | int8 (dynamic, onnxruntime's quantize_dynamic)",
+    "int8": "JSON: int8 exports: weights (s8 | u8), lstm_weights, per_channel, reduce_range, activations",
     "target": "the runtime that --form auto chose the form for (empty if chosen by hand)",
     "seq_len": "unrolled only: the static sequence length",
     "batch_size": "unrolled only: the static batch size",
@@ -27,7 +28,7 @@ KEYS = {
     "probe": "true if the model also outputs the gate traces probe.l{layer}.d{direction}.{trace} (docs/gates.md)",
 }
 JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful", "seq_len",
-             "batch_size", "accuracy", "probe"}
+             "batch_size", "accuracy", "probe", "int8"}
 
 
 def encode(values: dict) -> dict[str, str]:

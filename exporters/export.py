@@ -248,7 +248,7 @@ def _to_float(g: GraphBuilder, value: str) -> str:
 
 
 def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha256: str,
-              accuracy: dict | None = None) -> None:
+              accuracy: dict | None = None, int8: dict | None = None) -> None:
     io = {"inputs": {"x": "normalized features, " + ("[batch, seq, F]" if ckpt.model_config.batch_first
                                                      else "[seq, batch, F]")},
           "outputs": {"y": f"{ckpt.model_config.head} head output (normalized targets or logits)"}}
@@ -266,7 +266,7 @@ def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha25
         **({"probe": True} if options.probe else {}),
         **({"seq_len": options.seq_len, "batch_size": options.batch_size}
            if FORMS[options.form].static_shapes else {}),
-        **({"accuracy": accuracy} if accuracy else {})})
+        **({"accuracy": accuracy} if accuracy else {}), **({"int8": int8} if int8 else {})})
     helper.set_model_props(model, props)
 
 
@@ -287,7 +287,7 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
     checkpoint's validation set. What the target's capabilities warn about goes to `warn` (default: a
     KnownIssueWarning).
     """
-    from lstm_onnx.exporters.precision import PrecisionError, accuracy_loss, quantize_int8
+    from lstm_onnx.exporters.precision import INT8_SETTINGS, PrecisionError, accuracy_loss, quantize_int8
     from lstm_onnx.exporters.validate import validate_model
 
     options = resolve_options(ckpt, options or ExportOptions())
@@ -308,7 +308,8 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
             if validate:
                 validate_model(model, ckpt, options, "int8")
         accuracy = accuracy_loss(ckpt, float_model, model)
-        _annotate(model, ckpt, options, check_opset(options.opset), checkpoint_sha256, accuracy)
+        _annotate(model, ckpt, options, check_opset(options.opset), checkpoint_sha256, accuracy,
+                  INT8_SETTINGS.to_metadata() if options.quantize else None)
     with atomic_path(out) as tmp:
         onnx.save(model, tmp)
     return model

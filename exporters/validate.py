@@ -11,6 +11,7 @@ from lstm_onnx.core.probe import is_probe
 from lstm_onnx.exporters.forms import FORMS
 from lstm_onnx.runtimes.compare import Tolerances
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
+from lstm_onnx.runtimes.int8_gemm import EmulatedInt8Runner
 from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
 from lstm_onnx.runtimes.parity import run_parity
 from lstm_onnx.runtimes.tolerances import default_tolerance
@@ -69,9 +70,12 @@ def validate_model(model: onnx.ModelProto, ckpt, options, precision: str = "floa
     shapes = onnx_input_shapes(model)
     outputs = [o.name for o in model.graph.output if not is_probe(o.name)]  # traces: tests/exporters/test_probe.py
     tolerances = Tolerances(default_tolerance(precision))
+    # int8 also runs as a CPU without VNNI would (int16 pair sums), whichever kind this one is
+    runners = lambda: [OnnxRuntimeRunner(blob)] + ([EmulatedInt8Runner(model, "avx2")]  # noqa: E731
+                                                   if precision == "int8" else [])
     for batch, seq in sizes:
         feeds = random_feeds(shapes, batch, seq, seed=batch)
-        report = run_parity(TorchRunner(ckpt.build_model(), list(shapes)), [OnnxRuntimeRunner(blob)], feeds,
+        report = run_parity(TorchRunner(ckpt.build_model(), list(shapes)), runners(), feeds,
                             tolerances, outputs=outputs)
         if not report.passed:
             raise ValidationError(f"exported model disagrees with PyTorch at batch {batch}, seq {seq} "

@@ -26,6 +26,8 @@ def describe(model) -> dict:
                           "peepholes": "P" in present})
     for info in lstms:
         info["attributes"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info["attributes"].items()}
+    from lstm_onnx.runtimes.int8_gemm import widest_pair_sum
+
     return {
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "ir_version": model.ir_version,
@@ -36,7 +38,25 @@ def describe(model) -> dict:
         "metadata": metadata.decode({p.key: p.value for p in model.metadata_props}),
         "needs": capabilities.model_features(model),
         "native_runtimes": capabilities.native_support(model),  # runtime -> what stops it ([] = runs natively)
+        "int8_pair_sum": widest_pair_sum(model),
     }
+
+
+def format_int8(settings: dict | None, pair_sum: int) -> str:
+    """One line: the int8 settings (metadata `int8`) and whether a CPU without VNNI can saturate on them."""
+    from lstm_onnx.runtimes.int8_gemm import INT16_MAX
+
+    if settings:
+        text = (f"{settings['weights']} weights (LSTM {settings['lstm_weights']}), "
+                + ("per channel" if settings["per_channel"] else "per tensor")
+                + (", reduce_range (7-bit)" if settings["reduce_range"] else ", full 8-bit")
+                + f"; activations {settings['activations']}")
+    else:
+        text = "settings not recorded"
+    verdict = (f"cannot saturate without VNNI ({pair_sum} <= {INT16_MAX})" if pair_sum <= INT16_MAX else
+               f"CAN saturate on CPUs without VNNI (AVX2, AVX-512 without VNNI): {pair_sum} > {INT16_MAX}; "
+               "re-export with --quantize int8")
+    return f"int8: {text}; widest int16 pair sum {verdict}"
 
 
 def format_description(info: dict) -> str:
@@ -53,6 +73,8 @@ def format_description(info: dict) -> str:
         lines.append("runs natively on: " + (", ".join(k for k, why in support.items() if not why) or "none"))
         lines += [f"  not {k}: {'; '.join(why)}" for k, why in support.items() if why]
     meta = info["metadata"]
+    if info.get("int8_pair_sum") is not None:
+        lines.append(format_int8(meta.get("int8"), info["int8_pair_sum"]))
     if meta:
         lines.append("metadata:")
         for k, v in meta.items():
