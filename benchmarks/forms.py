@@ -49,6 +49,22 @@ def latency_ms(path: Path, cfg, batch: int, seq: int, repeat: int, threads: int)
     return statistics.median(times)
 
 
+def emulated_max_abs(ckpt, kwargs: dict, model, isa: str, max_items: int = 512) -> float:
+    """Max abs vs float32 (ORT) on the validation windows of the int8 `model` run as `isa` computes it."""
+    import onnxruntime as ort
+
+    from lstm_onnx.exporters.export import ExportOptions, build_model, resolve_options
+    from lstm_onnx.pipeline.data import load_dataset
+    from lstm_onnx.runtimes.int8_gemm import run_quantized
+
+    cfg = ckpt.model_config
+    x = load_dataset(ckpt.config.data).val.x[:max_items]
+    float_model = build_model(ckpt, resolve_options(ckpt, ExportOptions(**dict(kwargs, quantize=None))))
+    feeds = {"x": x if cfg.batch_first else np.ascontiguousarray(x.transpose(1, 0, 2))}
+    y = ort.InferenceSession(float_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
+    return float(np.abs(run_quantized(model, feeds, isa, ["y"])[0] - y).max())
+
+
 def measure(ckpt, repeat: int, threads: int) -> list[dict]:
     from lstm_onnx.core import metadata
     from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
@@ -63,6 +79,8 @@ def measure(ckpt, repeat: int, threads: int) -> list[dict]:
                                           if a.name == "body"),
                    "kib": path.stat().st_size / 1024,
                    "accuracy": metadata.read(str(path)).get("accuracy")}
+            if kwargs.get("quantize"):
+                row["avx2_max_abs"] = emulated_max_abs(ckpt, kwargs, model, "avx2")
             for batch, seq in sizes:
                 row[f"ms {batch}x{seq}"] = latency_ms(path, ckpt.model_config, batch, seq, repeat, threads)
             rows.append(row)
@@ -72,9 +90,12 @@ def measure(ckpt, repeat: int, threads: int) -> list[dict]:
 
 def to_markdown(rows: list[dict], cfg) -> str:
     head = ["form", "nodes (+Scan body)", "file KiB"] + [f"ORT CPU ms {b}x{s}" for b, s in SIZES] + [
-        "validation metric vs float32", "max abs vs float32"]
+        "validation metric vs float32", "max abs vs float32", "int8 max abs, AVX2 emulated"]
+    from lstm_onnx.runtimes.int8_gemm import host_isa
+
+    isa = {"vnni": "VNNI (exact int32)", "avx2": "AVX2 (int16 pair sums)"}.get(host_isa(), "unknown")
     lines = [f"model: layers {cfg.num_layers}, hidden {cfg.hidden_size}, input {cfg.input_size}, "
-             f"peepholes {cfg.peephole}, bidirectional {cfg.bidirectional}", "",
+             f"peepholes {cfg.peephole}, bidirectional {cfg.bidirectional}; int8 GEMM measured on: {isa}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         acc = r["accuracy"] or {}
@@ -82,7 +103,8 @@ def to_markdown(rows: list[dict], cfg) -> str:
                   if "metric" in acc else "")
         cells = [r["form"], f"{r['nodes']}" + (f" (+{r['scan_body_nodes']})" if r["scan_body_nodes"] else ""),
                  f"{r['kib']:.1f}"] + [f"{r[f'ms {b}x{s}']:.3f}" if f"ms {b}x{s}" in r else "-" for b, s in SIZES]
-        cells += [metric, f"{acc['max_abs']:.2g}" if "max_abs" in acc else ""]
+        cells += [metric, f"{acc['max_abs']:.2g}" if "max_abs" in acc else "",
+                  f"{r['avx2_max_abs']:.2g}" if "avx2_max_abs" in r else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
