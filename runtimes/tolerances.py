@@ -23,10 +23,14 @@ DEFAULTS: dict[str, Tolerance] = {
     # 7.4e-4; random H256 2-layer and H512 models at seq 100: <= 6.5e-5. 5e-3 leaves ~7x headroom, since a
     # GPU's float16 kernels may accumulate differently.
     "float16": Tolerance(5e-3, 5e-3),
-    # int8 dynamic quantization (onnxruntime quantize_dynamic, per-tensor weights, activations per call).
-    # Measured vs float32: the trained H50 model on its validation set max abs 0.025 (native, which
-    # also quantizes R) and 0.028 (decomposed); random H50..H512 models at seq 100: <= 1.7e-3. The error is
-    # a fraction of each weight range, so it does not shrink with the output: kept at 5e-2 (~1.8x headroom).
+    # int8 dynamic quantization (quantize_dynamic: 7-bit s8 weights per channel, u8 activations per run;
+    # exporters/precision.Int8Settings). Derived from the worst case over both x86 GEMM paths, which the
+    # emulation in runtimes/int8_gemm.py computes on any machine: on the demo model's validation windows max
+    # abs 0.039 (native) / 0.030 (decomposed), identical with and without VNNI since nothing can saturate; at
+    # the export-check sizes <= 0.028. In the task metric |dRMSE| <= RMS(error) <= max abs: the bound lets an
+    # export move the RMSE (0.175 here) by at most 0.05, measured +3e-4. The error is a fraction of each weight
+    # range, so it does not shrink with the output. 5e-2 is ~1.3x the emulated worst case; with full 8-bit
+    # weights a CPU without VNNI reaches 0.15-0.44 (int16 saturation), which this bound rejects.
     "int8": Tolerance(5e-2, 5e-2),
 }
 
