@@ -25,12 +25,15 @@ DEFAULTS: dict[str, Tolerance] = {
     "float16": Tolerance(5e-3, 5e-3),
     # int8 dynamic quantization (quantize_dynamic: 7-bit s8 weights per channel, u8 activations per run;
     # exporters/precision.Int8Settings). Derived from the worst case over both x86 GEMM paths, which the
-    # emulation in runtimes/int8_gemm.py computes on any machine: on the demo model's validation windows max
-    # abs 0.039 (native) / 0.030 (decomposed), identical with and without VNNI since nothing can saturate; at
-    # the export-check sizes <= 0.028. In the task metric |dRMSE| <= RMS(error) <= max abs: the bound lets an
-    # export move the RMSE (0.175 here) by at most 0.05, measured +3e-4. The error is a fraction of each weight
-    # range, so it does not shrink with the output. 5e-2 is ~1.3x the emulated worst case; with full 8-bit
-    # weights a CPU without VNNI reaches 0.15-0.44 (int16 saturation), which this bound rejects.
+    # emulation in runtimes/int8_gemm.py computes on any machine (identical with and without VNNI, since
+    # nothing can saturate). Random inputs, as export validation and verify use, vs torch, at 3x7 up to 17x250:
+    # <= 0.029 for the demo model and trained bidirectional, 2-layer and 2-layer bidirectional ones. On the
+    # validation windows (real data, outputs up to ~3): 0.039 (demo, native), 0.054 (2-layer); there the rtol
+    # term widens the bound. In the task metric |dRMSE| <= RMS(error) <= max abs, so an export inside the bound
+    # moves the RMSE (0.17-0.24 on these models) by at most 0.05; measured +3e-4 to +5.4e-4. The error is a
+    # fraction of each weight range, so it does not shrink with the output. 5e-2 is ~1.7x the random-input
+    # worst case; with full 8-bit weights a CPU without VNNI reaches 0.12-0.18 there (int16 saturation), which
+    # it rejects.
     "int8": Tolerance(5e-2, 5e-2),
 }
 
