@@ -78,3 +78,88 @@ def test_quantizing_drops_only_the_preprocessing_hint(capfd, monkeypatch):
     assert root.handlers == [] and not root.filters  # nothing left behind
     err = capfd.readouterr().err
     assert "pre-processing" not in err and "WARNING:root:a real problem" in err
+
+
+def test_float16_native_is_refused_with_the_reason():
+    with pytest.raises(ExportError, match="float32-only"):
+        build_model(make_checkpoint(), ExportOptions(dtype="float16"))
+
+
+def test_quantizing_float16_is_refused():
+    with pytest.raises(ExportError, match="drop --dtype float16"):
+        build_model(make_checkpoint(), ExportOptions(form="decomposed", dtype="float16", quantize="int8"))
+
+
+def test_layout_1_is_refused_for_quantization():
+    model = build_model(make_checkpoint(), ExportOptions())
+    lstm = next(n for n in model.graph.node if n.op_type == "LSTM")
+    lstm.attribute.append(onnx.helper.make_attribute("layout", 1))
+    with pytest.raises(PrecisionError, match="layout=1"):
+        check_quantizable(model)
+
+
+@pytest.mark.parametrize("target,peephole,lengths,form", [
+    ("ort-cuda", True, False, "decomposed"), ("ort-cuda", False, False, "native"),
+    ("ort-cpu", True, True, "native"), ("openvino", True, False, "decomposed"),
+    ("openvino", False, True, "decomposed"), ("onnx-reference", True, True, "decomposed"),
+    ("onnx2torch", True, False, "unrolled"), ("tensorrt", True, False, "native")])
+def test_auto_picks_by_the_capability_table(target, peephole, lengths, form):
+    assert capabilities.choose_form(target, peephole, lengths) == form
+
+
+def test_auto_export_for_ort_cuda_has_no_lstm_node(tmp_path):
+    model = export_checkpoint(make_checkpoint(), tmp_path / "m.onnx", ExportOptions(form="auto", target="ort-cuda"))
+    assert not any(n.op_type == "LSTM" for n in model.graph.node)
+    meta = metadata.read(str(tmp_path / "m.onnx"))
+    assert meta["form"] == "decomposed" and meta["target"] == "onnxruntime-cuda"  # old spelling, canonical key
+
+
+@pytest.mark.parametrize("options,match", [
+    (ExportOptions(form="auto"), "needs --target"), (ExportOptions(form="auto", target="tpu"), "unknown target"),
+    (ExportOptions(form="unrolled"), "needs --seq-len"), (ExportOptions(seq_len=5), "only apply to --form unrolled"),
+    (ExportOptions(form="fancy"), "unknown form"), (ExportOptions(form="decomposed", dtype="int4"), "unknown dtype")])
+def test_bad_option_combinations_are_clear_errors(options, match):
+    with pytest.raises(ExportError, match=match):
+        build_model(make_checkpoint(), options)
+
+
+def test_inspect_lists_native_runtimes():
+    from lstm_onnx.runtimes.inspect import describe, format_description
+
+    native = describe(build_model(make_checkpoint(), ExportOptions()))
+    assert native["native_runtimes"]["onnxruntime-cpu"] == [] and native["native_runtimes"]["openvino-cpu"]
+    decomposed = describe(build_model(make_checkpoint(), ExportOptions(form="decomposed")))
+    assert decomposed["native_runtimes"]["openvino-cpu"] == [] and decomposed["needs"] == ["scan"]
+    assert "runs natively on: onnxruntime-cpu, onnxruntime-cuda, openvino-cpu" in format_description(decomposed)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_oldest_and_newest_opsets_run(tmp_path, form):
+    static = dict(seq_len=4, batch_size=2) if FORMS[form].static_shapes else {}
+    for opset in (14, max_opset()):
+        model = export_checkpoint(make_checkpoint(bidirectional=True), tmp_path / "m.onnx",
+                                  ExportOptions(form=form, opset=opset, lengths=True, **static))
+        assert model.opset_import[0].version == opset
+
+
+@pytest.mark.parametrize("opset", [13, 10_000])
+def test_opset_outside_the_range_is_a_clear_error(opset):
+    with pytest.raises(OpsetError, match=f"opset {opset} is not supported: choose 14..{max_opset()}"):
+        build_model(make_checkpoint(), ExportOptions(form="decomposed", opset=opset))
+
+
+def test_readme_table_is_the_generated_one():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert capabilities.render_markdown() in readme, "regenerate: python -m runtimes.capabilities"
+
+
+def test_float16_runs_on_ort_cpu_close_to_float32():
+    ckpt = make_checkpoint(num_layers=2)
+    x = np.random.default_rng(0).standard_normal((4, 30, 3)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa
+        None, {"x": x})[0]
+    y32 = run(build_model(ckpt, ExportOptions(form="decomposed")))
+    y16 = run(build_model(ckpt, ExportOptions(form="decomposed", dtype="float16")))
+    assert 0 < np.abs(y16 - y32).max() < default_tolerance("float16").atol
