@@ -13,6 +13,7 @@ from lstm_onnx.runtimes.int8_gemm import (INT16_MAX, host_isa, integer_gemm, pai
                                           quantize_activations, run_quantized, widest_pair_sum)
 from lstm_onnx.runtimes.tolerances import default_tolerance
 
+QUANTUM_FLIP = 1e-2
 TODAY = Int8Settings(weights="s8", per_channel=False, reduce_range=False)  # the settings before reduce_range
 
 
@@ -93,10 +94,13 @@ def test_emulation_of_this_cpu_is_onnxruntime(demo_checkpoint, form, settings):
     _, model = _quantized(demo_checkpoint, form, settings)
     feeds = random_feeds(onnx_input_shapes(model), 5, 13, seed=5)
     y = _ort(model, feeds)
-    np.testing.assert_allclose(run_quantized(model, feeds, isa, ["y"])[0], y, rtol=0, atol=1e-5)
+    # Float rounding (<= 3.6e-7 measured on a VNNI EPYC), unless a rounding difference (numpy's exact sigmoid
+    # and tanh against MLAS's approximations) flips one u8 activation: one quantum, carried on by the
+    # recurrence, measured up to 0.0062 on a 2-layer model. Saturation is far larger: 0.13-0.18.
+    assert np.abs(run_quantized(model, feeds, isa, ["y"])[0] - y).max() <= QUANTUM_FLIP
     other = {"vnni": "avx2", "avx2": "vnni"}[isa]
     if settings == TODAY:  # the emulator sees the saturation: the other path gives other numbers
-        assert np.abs(run_quantized(model, feeds, other, ["y"])[0] - y).max() > 1e-2
+        assert np.abs(run_quantized(model, feeds, other, ["y"])[0] - y).max() > default_tolerance("int8").atol
 
 
 @pytest.mark.slow
