@@ -27,3 +27,14 @@ def pytest_terminal_summary(terminalreporter):
 def lstm_elsewhere(monkeypatch):
     """LSTM nodes reported on another provider than requested (on CPU nothing lands elsewhere by itself)."""
     move_lstm_nodes(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory):
+    """The demo task's model, trained as `make train` does (int8 tests: its activations are what saturate)."""
+    from lstm_onnx.pipeline.config import RunConfig
+    from lstm_onnx.pipeline.train import train
+
+    config = RunConfig()
+    config.train.threads = 1
+    return train(config, tmp_path_factory.mktemp("demo") / "model.pt", progress=False, log=lambda *_: None)

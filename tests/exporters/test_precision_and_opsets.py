@@ -51,6 +51,21 @@ def test_int8_export_is_quantized_and_reports_its_accuracy(tmp_path, form):
     assert 0 < acc["max_abs"] < default_tolerance("int8").atol
 
 
+@pytest.mark.slow
+def test_int8_validation_also_runs_as_a_cpu_without_vnni(tmp_path, demo_checkpoint, monkeypatch):
+    """With full 8-bit weights the demo model passes on this CPU's ORT if it has VNNI, yet saturates on one
+    without: export validation must refuse it either way, and write nothing."""
+    from lstm_onnx.exporters import precision
+    from lstm_onnx.exporters.validate import ValidationError
+
+    monkeypatch.setattr(precision, "INT8_SETTINGS", precision.Int8Settings(per_channel=False, reduce_range=False))
+    with pytest.raises(ValidationError, match=r"int8 emulated avx2 +y +0\.1\d* .* FAIL"):
+        export_checkpoint(demo_checkpoint, tmp_path / "m.onnx", ExportOptions(quantize="int8"))
+    assert not (tmp_path / "m.onnx").exists()
+    monkeypatch.undo()
+    export_checkpoint(demo_checkpoint, tmp_path / "m.onnx", ExportOptions(quantize="int8"))  # the chosen ones pass
+
+
 def test_inspect_shows_the_int8_settings_and_whether_they_can_saturate(tmp_path):
     from lstm_onnx.exporters.precision import Int8Settings, quantize_int8
     from lstm_onnx.runtimes.inspect import describe, format_description

@@ -61,17 +61,6 @@ def test_host_isa_reads_the_flags(tmp_path):
     assert host_isa(str(tmp_path / "missing")) is None
 
 
-@pytest.fixture(scope="module")
-def demo_checkpoint(tmp_path_factory):
-    """The demo task's model, trained as `make train` does (its activations are what saturate)."""
-    from lstm_onnx.pipeline.config import RunConfig
-    from lstm_onnx.pipeline.train import train
-
-    config = RunConfig()
-    config.train.threads = 1
-    return train(config, tmp_path_factory.mktemp("demo") / "model.pt", progress=False, log=lambda *_: None)
-
-
 def _quantized(ckpt, form, settings):
     float_model = build_model(ckpt, resolve_options(ckpt, ExportOptions(form=form, lengths=True)))
     return float_model, quantize_int8(float_model, settings)
