@@ -28,8 +28,8 @@ def route_of(path: str) -> tuple[str, dict] | None:
         if sid and "/" not in sid:
             return STEP, {"sid": sid}
     if path.startswith("/v2/models/") and path.endswith("/infer"):
-        name, _, version = path[len("/v2/models/"):-len("/infer")].partition("/versions/")
-        if name and "/" not in name and "/" not in version:
+        name, versioned, version = path[len("/v2/models/"):-len("/infer")].partition("/versions/")
+        if name and "/" not in name and "/" not in version and (version or not versioned):
             return V2_INFER, {"name": name, "version": version}
     return None
 

@@ -91,7 +91,7 @@ class V2:
         finally:
             if end:
                 with contextlib.suppress(UnknownSession):
-                    srv.sessions.delete(key)
+                    srv.sessions.delete(key, session)
         return [result]
 
     # -- the FastAPI routes
@@ -113,7 +113,9 @@ class V2:
 
     async def model_ready(self, name: str, version: str = ""):
         self.check_model(name, version)
-        return await self.ready()
+        if not self.srv.batcher.running:
+            return JSONResponse({"error": "not ready: batcher not running"}, 503)
+        return {"name": name, "ready": True}
 
 
 def package_version() -> str:
@@ -139,9 +141,11 @@ def install(app, srv) -> V2:
     where ours (and its bad-input harness) has {"error": {"code", "message"}}."""
     v2 = V2(srv)
     get = lambda path: app.get(path, include_in_schema=False)  # noqa: E731
-    get("/v2/health/live")(v2.live)
-    get("/v2/health/ready")(v2.ready)
+    probe = lambda path: app.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)  # noqa: E731
+    probe("/v2/health/live")(v2.live)
+    probe("/v2/health/ready")(v2.ready)
     get("/v2")(v2.server_metadata)
+    get("/v2/")(v2.server_metadata)  # as Triton answers it; FastAPI would redirect it with an empty 307
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         get(prefix)(v2.model_metadata)
         get(prefix + "/ready")(v2.model_ready)

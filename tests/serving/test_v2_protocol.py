@@ -12,6 +12,7 @@ from lstm_onnx.runtimes.embed import Predictor
 from lstm_onnx.runtimes.tolerances import default_tolerance
 from lstm_onnx.serving.settings import ServeSettings
 from tests import models
+from tests.harness import record
 from tests.serving.harness_tools import Live
 
 httpclient = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the triton extra)")
@@ -162,15 +163,65 @@ BAD = {
     "header length past the body": lambda x: (b'{"inputs": []}', {"Inference-Header-Content-Length": "99"}),
     "unknown sequence": lambda x: raw_request(x, {"parameters": {"sequence_id": 424242}}),
     "not JSON": lambda x: (b"{nope", {}),
+    # binary_data_output is a JSON boolean; the string "false" was truthy and got a binary reply
+    "binary_data_output as a string": lambda x: raw_request(x, {"parameters": {"binary_data_output": "false"}}),
+    "binary_data as a number": lambda x: raw_request(x, {"outputs": [{"name": "y", "parameters": {"binary_data": 0}}]}),
+    # string ids stay in memory while a sequence is open: 3.9 MB ids took 815 MiB for 250 sequences
+    "a 1 MB sequence_id": lambda x: raw_request(x[:1], {"parameters": {"sequence_id": "s" * (1 << 20),
+                                                                       "sequence_start": True}}),
+    "a sequence_id past 257 characters": lambda x: raw_request(x[:1], {"parameters": {"sequence_id": "s" * 257,
+                                                                                     "sequence_start": True}}),
+    "a negative sequence_id": lambda x: raw_request(x[:1], {"parameters": {"sequence_id": -3, "sequence_start": True}}),
 }
 
 
+@pytest.mark.harness
 @pytest.mark.parametrize("case", BAD)
 def test_bad_requests_get_4xx_json(live, case):
     x = np.stack(models.raw_inputs(np.random.default_rng(7), [4]))
     status, reply = post(live, f"/v2/models/{NAME}/infer", *BAD[case](x))
-    assert 400 <= status < 500, (status, reply)
-    assert isinstance(reply["error"], str) and reply["error"], reply
+    clean = 400 <= status < 500 and isinstance(reply.get("error"), str) and bool(reply["error"])
+    record("v2", clean, f"{case}: {status} {str(reply)[:120]}")
+    assert clean, (status, reply)
+
+
+@pytest.mark.harness
+def test_an_empty_batch_is_400_not_413(live):
+    """[0, S, F] is a malformed request, not one over the size limit."""
+    body, headers = raw_request(np.zeros((0, 4, models.F), np.float32), binary=True)
+    status, reply = post(live, f"/v2/models/{NAME}/infer", body, headers)
+    record("v2", status == 400, f"empty batch: {status} {reply}")
+    assert status == 400 and "empty batch" in reply["error"], (status, reply)
+
+
+@pytest.mark.harness
+@pytest.mark.parametrize("path", [f"/v2/models/{NAME}/versions//infer", f"/v2/models/{NAME}/versions/2/infer"])
+def test_a_missing_or_wrong_version_is_404(live, path):
+    x = np.stack(models.raw_inputs(np.random.default_rng(12), [4]))
+    status, reply = post(live, path, *raw_request(x))
+    record("v2", status == 404, f"{path}: {status}")
+    assert status == 404 and isinstance(reply["error"], str), (status, reply)
+
+
+def test_the_spec_shapes_of_model_ready_and_server_metadata(live):
+    base = f"http://127.0.0.1:{live.port}"
+    with urllib.request.urlopen(f"{base}/v2/models/{NAME}/ready", timeout=10) as r:
+        assert json.loads(r.read()) == {"name": NAME, "ready": True}
+    with urllib.request.urlopen(f"{base}/v2/", timeout=10) as r:  # no redirect: urllib would follow it
+        assert r.status == 200 and r.url == f"{base}/v2/" and json.loads(r.read())["name"] == "lstm-onnx-pipeline"
+
+
+@pytest.mark.harness
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"])
+def test_probes_answer_head(live, path):
+    req = urllib.request.Request(f"http://127.0.0.1:{live.port}{path}", method="HEAD")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            status, body = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, b""
+    record("v2", status == 200, f"HEAD {path}: {status}")
+    assert status == 200 and body == b""
 
 
 def test_unknown_model_is_404_and_metrics_count_v2(live):
