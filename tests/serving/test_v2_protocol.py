@@ -67,7 +67,7 @@ def test_health_and_metadata(client, predictor):
     assert meta["inputs"][0] == {"name": "x", "datatype": "FP32", "shape": [-1, -1, predictor.num_features]}
     assert meta["outputs"][0]["name"] == "y" and meta["outputs"][0]["shape"] == [-1, models.O]
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
-    with pytest.raises(InferenceServerException, match="no model 'other'"):
+    with pytest.raises(InferenceServerException, match="Request for unknown model: 'other' is not found"):
         client.get_model_metadata("other")
     assert not client.is_model_ready("other")
 
@@ -227,7 +227,7 @@ def test_probes_answer_head(live, path):
 def test_unknown_model_is_404_and_metrics_count_v2(live):
     x = np.stack(models.raw_inputs(np.random.default_rng(8), [2]))
     status, reply = post(live, "/v2/models/nope/infer", *raw_request(x))
-    assert status == 404 and "no model 'nope'" in reply["error"]
+    assert status == 404 and reply["error"].startswith("Request for unknown model: 'nope' is not found")
     with urllib.request.urlopen(f"http://127.0.0.1:{live.port}/metrics", timeout=10) as r:
         text = r.read().decode()
     assert 'route="/v2/models/{name}/infer",status="200"' in text and 'status="404"' in text
@@ -282,3 +282,90 @@ def test_stateless_model_refuses_sequence_ids(ckpt, tmp_path):
         assert err.value.status() == "400"
         close(c.infer("plain", [x_input(x, False)]).as_numpy("y"), Predictor.load(model).predict(x))
         c.close()
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_and_responses(client, predictor, algorithm):
+    """tritonclient's request/response_compression_algorithm: Content-Encoding was ignored (a 400 on the
+    header length), and Accept-Encoding too."""
+    x = np.stack(models.raw_inputs(np.random.default_rng(40), [9, 9]))
+    for binary in (True, False):
+        result = client.infer(NAME, [x_input(x, binary)], request_compression_algorithm=algorithm,
+                              response_compression_algorithm=algorithm)
+        close(result.as_numpy("y"), predictor.predict(x))
+
+
+def raw_post(live, path: str, body: bytes, headers: dict) -> tuple[int, dict, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{live.port}{path}", body, headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_a_compressed_response_is_what_accept_encoding_asks(live, predictor):
+    import gzip
+
+    x = np.stack(models.raw_inputs(np.random.default_rng(41), [5]))
+    body, headers = raw_request(x)
+    status, got_headers, raw = raw_post(live, f"/v2/models/{NAME}/infer", body, {**headers, "Accept-Encoding": "gzip"})
+    assert status == 200 and got_headers["content-encoding"] == "gzip"
+    reply = json.loads(gzip.decompress(raw))
+    close(np.array(reply["outputs"][0]["data"], np.float32).reshape(reply["outputs"][0]["shape"]), predictor.predict(x))
+    status, got_headers, raw = raw_post(live, f"/v2/models/{NAME}/infer", body,
+                                        {**headers, "Accept-Encoding": "gzip;q=0, br"})
+    assert status == 200 and "content-encoding" not in {k.lower() for k in got_headers} and json.loads(raw)["outputs"]
+
+
+@pytest.mark.harness
+@pytest.mark.parametrize("case, status", [("not gzip", 400), ("truncated", 400), ("bomb", 413), ("br", 415)])
+def test_bad_compressed_bodies(live, case, status):
+    import gzip
+
+    x = np.stack(models.raw_inputs(np.random.default_rng(42), [4]))
+    body, headers = raw_request(x)
+    packed = gzip.compress(body)
+    encoded = {"not gzip": (body, "gzip"), "truncated": (packed[:-9], "gzip"),
+               "bomb": (gzip.compress(b" " * (8 << 20)), "gzip"),  # 8 MiB of spaces in ~8 KiB: over the 4 MiB limit
+               "br": (body, "br")}[case]
+    got, _, raw = raw_post(live, f"/v2/models/{NAME}/infer", encoded[0], {**headers, "Content-Encoding": encoded[1]})
+    reply = json.loads(raw)
+    record("v2", got == status and isinstance(reply.get("error"), str), f"{case}: {got} {reply}")
+    assert got == status and isinstance(reply["error"], str), (got, reply)
+
+
+def test_model_config_is_the_deploy_triton_config(client, serve_model):
+    """/config is the ModelConfig `deploy triton` writes (parsed by Triton's own protobuf schema, both ways)."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from lstm_onnx.serving.triton_config import config_text
+    from lstm_onnx.serving.triton_graph import triton_model
+    from lstm_onnx.serving.triton_options import TritonOptions
+
+    got = client.get_model_config(NAME)
+    served = json_format.ParseDict(got, model_config_pb2.ModelConfig())
+    options = TritonOptions(name=NAME, max_batch_size=64, max_queue_delay_us=20000, max_queue_size=1024)
+    written = text_format.Parse(config_text(options, triton_model(serve_model)[1]), model_config_pb2.ModelConfig())
+    assert served == written
+    assert got["name"] == NAME and got["sequence_batching"]["state"][0]["input_name"] == "h0"
+    assert [i["name"] for i in got["input"]] == ["x", "lengths"] and got["input"][0]["dims"] == ["-1", str(models.F)]
+
+
+def test_statistics_and_repository_index(client, predictor):
+    before = client.get_inference_statistics(NAME)["model_stats"][0]
+    xs = [np.stack(models.raw_inputs(np.random.default_rng(50 + k), [4] * (k + 1))) for k in range(3)]
+    for x in xs:
+        client.infer(NAME, [x_input(x, True)])
+    after = client.get_inference_statistics(NAME)["model_stats"]
+    assert len(after) == 1 and after[0]["name"] == NAME and after[0]["version"] == "1"
+    after = after[0]
+    assert after["inference_count"] - before["inference_count"] == 1 + 2 + 3  # sequences, as Triton counts them
+    assert after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"] == 3
+    assert 1 <= after["execution_count"] - before["execution_count"] <= 6
+    assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert sum(b["batch_size"] * b["compute_infer"]["count"] for b in after["batch_stats"]) == \
+        after["inference_stats"]["compute_infer"]["count"]
+    assert client.get_inference_statistics()["model_stats"][0]["name"] == NAME
+    assert client.get_model_repository_index() == [{"name": NAME, "version": "1", "state": "READY"}]
