@@ -41,6 +41,14 @@ def checked_metadata(props: dict[str, str], source, num_features: int | None = N
     return meta
 
 
+def require_export(meta: dict, source) -> None:
+    """MetadataError unless the decoded metadata is an export's (it names its form): for the tools that rely on
+    what an export promises (normalization, heads, state names), not just on tensors named x and y."""
+    if "form" not in meta:
+        raise MetadataError(f"{source} carries no {metadata.PREFIX}form metadata, so it is not a model that "
+                            "`lstm-pipeline export` wrote; export the checkpoint with it")
+
+
 def _fail(source, key: str, what: str):
     raise MetadataError(f"{source}: metadata {key} {what}; re-export the model with `lstm-pipeline export`")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -16,6 +17,7 @@ from lstm_onnx.serving.bodies import predict_arrays, step_array
 from lstm_onnx.serving.hotpath import PREDICT, STEP, V2_INFER, HotRoutes, respond, route_of
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.metrics import Metrics
+from lstm_onnx.serving.model_stats import ModelStats
 from lstm_onnx.serving.parse_pool import ParsePool
 from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
@@ -40,8 +42,10 @@ class Server:
     def __init__(self, settings: ServeSettings, predictor):
         self.settings, self.predictor = settings, predictor
         self.batching = batching_policy(predictor, settings.max_batch)
+        self.stats = ModelStats()
         self.batcher = Batcher(predictor, self.batching["max_batch"], settings.max_wait_ms, settings.max_queue,
-                               settings.workers, on_batch=lambda n: self.metrics.batch_size.observe(n))
+                               settings.workers, on_batch=lambda n: self.metrics.batch_size.observe(n),
+                               on_run=self.stats.run)
         self.parser = ParsePool()
         if "why" in self.batching and settings.max_batch > 1:
             log.info("batching: %s", self.batching["why"])
@@ -60,12 +64,17 @@ class Server:
         self.parser.close()
 
     async def run(self, items: list[Item]) -> list[dict]:
+        start, ok = time.perf_counter_ns(), False
         try:
-            return await self.batcher.submit(items)
+            results = await self.batcher.submit(items)
+            ok = True
+            return results
         except QueueFull as exc:
             self.metrics.rejected.inc(reason="queue_full")
             raise ApiError(503, "overloaded", str(exc), "retry after the Retry-After header's seconds",
                            {"Retry-After": RETRY_AFTER_S}) from None
+        finally:
+            self.stats.request(len(items), time.perf_counter_ns() - start, ok)
 
     def session(self, sid: str):
         if self.sessions is None:
@@ -274,8 +283,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     app.post("/v1/sessions", status_code=201)(srv.open_session)
     app.delete("/v1/sessions/{sid}")(srv.end_session)
     app.get("/v1/model")(srv.model)
-    app.get("/healthz")(healthz)
-    app.get("/readyz")(srv.readyz)
+    app.api_route("/healthz", methods=["GET", "HEAD"])(healthz)  # HEAD: probes that only read the status
+    app.api_route("/readyz", methods=["GET", "HEAD"])(srv.readyz)
     app.get("/metrics", response_class=PlainTextResponse)(srv.render_metrics)
     install_openapi(app, predictor, settings)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,15 +25,17 @@ class Item:
     x: np.ndarray  # raw [S, F]
     state: tuple | None = None  # (h [L, H], c [L, H]) for a session step
     future: asyncio.Future = field(default=None)  # type: ignore[assignment]
+    queued_ns: int = 0  # perf_counter_ns() when it was queued
 
 
 class Batcher:
     def __init__(self, predictor, max_batch: int, max_wait_ms: float, max_queue: int, workers: int,
-                 on_batch=None):
+                 on_batch=None, on_run=None):
         self.predictor = predictor
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1e3, max_queue
         self.workers = workers
         self.on_batch = on_batch or (lambda n: None)
+        self.on_run = on_run or (lambda n, queued_ns, compute_ns: None)  # after a run that succeeded
         self.pending: deque[Item] = deque()
         self.arrived = self.full = self.collecting = None  # made in start(), on the server's event loop
         self.in_flight = 0  # batches handed to the pool
@@ -69,9 +72,9 @@ class Batcher:
             raise QueueFull("the batcher is not running (the server is starting or stopping)")
         if len(self.pending) + len(items) > self.max_queue:
             raise QueueFull(f"queue full ({len(self.pending)} of {self.max_queue} sequences waiting)")
-        loop = asyncio.get_running_loop()
+        loop, now = asyncio.get_running_loop(), time.perf_counter_ns()
         for item in items:
-            item.future = loop.create_future()
+            item.future, item.queued_ns = loop.create_future(), now
         self.pending.extend(items)
         self.arrived.set()
         if len(self.pending) >= self.max_batch:
@@ -104,6 +107,7 @@ class Batcher:
                 continue
             self.on_batch(len(batch))
             self.in_flight += 1
+            began = time.perf_counter_ns()
             try:
                 results = await loop.run_in_executor(self.pool, self.predictor.run_ragged,
                                                      [i.x for i in batch], [i.state for i in batch])
@@ -114,6 +118,7 @@ class Batcher:
                 continue
             finally:
                 self.in_flight -= 1
+            self.on_run(len(batch), sum(began - i.queued_ns for i in batch), time.perf_counter_ns() - began)
             for item, result in zip(batch, results):
                 if not item.future.done():
                     item.future.set_result(result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 
 from lstm_onnx.serving.inputs import ApiError, orjson
 
@@ -28,8 +29,8 @@ def route_of(path: str) -> tuple[str, dict] | None:
         if sid and "/" not in sid:
             return STEP, {"sid": sid}
     if path.startswith("/v2/models/") and path.endswith("/infer"):
-        name, _, version = path[len("/v2/models/"):-len("/infer")].partition("/versions/")
-        if name and "/" not in name and "/" not in version:
+        name, versioned, version = path[len("/v2/models/"):-len("/infer")].partition("/versions/")
+        if name and "/" not in name and "/" not in version and (version or not versioned):
             return V2_INFER, {"name": name, "version": version}
     return None
 
@@ -38,13 +39,18 @@ def dumps(payload: dict) -> bytes:
     return orjson.dumps(payload) if orjson is not None else json.dumps(payload).encode()
 
 
-async def respond(send, status: int, payload, headers: dict | None = None) -> None:
-    """`payload`: a dict sent as JSON, or bytes sent as they are (application/octet-stream)."""
+async def respond(send, status: int, payload, headers: dict | None = None, encoding: str = "") -> None:
+    """`payload`: a dict sent as JSON, or bytes sent as they are (application/octet-stream); `encoding`: gzip or
+    deflate to compress the body with (see accepted_encoding), "" for none."""
     if isinstance(payload, bytes):
         body, media = payload, b"application/octet-stream"
     else:
         body, media = dumps(payload), b"application/json"
-    raw = [(b"content-type", media), (b"content-length", str(len(body)).encode())]
+    raw = []
+    if encoding:
+        body = compress(body, encoding)
+        raw.append((b"content-encoding", encoding.encode()))
+    raw += [(b"content-type", media), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
@@ -60,14 +66,63 @@ class Disconnected(Exception):
 
 def media_type(scope) -> str:
     """The request's Content-Type without parameters, lower case ("" when absent)."""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return value.decode("latin-1").partition(";")[0].strip().lower()
+    return header(scope, b"content-type").partition(";")[0].strip()
+
+
+def header(scope, name: bytes) -> str:
+    """A request header's value, lower case and stripped ("" when absent)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1").strip().lower()
     return ""
 
 
+# Content-Encoding -> zlib's wbits: gzip's wrapper, or zlib's (what HTTP's "deflate" means, and tritonclient sends)
+ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decoded(raw: bytes, encoding: str, limit: int) -> bytes:
+    """The body with its Content-Encoding undone; the size limit applies to what it inflates to."""
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ENCODINGS:
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported",
+                       f"one of {', '.join(ENCODINGS)} or identity")
+    inflate = zlib.decompressobj(ENCODINGS[encoding])
+    try:
+        body = inflate.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "bad_encoding", f"the body is not {encoding} data ({exc})") from None
+    if len(body) > limit:
+        raise ApiError(413, "body_too_large", f"the body inflates to more than the limit {limit} bytes",
+                       f"at most {limit} bytes once decompressed")
+    if not inflate.eof or inflate.unused_data:
+        raise ApiError(400, "bad_encoding", f"the {encoding} body is truncated or has bytes after its end")
+    return body
+
+
+def accepted_encoding(scope) -> str:
+    """gzip or deflate where Accept-Encoding asks for one (q > 0), else "" (identity)."""
+    offered = {}
+    for part in header(scope, b"accept-encoding").split(","):
+        name, _, params = part.strip().partition(";")
+        q = params.strip()[2:] if params.strip().startswith("q=") else "1"
+        try:
+            offered[name.strip()] = float(q)
+        except ValueError:
+            offered[name.strip()] = 0.0
+    return next((name for name in ENCODINGS if offered.get(name, 0) > 0), "")
+
+
+def compress(body: bytes, encoding: str) -> bytes:
+    # level 1: most of the size for a fraction of the default level's CPU, which the server's one thread pays
+    deflate = zlib.compressobj(1, zlib.DEFLATED, ENCODINGS[encoding])
+    return deflate.compress(body) + deflate.flush()
+
+
 async def read_body(scope, receive, limit: int) -> bytes:
-    """The request body, refused (413) beyond `limit` bytes whether declared or streamed."""
+    """The request body, refused (413) beyond `limit` bytes whether declared or streamed, or once inflated
+    (Content-Encoding gzip or deflate)."""
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise ApiError(413, "body_too_large", f"body is {int(value)} bytes, more than the limit {limit}",
@@ -84,7 +139,7 @@ async def read_body(scope, receive, limit: int) -> bytes:
                            f"at most {limit} bytes")
         chunks.append(chunk)
         more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return decoded(chunks[0] if len(chunks) == 1 else b"".join(chunks), header(scope, b"content-encoding"), limit)
 
 
 class HotRoutes:
@@ -103,7 +158,7 @@ class HotRoutes:
             reply = await self.answer(scope, receive, route, params)
             if reply is not None:
                 status = reply[0]
-                await respond(send, *reply)
+                await respond(send, *reply, accepted_encoding(scope))
         except BaseException:
             status = 500  # the send itself failed; the ASGI server closes the connection and logs it
             raise

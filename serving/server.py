@@ -3,6 +3,7 @@ a request still sending its body is answered 503 at once (serving/protocol.py)."
 from __future__ import annotations
 
 import logging
+import socket
 
 from lstm_onnx.serving.settings import ServeSettings
 
@@ -29,8 +30,27 @@ def serve(settings: ServeSettings, log_level: str = "info") -> None:
     from lstm_onnx.serving.app import create_app
     from lstm_onnx.serving.auth import exposure_warning
 
+    sock = listen(settings.host, settings.port)  # before the model loads: a bad address needs no model
     config = config_for(settings, create_app(settings), log_level)  # configures logging
     warning = exposure_warning(settings.host, settings.auth_token)
     if warning:
         logging.getLogger("uvicorn.error").warning(warning)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or ValueError in one line. Binding here, not in uvicorn, keeps a bad address
+    or a port in use from ending in uvicorn's own log line and exit status."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:  # socket.gaierror: not an address or a name this machine resolves
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

@@ -65,9 +65,13 @@ class SessionStore:
         session.last_used = self.clock()
         return session
 
-    def delete(self, sid: str) -> None:
-        if self.sessions.pop(sid, None) is None:
+    def delete(self, sid: str, session: Session | None = None) -> None:
+        """Drop `sid`; with `session`, only if `sid` still names that one (a request that ends a stream must not
+        drop a stream restarted under the same id while it ran)."""
+        stored = self.sessions.get(sid)
+        if stored is None or (session is not None and stored is not session):
             raise UnknownSession(sid)
+        del self.sessions[sid]
 
     async def sweep_forever(self) -> None:
         while True:

@@ -32,12 +32,21 @@ class Token(str):
 
 
 def config_text(options: TritonOptions, spec: ModelSpec) -> str:
+    return render(config_fields(options, spec))
+
+
+def config_json(options: TritonOptions, spec: ModelSpec) -> dict:
+    """The same ModelConfig as Triton's HTTP API gives it (/v2/models/{m}/config)."""
+    return to_json(config_fields(options, spec))
+
+
+def config_fields(options: TritonOptions, spec: ModelSpec) -> list:
     fields = [("name", options.name), ("platform", PLATFORM), ("max_batch_size", options.max_batch_size),
               ("input", [_tensor(t) for t in spec.inputs]), ("output", [_tensor(t) for t in spec.outputs])]
     fields.append(("sequence_batching", _sequence(options, spec)) if spec.stateful
                   else ("dynamic_batching", dynamic_batching(options)))
     fields.append(("instance_group", [instance_group(options)]))
-    return render(fields)
+    return fields
 
 
 def _tensor(t: TensorSpec) -> list:
@@ -66,8 +75,8 @@ def oldest(options: TritonOptions) -> list:
 def _sequence(options: TritonOptions, spec: ModelSpec) -> list:
     states = [[("input_name", h_in), ("output_name", h_out), ("data_type", Token("TYPE_FP32")),
                ("dims", list(dims)),
-               ("initial_state", [("data_type", Token("TYPE_FP32")), ("dims", list(dims)), ("zero_data", True),
-                                  ("name", "zero")])]
+               ("initial_state", [[("data_type", Token("TYPE_FP32")), ("dims", list(dims)), ("zero_data", True),
+                                   ("name", "zero")]])]  # a repeated field: a list of one
               for h_in, h_out, dims in spec.states]
     controls = [[("name", name), ("control", [[("kind", Token(kind)), ("int32_false_true", [0, 1])]])]
                 for name, kind in spec.controls]
@@ -108,3 +117,24 @@ def _scalar(value) -> str:
     if isinstance(value, int):
         return str(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# ModelConfig's 64-bit integer fields, which protobuf's JSON mapping writes as strings.
+WIDE = {"dims", "shape", "max_queue_delay_microseconds", "max_sequence_idle_microseconds"}
+
+
+def to_json(fields: list) -> dict:
+    """(key, value) fields -> protobuf's JSON mapping of the message (proto field names; fields at their
+    default value left out, as protobuf's json_format writes them)."""
+    out = {}
+    for key, value in fields:
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            out[key] = [to_json(item) for item in value]
+        elif isinstance(value, list) and value and isinstance(value[0], tuple):
+            out[key] = to_json(value)
+        elif isinstance(value, list):
+            if value:
+                out[key] = [str(v) if key in WIDE else v for v in value]
+        elif value or isinstance(value, Token):
+            out[key] = str(value) if key in WIDE and not isinstance(value, bool) else value
+    return out

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 
 from lstm_onnx.core import metadata
 from lstm_onnx.runtimes.fold import RAW_X, RAW_Y, SUM, fold_normalization
-from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
+from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata, require_export
 from lstm_onnx.runtimes.onnx_graph import all_nodes
 from lstm_onnx.runtimes.verify import model_precision
 
@@ -117,7 +117,9 @@ def _metadata(model: onnx.ModelProto, source) -> dict:
     x = next(vi for vi in model.graph.input if vi.name == "x")
     features = x.type.tensor_type.shape.dim[-1].dim_value or None
     try:
-        return checked_metadata({p.key: p.value for p in model.metadata_props}, source, features)
+        meta = checked_metadata({p.key: p.value for p in model.metadata_props}, source, features)
+        require_export(meta, source)
+        return meta
     except MetadataError as exc:
         raise TritonModelError(str(exc)) from None
 

@@ -26,10 +26,12 @@ MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
 def model_io(model_path) -> dict:
     """What config.pbtxt needs from the model: features, outputs, sequence head, lengths, h0/c0."""
     from lstm_onnx.runtimes.embed import Predictor, PredictorError
+    from lstm_onnx.runtimes.model_metadata import MetadataError, require_export
 
     try:
         pred = Predictor.load(str(model_path), warn=False)
-    except PredictorError as exc:
+        require_export(pred.meta, model_path)
+    except (PredictorError, MetadataError) as exc:
         raise ValueError(str(exc)) from None
     if any(d is not None for d in pred.fixed):
         raise ValueError(f"{model_path} is an unrolled export (fixed batch/sequence sizes); Triton batches "

@@ -16,6 +16,7 @@ DTYPES = {"FP32": np.dtype("<f4"), "INT32": np.dtype("<i4")}
 INPUTS = {"x": "FP32", "lengths": "INT32"}
 OUTPUTS = {"y": "FP32"}
 UNSUPPORTED = ("shared_memory_region", "classification")
+MAX_SEQUENCE_ID = 256  # characters of a string sequence_id (a UUID is 36)
 
 
 def error_body(exc: ApiError) -> dict:
@@ -117,7 +118,9 @@ def _shape(shape, name: str, num_features: int, max_items: int, max_steps: int) 
     expected = f"[1..{max_items}, 1..{max_steps}, {num_features}]"
     if len(shape) != 3 or shape[2] != num_features or not 1 <= shape[1] <= max_steps:
         raise bad(f"input 'x' has shape {shape}", expected)
-    if not 1 <= shape[0] <= max_items:
+    if shape[0] == 0:
+        raise bad(f"input 'x' has shape {shape}: an empty batch", expected)
+    if shape[0] > max_items:
         raise ApiError(413, "too_many_sequences", f"input 'x' has shape {shape}, over the limit of {max_items} "
                        f"sequences", expected)
     return tuple(shape)
@@ -170,7 +173,7 @@ def _checked(values: np.ndarray, datatype: str, name: str) -> np.ndarray:
 
 def _outputs(entries, params: dict) -> dict:
     """Requested output -> binary? All outputs when none are named, binary if binary_data_output says so."""
-    default = bool(params.get("binary_data_output", False))
+    default = _flag(params, "binary_data_output", "parameters")
     if entries is None:
         return {name: default for name in OUTPUTS}
     if not isinstance(entries, list):
@@ -184,8 +187,16 @@ def _outputs(entries, params: dict) -> dict:
         out_params = _dict(entry.get("parameters"), f"output {name!r} parameters")
         if any(out_params.get(p) for p in UNSUPPORTED):
             raise bad(f"output {name!r} asks for shared memory or classification, which this server does not offer")
-        wanted[name] = bool(out_params.get("binary_data", default))
+        wanted[name] = _flag(out_params, "binary_data", f"output {name!r} parameters", default)
     return wanted
+
+
+def _flag(params: dict, key: str, where: str, default: bool = False) -> bool:
+    """A boolean parameter; "false" is a string, and truthy, so anything but a JSON boolean is refused."""
+    value = params.get(key, default)
+    if type(value) is not bool:
+        raise bad(f"{where}: {key} is {value!r}", "true or false")
+    return value
 
 
 def _sequence(params: dict) -> tuple | None:
@@ -195,6 +206,10 @@ def _sequence(params: dict) -> tuple | None:
         return None
     if type(sid) not in (int, str):
         raise bad(f"sequence_id is {sid!r}", "an integer or a string")
+    if type(sid) is int and not 0 < sid < 2**64:
+        raise bad(f"sequence_id {sid} is out of range", "an unsigned 64-bit integer, as Triton's")
+    if type(sid) is str and len(sid) > MAX_SEQUENCE_ID:  # ids are kept while a sequence is open: bound them
+        raise bad(f"sequence_id is a string of {len(sid)} characters", f"at most {MAX_SEQUENCE_ID}")
     flags = [params.get(k, False) for k in ("sequence_start", "sequence_end")]
     if not all(type(f) is bool for f in flags):
         raise bad(f"sequence_start / sequence_end are {flags}", "booleans")

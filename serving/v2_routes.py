@@ -28,7 +28,9 @@ def check_model(served: str, name: str, version: str = "") -> None:
     """404 unless `name` (and `version`, if any) is the model served under `served`."""
     if name != served or version not in ("", VERSION):
         which = f"{name!r} version {version}" if version else repr(name)
-        raise ApiError(404, "unknown_model", f"no model {which}", f"model {served!r}, version {VERSION}")
+        # Triton's words: its example clients check that the message starts with them
+        raise ApiError(404, "unknown_model", f"Request for unknown model: {which} is not found",
+                       f"model {served!r}, version {VERSION}")
 
 
 def y_width(predictor) -> int:
@@ -48,6 +50,7 @@ def model_metadata(name: str, num_features: int, width: int, sequence_head: bool
 class V2:
     def __init__(self, srv):
         self.srv, self.name = srv, model_name(srv.settings)
+        self._config = None
 
     def check_model(self, name: str, version: str = "") -> None:
         check_model(self.name, name, version)
@@ -91,7 +94,7 @@ class V2:
         finally:
             if end:
                 with contextlib.suppress(UnknownSession):
-                    srv.sessions.delete(key)
+                    srv.sessions.delete(key, session)
         return [result]
 
     # -- the FastAPI routes
@@ -111,9 +114,29 @@ class V2:
         self.check_model(name, version)
         return self.metadata()
 
+    async def model_config(self, name: str, version: str = ""):
+        """The ModelConfig that `deploy triton` writes for this model, as Triton's HTTP API gives it."""
+        self.check_model(name, version)
+        if self._config is None:
+            self._config = triton_model_config(self.srv.settings, self.name)
+        return self._config
+
+    async def model_stats(self, name: str, version: str = ""):
+        self.check_model(name, version)
+        return {"model_stats": [self.srv.stats.json(self.name, VERSION)]}
+
+    async def all_stats(self):
+        return {"model_stats": [self.srv.stats.json(self.name, VERSION)]}
+
+    async def repository_index(self):
+        """Triton's model repository extension: the one model, loaded."""
+        return [{"name": self.name, "version": VERSION, "state": "READY"}]
+
     async def model_ready(self, name: str, version: str = ""):
         self.check_model(name, version)
-        return await self.ready()
+        if not self.srv.batcher.running:
+            return JSONResponse({"error": "not ready: batcher not running"}, 503)
+        return {"name": name, "ready": True}
 
 
 def package_version() -> str:
@@ -139,13 +162,34 @@ def install(app, srv) -> V2:
     where ours (and its bad-input harness) has {"error": {"code", "message"}}."""
     v2 = V2(srv)
     get = lambda path: app.get(path, include_in_schema=False)  # noqa: E731
-    get("/v2/health/live")(v2.live)
-    get("/v2/health/ready")(v2.ready)
+    probe = lambda path: app.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)  # noqa: E731
+    probe("/v2/health/live")(v2.live)
+    probe("/v2/health/ready")(v2.ready)
     get("/v2")(v2.server_metadata)
+    get("/v2/")(v2.server_metadata)  # as Triton answers it; FastAPI would redirect it with an empty 307
+    get("/v2/models/stats")(v2.all_stats)  # before /v2/models/{name}, which would take "stats" for a name
+    app.post("/v2/repository/index", include_in_schema=False)(v2.repository_index)
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         get(prefix)(v2.model_metadata)
-        get(prefix + "/ready")(v2.model_ready)
+        probe(prefix + "/ready")(v2.model_ready)
+        get(prefix + "/config")(v2.model_config)
+        get(prefix + "/stats")(v2.model_stats)
     return v2
+
+
+def triton_model_config(settings, name: str) -> dict:
+    """`deploy triton`'s ModelConfig (ONNX Runtime backend) for the served model with the server's batching."""
+    from lstm_onnx.serving.triton_config import config_json
+    from lstm_onnx.serving.triton_graph import TritonModelError, triton_model
+    from lstm_onnx.serving.triton_options import TritonOptions
+
+    options = TritonOptions(name=name, max_batch_size=settings.max_batch,
+                            max_queue_delay_us=round(settings.max_wait_ms * 1000), max_queue_size=settings.max_queue)
+    try:
+        _, spec = triton_model(settings.model)
+    except TritonModelError as exc:
+        raise ApiError(500, "no_config", f"the model's Triton configuration cannot be made: {exc}") from None
+    return config_json(options, spec)
 
 
 def is_v2(path: str) -> bool:

@@ -90,3 +90,18 @@ def test_the_limits_reach_their_settings(serve_model, started):
     assert r.exit_code == 0, r.output
     s = started[0]
     assert (s.max_header_bytes, s.header_timeout_s, s.body_timeout_s, s.graceful_timeout_s) == (1000, 2, 3, 4)
+
+
+@pytest.mark.parametrize("host, words", [("256.1.1.1", "cannot listen on 256.1.1.1:"),
+                                         ("127.0.0.1", "Address already in use")])
+def test_an_address_it_cannot_listen_on_is_one_line(serve_model, monkeypatch, host, words):
+    """--host 256.1.1.1 ended in uvicorn's own error line and exit 3; a port in use likewise."""
+    import socket
+
+    monkeypatch.setattr("lstm_onnx.serving.app.create_app", lambda *a, **k: pytest.fail("the model was loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = run(str(serve_model), "--host", host, "--port", str(taken.getsockname()[1]))
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and words in r.output, r.output
+    assert r.output.count("\n") == 1 and "Traceback" not in r.output

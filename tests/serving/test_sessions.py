@@ -26,3 +26,14 @@ def test_idle_sessions_expire_and_free_their_slot():
     store.create()  # b's slot is free again
     clock.t = 30
     assert store.sweep() == 2 and len(store) == 0
+
+
+def test_delete_with_a_session_spares_a_newer_one_under_the_same_id():
+    store = SessionStore(1, 4, ttl_s=10, max_sessions=4, clock=Clock())
+    old = store.create("v2/int/7")
+    new = store.create("v2/int/7")  # a restart replaces it
+    with pytest.raises(UnknownSession):
+        store.delete("v2/int/7", old)
+    assert store.get("v2/int/7") is new
+    store.delete("v2/int/7", new)
+    assert len(store) == 0

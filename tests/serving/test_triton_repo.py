@@ -351,3 +351,18 @@ def test_cli_python_backend_dispatches(exports, tmp_path, monkeypatch):
     assert calls == [(str(exports["stateless"][0]), TritonOptions(backend="python", max_batch_size=4))]
     assert (out / "lstm" / "config.pbtxt").read_text() == 'backend: "python"'
     assert f"wrote {out / 'lstm' / 'config.pbtxt'}" in result.output
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "python"])
+def test_a_model_that_is_not_an_export_is_refused(tmp_path, backend):
+    """A foreign model with tensors named x and y (no LSTM, no metadata) got a repository."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "S", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "S", 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "foreign", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "foreign.onnx")
+    _one_line_error(_run(tmp_path / "foreign.onnx", "-o", tmp_path / "r", "--backend", backend),
+                    "not a model that `lstm-pipeline export` wrote")
+    assert not (tmp_path / "r").exists()
