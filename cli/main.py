@@ -529,6 +529,10 @@ from lstm_onnx.cli.verify import verify  # noqa: E402
 
 cli.add_command(verify)
 
+from lstm_onnx.cli.loadtest import loadtest  # noqa: E402
+
+cli.add_command(loadtest)
+
 
 def main() -> None:
     cli(prog_name="lstm-pipeline")
