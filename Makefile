@@ -29,7 +29,7 @@ help:
 	@echo "make bench-train  one training step of PeepholeLSTM (compiled and pure PyTorch) vs nn.LSTM"
 	@echo "make bench-ddp    data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
-	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: batching on vs off"
+	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: lstm-pipeline loadtest against it"
 	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, Triton, Ray x1 and x2: one run"
 	@echo "make triton-venv | test-triton  tritonserver (nvidia-pytriton, CPU) in $(TRITON_VENV); a real run of our python-backend repository"
 
@@ -112,14 +112,18 @@ SERVE_ARGS ?=
 serve: $(RUN_DIR)/model-serve.onnx
 	$(CLI) serve $< $(SERVE_ARGS)
 
-LOADTEST_ARGS ?= --clients 64 --seconds 10
+# lstm-pipeline loadtest against our server, started for the run (any v2 server: lstm-pipeline loadtest URL).
+LOADTEST_ARGS ?= --concurrency 1,16,64 --seconds 10
 loadtest: $(RUN_DIR)/model-serve.onnx
-	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS)
+	$(CLI) loadtest --start $< $(LOADTEST_ARGS)
+
+# benchmarks/loadtest.py: servers in several modes and engines side by side (batching on vs off, Triton, Ray).
+BENCH_LOAD_ARGS ?= --clients 64 --seconds 10
 
 # docs/deploy.md's table: our server, Triton (python backend, its own venv) and Ray Serve, on one machine in one run.
 loadtest-protocols: $(RUN_DIR)/model-serve.onnx triton-venv
 	LSTM_TRITON_VENV=$(abspath $(TRITON_VENV)) $(PY) benchmarks/loadtest.py $< --target v1 --target v2 \
-	    --target v2-binary --target triton --target ray --modes "batching on" $(LOADTEST_ARGS)
+	    --target v2-binary --target triton --target ray --modes "batching on" $(BENCH_LOAD_ARGS)
 
 # Triton: the tritonserver binary nvidia-pytriton bundles (CPU), in its own venv (about 30 s, 445 MB); the python
 # backend's stub runs this venv's Python, so numpy < 2 and onnxruntime go in it too. test-triton starts it on
@@ -185,5 +189,5 @@ docs-runtimes: $(RUN_DIR)/model.pt $(RUN_DIR)/model.onnx
 	$(SPLICE) docs/runtimes.md docs-runtimes $(RUN_DIR)/verify.txt --fence text
 
 docs-serving: $(RUN_DIR)/model-serve.onnx
-	$(PY) benchmarks/loadtest.py $< $(LOADTEST_ARGS) > $(RUN_DIR)/loadtest.txt
+	$(PY) benchmarks/loadtest.py $< $(BENCH_LOAD_ARGS) > $(RUN_DIR)/loadtest.txt
 	$(SPLICE) docs/serving.md docs-serving $(RUN_DIR)/loadtest.txt --fence text

@@ -27,6 +27,7 @@ import time
 import httpx
 import numpy as np
 
+from lstm_onnx.serving.loadgen import Connection, v2_http_body
 from lstm_onnx.serving.tritonserver import free_port  # stdlib only: no server deps at import
 
 MODES = {"batching on": ["--max-batch", "64", "--max-wait-ms", "2"],
@@ -48,16 +49,7 @@ def v1_request(x: np.ndarray, name: str, body: str = "json") -> tuple[str, bytes
 
 
 def v2_request(x: np.ndarray, name: str, binary: bool) -> tuple[str, bytes, dict]:
-    """An Open Inference Protocol infer request as tritonclient writes it (binary: Triton's binary tensor
-    extension for x and y)."""
-    x = x.astype(np.float32)
-    tensor = {"name": "x", "datatype": "FP32", "shape": list(x.shape)}
-    tensor.update({"parameters": {"binary_data_size": x.nbytes}} if binary else {"data": x.ravel().tolist()})
-    head = json.dumps({"inputs": [tensor], "outputs": [{"name": "y", "parameters": {"binary_data": binary}}]})
-    if not binary:
-        return f"/v2/models/{name}/infer", head.encode(), {"Content-Type": "application/json"}
-    return (f"/v2/models/{name}/infer", head.encode() + x.tobytes(),
-            {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))})
+    return v2_http_body(x, name, binary)
 
 
 TARGETS = {"v1": v1_request, "v2": lambda x, name, body="json": v2_request(x, name, False),
@@ -89,39 +81,6 @@ def start_server(model: str, port: int, extra: list[str], ready_s: float = 60) -
     raise SystemExit(f"server did not become ready in {ready_s:g} s")
 
 
-class Connection:
-    """A minimal HTTP/1.1 keep-alive client on asyncio streams. httpx costs more CPU per request than the
-    server does, and clients share the machine with it, so a heavier client would measure itself."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port, self.reader, self.writer = host, port, None, None
-
-    async def post(self, path: str, body: bytes, headers: dict) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
-        self.writer.write(head + body)
-        status_line = await self.reader.readline()
-        length, close = 0, False
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-            elif name.lower() == "connection" and "close" in value.lower():
-                close = True
-        await self.reader.readexactly(length)
-        if close:
-            await self.aclose()
-        return int(status_line.split()[1])
-
-    async def aclose(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.reader = self.writer = None
-
-
 async def run_clients(host: str, port: int, request: tuple, clients: int, seconds: float, max_requests: int) -> dict:
     """`request`: (path, body, headers), sent by every client over and over."""
     path, body, headers = request
@@ -135,7 +94,7 @@ async def run_clients(host: str, port: int, request: tuple, clients: int, second
             sent += 1
             t0 = time.perf_counter()
             try:
-                ok = await asyncio.wait_for(conn.post(path, body, headers), 30) == 200
+                ok = (await asyncio.wait_for(conn.post(path, body, headers), 30))[0] == 200
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
                 ok = False
                 await conn.aclose()

@@ -462,6 +462,8 @@ SERVE_OPTIONS = (
     ("--header-timeout", "header_timeout_s", "Seconds for a request's headers to arrive, else 408."),
     ("--body-timeout", "body_timeout_s", "Seconds for a body to arrive after its headers, else 408."),
     ("--graceful-timeout", "graceful_timeout_s", "Seconds in-flight requests get to finish on SIGTERM."),
+    ("--grpc-port", "grpc_port", "Also serve the Open Inference Protocol over gRPC on this port (0: no gRPC; "
+                                 "needs the triton extra)."),
     ("--model-name", "model_name", "The name /v2 (Open Inference Protocol) serves MODEL under (default: its file stem)."),
     ("--engine", "engine", "uvicorn (this process) or ray (Ray Serve replicas; needs the ray extra)."),
     ("--replicas", "replicas", "--engine ray: model replicas (autoscaling minimum with --max-replicas)."),
@@ -526,6 +528,10 @@ cli.add_command(deploy)
 from lstm_onnx.cli.verify import verify  # noqa: E402
 
 cli.add_command(verify)
+
+from lstm_onnx.cli.loadtest import loadtest  # noqa: E402
+
+cli.add_command(loadtest)
 
 
 def main() -> None:

@@ -52,12 +52,22 @@ class Server:
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,
                                       settings.max_sessions) if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
+        self.v2, self.grpc_port = None, 0  # the v2 routes (create_app), the gRPC port once started
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
         self.batcher.start()
         sweeper = asyncio.create_task(self.sessions.sweep_forever()) if self.sessions else None
+        grpc_server = None
+        if self.settings.grpc_port:
+            from lstm_onnx.serving.v2_grpc import start
+
+            s = self.settings
+            grpc_server, self.grpc_port = await start(self.v2, s.host, s.grpc_port, s.max_body_bytes)
+            log.info("Open Inference Protocol over gRPC on %s:%d", s.host, self.grpc_port)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(self.settings.graceful_timeout_s)
         if sweeper:
             sweeper.cancel()
         await self.batcher.stop()
@@ -274,7 +284,13 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=srv.metrics)
     for kind, handler in ((ApiError, api_error), (StarletteHTTPException, http_error), (Exception, internal_error)):
         app.add_exception_handler(kind, handler)
-    v2 = install_v2(app, srv)
+    if settings.grpc_port:
+        try:
+            import lstm_onnx.serving.v2_grpc  # noqa: F401 - the service classes come from tritonclient
+        except ImportError as exc:
+            raise ValueError(f"--grpc-port needs tritonclient[grpc] ({exc.name} missing): pip install "
+                             "'lstm-onnx-pipeline[triton]'") from None
+    v2 = srv.v2 = install_v2(app, srv)
     app.hot = HotRoutes({PREDICT: srv.predict, STEP: srv.step, V2_INFER: v2.infer}, srv.metrics,
                         settings.max_body_bytes, {V2_INFER: error_body})
     if settings.auth_token is not None:

@@ -31,6 +31,8 @@ def serve(settings: ServeSettings, log_level: str = "info") -> None:
     from lstm_onnx.serving.auth import exposure_warning
 
     sock = listen(settings.host, settings.port)  # before the model loads: a bad address needs no model
+    if settings.grpc_port:  # grpc binds its own socket at start-up; a port in use would fail there, in uvicorn's log
+        listen(settings.host, settings.grpc_port).close()
     config = config_for(settings, create_app(settings), log_level)  # configures logging
     warning = exposure_warning(settings.host, settings.auth_token)
     if warning:

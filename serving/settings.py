@@ -35,6 +35,7 @@ class ServeSettings:
     max_replicas: int = 0  # --engine ray: above `replicas`, autoscale between the two
     target_ongoing: float = 2.0  # --engine ray, autoscaling: ongoing requests per replica it aims for
     model_name: str = ""  # the name /v2 serves the model under; "": the model file's stem
+    grpc_port: int = 0  # the Open Inference Protocol over gRPC on this port too; 0: no gRPC
     auth_token: str | None = field(default=None, repr=False)  # Bearer token all routes but the probes need
 
     def __post_init__(self) -> None:
@@ -55,5 +56,7 @@ class ServeSettings:
                              f"{self.replicas}, {self.max_replicas}, {self.target_ongoing}")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be 1..65535, got {self.port}")
+        if not 0 <= self.grpc_port <= 65535 or (self.grpc_port and self.grpc_port == self.port):
+            raise ValueError(f"grpc_port must be 1..65535 and not the HTTP port (0: no gRPC), got {self.grpc_port}")
         if self.auth_token is not None:
             check_token(self.auth_token)

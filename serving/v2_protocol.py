@@ -59,12 +59,16 @@ def parse_infer(raw: bytes, head_len: int | None, num_features: int, max_items: 
     params = _dict(data.get("parameters"), "parameters")
     tensors = _inputs(data.get("inputs"), binary, num_features, max_items, max_steps)
     x, lengths = tensors["x"], tensors.get("lengths")
+    check_lengths(x, lengths)
+    rid = data.get("id")
+    return InferRequest(None if rid is None else str(rid), x, lengths, _outputs(data.get("outputs"), params),
+                        sequence_of(params))
+
+
+def check_lengths(x: np.ndarray, lengths: np.ndarray | None) -> None:
     if lengths is not None and (lengths.shape != (len(x),) or lengths.min() < 1 or lengths.max() > x.shape[1]):
         raise bad(f"lengths {lengths.tolist()} do not fit x of shape {list(x.shape)}",
                   f"{len(x)} integers in 1..{x.shape[1]}")
-    rid = data.get("id")
-    return InferRequest(None if rid is None else str(rid), x, lengths, _outputs(data.get("outputs"), params),
-                        _sequence(params))
 
 
 def _dict(value, where: str) -> dict:
@@ -89,7 +93,7 @@ def _inputs(entries, binary, num_features: int, max_items: int, max_steps: int) 
         want = INPUTS[name]
         if entry.get("datatype") != want:
             raise bad(f"input {name!r} has datatype {entry.get('datatype')!r}", want)
-        shape = _shape(entry.get("shape"), name, num_features, max_items, max_steps)
+        shape = check_shape(entry.get("shape"), name, num_features, max_items, max_steps)
         params = _dict(entry.get("parameters"), f"input {name!r} parameters")
         if any(p in params for p in UNSUPPORTED):
             raise bad(f"input {name!r} asks for shared memory, which this server does not offer",
@@ -108,7 +112,7 @@ def _inputs(entries, binary, num_features: int, max_items: int, max_steps: int) 
     return tensors
 
 
-def _shape(shape, name: str, num_features: int, max_items: int, max_steps: int) -> tuple:
+def check_shape(shape, name: str, num_features: int, max_items: int, max_steps: int) -> tuple:
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise bad(f"input {name!r} has shape {shape!r}", "a list of non-negative integers")
     if name == "lengths":
@@ -135,7 +139,7 @@ def _binary(binary, offset: int, size, shape: tuple, datatype: str, name: str) -
         raise bad(f"input {name!r} needs bytes {offset}..{offset + size} after the JSON header; the body has "
                   f"{len(binary)}")
     values = np.frombuffer(binary[offset:offset + size], dtype)
-    return offset + size, _checked(values, datatype, name)
+    return offset + size, checked(values, datatype, name)
 
 
 def _json_values(data, shape: tuple, datatype: str, name: str) -> np.ndarray:
@@ -162,10 +166,10 @@ def _json_values(data, shape: tuple, datatype: str, name: str) -> np.ndarray:
         raise ApiError(422, "non_finite", f"input {name!r} holds numbers beyond float range", "finite numbers") from None
     if datatype == "INT32" and count and (values.min() < -2**31 or values.max() >= 2**31):
         raise bad(f"input {name!r} holds values beyond INT32")
-    return _checked(values, datatype, name)
+    return checked(values, datatype, name)
 
 
-def _checked(values: np.ndarray, datatype: str, name: str) -> np.ndarray:
+def checked(values: np.ndarray, datatype: str, name: str) -> np.ndarray:
     if datatype == "FP32":
         return finite_float32(values, f"input {name!r}") if values.size else values.astype(np.float32)
     return values.astype(np.int32)
@@ -199,7 +203,7 @@ def _flag(params: dict, key: str, where: str, default: bool = False) -> bool:
     return value
 
 
-def _sequence(params: dict) -> tuple | None:
+def sequence_of(params: dict) -> tuple | None:
     """(session key, start, end); tritonclient sends no sequence_id, or 0 / "", for requests outside one."""
     sid = params.get("sequence_id")
     if sid is None or sid == 0 or sid == "":

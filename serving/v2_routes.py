@@ -66,12 +66,16 @@ class V2:
         head = header_length(params["headers"])
         req = await srv.parser.run(parse_infer, await body(), head, srv.predictor.num_features, s.max_items,
                                    s.max_seq_len)
+        return encode_infer(self.name, VERSION, req.id, req.outputs, {"y": await self.execute(req)})
+
+    async def execute(self, req) -> np.ndarray:
+        """A parsed infer request (any v2 transport: HTTP or gRPC) -> y, batch-major."""
+        srv = self.srv
         srv.check_range(req.x, "input 'x'")
         lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
         xs = [x[:n] for x, n in zip(req.x, lengths)]
         results = await (self.sequence_step(req.sequence, xs) if req.sequence else srv.run([Item(x) for x in xs]))
-        y = stack([r["y"] for r in results], req.x.shape[1], srv.predictor.head == "sequence")
-        return encode_infer(self.name, VERSION, req.id, req.outputs, {"y": y})
+        return stack([r["y"] for r in results], req.x.shape[1], srv.predictor.head == "sequence")
 
     async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
         srv = self.srv
@@ -107,7 +111,8 @@ class V2:
         return {"ready": True}
 
     async def server_metadata(self):
-        extensions = ["binary_tensor_data"] + (["sequence"] if self.srv.predictor.stateful else [])
+        extensions = ["binary_tensor_data", "model_configuration", "statistics", "model_repository"]
+        extensions += ["sequence"] if self.srv.predictor.stateful else []
         return {"name": "lstm-onnx-pipeline", "version": package_version(), "extensions": extensions}
 
     async def model_metadata(self, name: str, version: str = ""):
@@ -121,12 +126,14 @@ class V2:
             self._config = triton_model_config(self.srv.settings, self.name)
         return self._config
 
-    async def model_stats(self, name: str, version: str = ""):
-        self.check_model(name, version)
+    async def model_stats(self, name: str = "", version: str = ""):
+        """Triton's statistics: of the named model, or ("" as tritonclient sends it) of every model."""
+        if name:
+            self.check_model(name, version)
         return {"model_stats": [self.srv.stats.json(self.name, VERSION)]}
 
     async def all_stats(self):
-        return {"model_stats": [self.srv.stats.json(self.name, VERSION)]}
+        return await self.model_stats()
 
     async def repository_index(self):
         """Triton's model repository extension: the one model, loaded."""

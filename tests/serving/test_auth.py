@@ -109,7 +109,8 @@ def test_the_variable_reaches_the_settings(serve_model, monkeypatch):
 def test_serving_beyond_loopback_without_a_token_warns(serve_model, monkeypatch, capsys, host, token, warned):
     from lstm_onnx.serving import server
 
-    monkeypatch.setattr("uvicorn.Server.run", lambda self: None)
+    monkeypatch.setattr("uvicorn.Server.run", lambda self, sockets=None: None)
+    monkeypatch.setattr(server, "listen", lambda host, port: None)  # 192.168.1.5 and myhost are not this machine's
     server.serve(ServeSettings(model=str(serve_model), host=host, auth_token=token))
     err = capsys.readouterr().err
     assert ("WARNING" in err and f"serving on {host} without a token" in err) == warned, err

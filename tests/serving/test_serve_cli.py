@@ -62,7 +62,7 @@ def test_strict_placement_refuses_to_start_in_one_line(serve_model, monkeypatch)
     from tests.placement_fakes import move_lstm_nodes
 
     move_lstm_nodes(monkeypatch)
-    monkeypatch.setattr("uvicorn.Server.run", lambda self: pytest.fail("the server started"))
+    monkeypatch.setattr("uvicorn.Server.run", lambda self, sockets=None: pytest.fail("the server started"))
     r = run(str(serve_model), "--strict-placement")
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.output.startswith("Error: --strict-placement: Predictor(cpu): LSTM node") and "--form decomposed" in r.output

@@ -1,0 +1,100 @@
+"""The load generator against a live server: each protocol, stateless and sequences, with answers checked
+against a local Predictor; a server that answers wrongly must be caught by the check."""
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lstm_onnx.cli.main import cli
+from lstm_onnx.runtimes.embed import Predictor
+from lstm_onnx.serving.loadgen import LoadSpec, LoadTestError, sweep
+from lstm_onnx.serving.settings import ServeSettings
+from tests.serving.harness_tools import Live
+
+pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the triton extra)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(serve_model):
+    with Live(ServeSettings(model=str(serve_model), model_name="m", grpc_port=free_port(), max_wait_ms=1.0)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def predictor(serve_model):
+    return Predictor.load(serve_model)
+
+
+@pytest.mark.parametrize("protocol, encoding, chunks", [("http", "binary", 0), ("http", "json", 0),
+                                                        ("grpc", "binary", 0), ("http", "binary", 3),
+                                                        ("grpc", "binary", 3)])
+def test_each_protocol_runs_and_its_answers_check(live, predictor, protocol, encoding, chunks):
+    url = f"127.0.0.1:{live.settings.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{live.port}"
+    spec = LoadSpec(url=url, model_name="m", protocol=protocol, encoding=encoding, steps=6, batch=1 if chunks else 2,
+                    chunks=chunks,
+                    seconds=0.4, check_every=3)
+    result = sweep(spec, concurrencies=[1, 4], predictor=predictor)
+    for step in result["steps"]:
+        assert step["requests"] > 0 and step["errors"] == 0, step
+        assert step["checked"] > 0 and step["wrong"] == 0, step
+        assert step["p50_ms"] <= step["p90_ms"] <= step["p99_ms"]
+
+
+def test_a_wrong_answer_is_caught(live, predictor, monkeypatch):
+    """The check must be able to fail: the server's y shifted by 1e-3 (ten times the float32 tolerance)."""
+    original = Predictor.run_ragged
+
+    def shifted(self, xs, states=None):
+        return [dict(r, y=r["y"] + 1e-3) for r in original(self, xs, states)]
+
+    monkeypatch.setattr(Predictor, "run_ragged", shifted)
+    spec = LoadSpec(url=f"http://127.0.0.1:{live.port}", model_name="m", steps=5, seconds=0.3, check_every=1)
+    (step,) = sweep(spec, concurrencies=[2], predictor=predictor)["steps"]
+    assert step["checked"] > 0 and step["wrong"] == step["checked"]
+
+
+def test_a_rate_step(live):
+    spec = LoadSpec(url=f"http://127.0.0.1:{live.port}", model_name="m", steps=5, seconds=0.5, check_every=0)
+    (step,) = sweep(spec, rates=[40])["steps"]
+    assert step["errors"] == 0 and 10 <= step["requests"] <= 25 and step["rate"] == 40
+
+
+def test_no_server_or_unknown_model_is_one_error(live):
+    with pytest.raises(LoadTestError, match="no v2 server"):
+        sweep(LoadSpec(url=f"http://127.0.0.1:{free_port()}", seconds=0.1), concurrencies=[1])
+    with pytest.raises(LoadTestError, match="Request for unknown model"):
+        sweep(LoadSpec(url=f"http://127.0.0.1:{live.port}", model_name="nope", seconds=0.1), concurrencies=[1])
+
+
+def test_cli_against_a_live_server_writes_json(live, serve_model, tmp_path):
+    out = tmp_path / "load.json"
+    r = CliRunner().invoke(cli, ["loadtest", f"127.0.0.1:{live.settings.grpc_port}", "--protocol", "grpc",
+                                 "--model-name", "m", "--concurrency", "2", "--seconds", "0.3", "--steps", "4",
+                                 "--check", str(serve_model), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "p99 ms" in r.output and out.exists()
+
+
+@pytest.mark.parametrize("args, words", [([], "give a server URL or --start MODEL"),
+                                         (["http://x", "--concurrency", "0"], "each > 0"),
+                                         (["http://x", "--rate", "a,b"], "requests per second")])
+def test_cli_bad_options_are_one_line(args, words):
+    r = CliRunner().invoke(cli, ["loadtest", *args])
+    assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.slow
+def test_cli_starts_our_server(serve_model):
+    r = CliRunner().invoke(cli, ["loadtest", "--start", str(serve_model), "--concurrency", "2", "--seconds", "0.5",
+                                 "--steps", "4", "--sequence-chunks", "2"])
+    assert r.exit_code == 0, r.output
+    assert "wrong" in r.output
