@@ -299,8 +299,10 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     app.post("/v1/sessions", status_code=201)(srv.open_session)
     app.delete("/v1/sessions/{sid}")(srv.end_session)
     app.get("/v1/model")(srv.model)
-    app.api_route("/healthz", methods=["GET", "HEAD"])(healthz)  # HEAD: probes that only read the status
-    app.api_route("/readyz", methods=["GET", "HEAD"])(srv.readyz)
+    app.get("/healthz")(healthz)
+    app.get("/readyz")(srv.readyz)
+    app.head("/healthz", include_in_schema=False)(healthz)  # probes that only read the status
+    app.head("/readyz", include_in_schema=False)(srv.readyz)
     app.get("/metrics", response_class=PlainTextResponse)(srv.render_metrics)
     install_openapi(app, predictor, settings)
     return app

@@ -12,14 +12,16 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from lstm_onnx.serving.hotpath import dumps
 from lstm_onnx.serving.inputs import ApiError
+from lstm_onnx.serving.v2_routes import shaped
 
 
 class HeadTooLarge(Exception):
     pass
 
 
-def refusal(error: ApiError) -> bytes:
-    body = dumps(error.body())
+def refusal(error: ApiError, path: str = "") -> bytes:
+    """The refusal in the error shape of the protocol `path` speaks (v1's when the path is not in yet)."""
+    body = dumps(shaped(error, path))
     head = [STATUS_LINE[error.status], b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body), b"connection: close\r\n"]
     head += [f"{k.lower()}: {v}\r\n".encode("latin-1") for k, v in error.headers.items()]
@@ -114,7 +116,8 @@ class LimitedProtocol(HttpToolsProtocol):
         self.cancel_timer()
         cycle = self.cycle
         if cycle is None or (cycle.response_complete if self.reading_head else not cycle.response_started):
-            self.transport.write(refusal(error))
+            url = getattr(self, "url", b"")  # as far as it has arrived: a stalled head may hold part of it
+            self.transport.write(refusal(error, url.partition(b"?")[0].decode("latin-1")))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()

@@ -90,6 +90,20 @@ def test_a_stalled_body_is_408_within_the_body_timeout(live, route):
     assert reply.elapsed < TIMEOUT + 1.0, reply.elapsed
 
 
+@pytest.mark.parametrize("raw, status", [
+    (b"POST /v2/models/serve/infer HTTP/1.1\r\nHost: t\r\nContent-Le", 408),
+    (b"POST /v2/models/serve/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n\r\n{", 408),
+    (b"GET /v2/health/ready HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (HEAD_LIMIT + 10) + b"\r\n\r\n", 431)])
+def test_a_v2_client_gets_refusals_in_the_v2_shape(live, raw, status):
+    """408 and 431 are written before any route runs; on a v2 path they were in v1's {"error": {...}} shape."""
+    reply = stalled(live, raw)
+    json_reply = reply.status == status and reply.headers.get("content-type", "").startswith("application/json")
+    body = reply.json() if json_reply else {}
+    clean = isinstance(body.get("error"), str) and bool(body["error"])
+    record("http", clean, f"v2-shaped {status}: {reply.status} {reply.body[:120]!r}")
+    assert clean, (reply.status, reply.body)
+
+
 def test_a_stalled_chunked_body_is_408(live):
     raw = (b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
            b"5\r\n{\"inp\r\n")

@@ -2,8 +2,6 @@
 against a local Predictor; a server that answers wrongly must be caught by the check."""
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -12,15 +10,11 @@ from lstm_onnx.cli.main import cli
 from lstm_onnx.runtimes.embed import Predictor
 from lstm_onnx.serving.loadgen import LoadSpec, LoadTestError, sweep
 from lstm_onnx.serving.settings import ServeSettings
+from lstm_onnx.serving.tritonserver import free_port
 from tests.serving.harness_tools import Live
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the triton extra)")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

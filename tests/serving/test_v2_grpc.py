@@ -4,14 +4,13 @@ bad messages as a gRPC status with a reason."""
 from __future__ import annotations
 
 import queue
-import socket
-
 import numpy as np
 import pytest
 
 from lstm_onnx.runtimes.embed import Predictor
 from lstm_onnx.runtimes.tolerances import default_tolerance
 from lstm_onnx.serving.settings import ServeSettings
+from lstm_onnx.serving.tritonserver import free_port
 from tests import models
 from tests.harness import record
 from tests.serving.harness_tools import Live
@@ -26,11 +25,6 @@ NAME = "lstm"
 def close(a, b):
     np.testing.assert_allclose(a, b, atol=TOL.atol, rtol=TOL.rtol)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
