@@ -4,6 +4,9 @@ reference (runtimes/numpy_ref) computed from the same weights. `lstm-pipeline ca
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import platform
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from lstm_onnx.runtimes.compare import Tolerances, compare_outputs
 from lstm_onnx.runtimes.tolerances import default_tolerance
 
 BATCH, SEQ, INPUT, HIDDEN = 4, 23, 3, 8
+ORT_DEFAULT_SEVERITY = 2  # onnxruntime's default logger: warnings and up (it has no getter)
 PEEPHOLE_GAIN = 4.0  # P x4 over its U(-1/4, 1/4) init: a runtime that drops P cannot stay in tolerance
 
 # feature -> (with P, export options, precision of the tolerance). Each model needs exactly its feature
@@ -35,7 +39,8 @@ FEATURE_MODELS = {
 # runtime key -> (module whose __version__ it runs on, the name to show)
 VERSION_OF = {"onnxruntime-cpu": ("onnxruntime", "onnxruntime"), "onnxruntime-cuda": ("onnxruntime", "onnxruntime"),
               "onnxruntime-tensorrt": ("onnxruntime", "onnxruntime"), "openvino-cpu": ("openvino", "openvino"),
-              "onnx-reference": ("onnx", "onnx"), "opencv": ("cv2", "opencv"), "onnx2torch": ("onnx2torch", "onnx2torch")}
+              "onnx-reference": ("onnx", "onnx"), "opencv": ("cv2", "opencv"),
+              "onnx2torch": ("onnx2torch", "onnx2torch")}
 # How the u8 x s8 integer GEMM behind int8 sums, by the best extension the CPU has: VNNI sums exactly in
 # int32; without it, pairs of products are summed in saturating int16 lanes.
 INT8_ISAS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2")
@@ -58,8 +63,6 @@ def int8_isa(cpuinfo: str | None = None) -> str:
 
 def installed_version(key: str) -> str:
     """`name version` of the package that runtime `key` runs on here; '' if it is not installed."""
-    import importlib
-
     module, name = VERSION_OF[key]
     try:
         version = getattr(importlib.import_module(module), "__version__", "?")
@@ -233,6 +236,27 @@ def worse(a: Cell, b: Cell) -> Cell:
     return min(a, b, key=lambda c: WORST_FIRST.index(c.value))
 
 
+@contextlib.contextmanager
+def _runtime_logs_off():
+    """Refusals are what is measured, and each cell keeps its one line: the runtimes' own log lines about
+    them (ORT's, OpenCV's) would only repeat it on stderr."""
+    import onnxruntime
+
+    cv_logging = None
+    if importlib.util.find_spec("cv2"):
+        from cv2.utils import logging as cv_logging
+
+        cv_level = cv_logging.getLogLevel()
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+    onnxruntime.set_default_logger_severity(4)  # fatal only
+    try:
+        yield
+    finally:
+        onnxruntime.set_default_logger_severity(ORT_DEFAULT_SEVERITY)
+        if cv_logging is not None:
+            cv_logging.setLogLevel(cv_level)
+
+
 def installed_runtimes() -> list[str]:
     """The capability rows that a runner here can measure: their runtime is installed and loads."""
     keys = []
@@ -249,7 +273,7 @@ def measure(keys=None, features=None, log=lambda message: None) -> dict[str, Mea
     features = list(features or cap.FEATURES)
     isa = int8_isa()
     result = {key: Measured(key, installed_version(key), isa) for key in keys}
-    with tempfile.TemporaryDirectory(prefix="lstm-capabilities-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lstm-capabilities-") as tmp, _runtime_logs_off():
         for feature in features:
             for stateful in (False, True):
                 fm = build_feature_model(feature, Path(tmp), stateful)
@@ -271,3 +295,36 @@ def differences(measured: dict[str, Measured], stored=None) -> list[Difference]:
     stored = cap.RUNTIMES if stored is None else stored
     return [Difference(key, f, getattr(stored[key], f), cell.value, cell.detail)
             for key, row in measured.items() for f, cell in row.cells.items() if getattr(stored[key], f) != cell.value]
+
+
+_REFUSED = Cell(cap.REFUSED, "")
+
+
+def as_rows(measured: dict[str, Measured]) -> dict[str, cap.Runtime]:
+    """The measured rows as the table's Runtime rows (a cell not measured keeps the stored one)."""
+    import dataclasses
+
+    return {key: dataclasses.replace(cap.RUNTIMES[key], measured_on=m.version,
+                                     int8_isa=m.isa if m.cells.get("int8", _REFUSED).value != cap.REFUSED else "",
+                                     **{f: c.value for f, c in m.cells.items()})
+            for key, m in measured.items()}
+
+
+def report(measured: dict[str, Measured]) -> str:
+    """The measured table, the rows not measured here, and each difference from the stored table."""
+    found = differences(measured)
+    lines = [f"measured here (int8 on {int8_isa()}):", cap.render_text(as_rows(measured))]
+    absent = [key for key in cap.RUNTIMES if key not in measured]
+    if absent:
+        lines.append(f"not installed here, not measured: {', '.join(absent)}")
+    lines.append("")
+    lines += [d.line() for d in found]
+    lines.append(f"{len(found)} difference(s) from the stored table")
+    return "\n".join(lines)
+
+
+def to_dict(measured: dict[str, Measured]) -> dict:
+    return {"measured": {key: {"version": m.version, "int8_isa": m.isa,
+                               "cells": {f: {"cell": c.value, "detail": c.detail} for f, c in m.cells.items()}}
+                         for key, m in measured.items()},
+            "differences": [vars(d) for d in differences(measured)]}

@@ -527,6 +527,10 @@ from lstm_onnx.cli.verify import verify  # noqa: E402
 
 cli.add_command(verify)
 
+from lstm_onnx.cli.capabilities import capabilities  # noqa: E402
+
+cli.add_command(capabilities)
+
 
 def main() -> None:
     cli(prog_name="lstm-pipeline")

@@ -156,5 +156,21 @@ def render_markdown() -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def measured_on(rt: Runtime) -> str:
+    """The version a row was measured on, and the instruction set of its int8 cell where that was measured."""
+    return rt.measured_on + (f" (int8 on {rt.int8_isa})" if rt.int8_isa else "")
+
+
+def render_text(rows=None) -> str:
+    """The table with the version each row was measured on, as `lstm-pipeline capabilities` prints it.
+    `rows`: {key: Runtime}, by default the stored table."""
+    from lstm_onnx.core.tables import grid
+
+    rows = RUNTIMES if rows is None else rows
+    head = ["target"] + list(FEATURES.values()) + ["measured on"]
+    return "\n".join(grid(head, [[key] + [getattr(rt, f) for f in FEATURES] + [measured_on(rt)]
+                                 for key, rt in rows.items()]))
+
+
 if __name__ == "__main__":  # python -m runtimes.capabilities: the table for the README
     print(render_markdown())
