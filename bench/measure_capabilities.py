@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import platform
 import tempfile
 from dataclasses import dataclass, field
@@ -237,24 +236,16 @@ def worse(a: Cell, b: Cell) -> Cell:
 
 
 @contextlib.contextmanager
-def _runtime_logs_off():
-    """Refusals are what is measured, and each cell keeps its one line: the runtimes' own log lines about
-    them (ORT's, OpenCV's) would only repeat it on stderr."""
+def _ort_log_off():
+    """Refusals are what is measured, and each cell keeps its one line: ORT's own log line about a model it
+    refuses (layout=1) would only repeat it on stderr."""
     import onnxruntime
 
-    cv_logging = None
-    if importlib.util.find_spec("cv2"):
-        from cv2.utils import logging as cv_logging
-
-        cv_level = cv_logging.getLogLevel()
-        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
     onnxruntime.set_default_logger_severity(4)  # fatal only
     try:
         yield
     finally:
         onnxruntime.set_default_logger_severity(ORT_DEFAULT_SEVERITY)
-        if cv_logging is not None:
-            cv_logging.setLogLevel(cv_level)
 
 
 def installed_runtimes() -> list[str]:
@@ -273,7 +264,7 @@ def measure(keys=None, features=None, log=lambda message: None) -> dict[str, Mea
     features = list(features or cap.FEATURES)
     isa = int8_isa()
     result = {key: Measured(key, installed_version(key), isa) for key in keys}
-    with tempfile.TemporaryDirectory(prefix="lstm-capabilities-") as tmp, _runtime_logs_off():
+    with tempfile.TemporaryDirectory(prefix="lstm-capabilities-") as tmp, _ort_log_off():
         for feature in features:
             for stateful in (False, True):
                 fm = build_feature_model(feature, Path(tmp), stateful)

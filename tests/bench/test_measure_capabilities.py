@@ -122,3 +122,11 @@ def test_every_installed_runtime_measures_as_the_stored_table_says():
     assert mc.differences(measured) == [], mc.report(measured)
     for key, m in measured.items():  # the stored versions are the ones installed here
         assert cap.RUNTIMES[key].measured_on == m.version, key
+
+
+def test_a_refusal_is_measured_without_the_runtimes_own_log_line(capfd):
+    """ORT logs `[E:onnxruntime:...] ... Batchwise ...` as it refuses; the cell already holds that reason."""
+    capfd.readouterr()
+    cell = mc.measure(["onnxruntime-cpu"], ["layout_1"])["onnxruntime-cpu"].cells["layout_1"]
+    assert cell.value == cap.REFUSED and "Batchwise" in cell.detail
+    assert capfd.readouterr().err == ""
