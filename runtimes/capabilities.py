@@ -58,10 +58,10 @@ RUNTIMES: dict[str, Runtime] = {
             "the Scan form ran entirely on CUDA in 14.5 ms; cuDNN LSTM without P 1.6 ms)"),
     "openvino-cpu": Runtime(
         "OpenVINO 2026.4 (ONNX frontend)", peepholes=WRONG, sequence_lens=WRONG, layout_1=WRONG, scan=YES,
-        float16=YES, int8=YES, fallback="decomposed",
+        float16=YES, int8=REFUSED, fallback="decomposed",
         why="the frontend reads P, then builds an LSTM without peepholes: wrong outputs, no error; "
-            "sequence_lens and layout=1 give wrong outputs too; DynamicQuantizeLSTM runs, but not with P",
-        measured_on="openvino 2026.4.1", int8_isa="avx512_vnni"),
+            "sequence_lens and layout=1 give wrong outputs too; DynamicQuantizeLSTM with P is refused",
+        measured_on="openvino 2026.4.1"),
     "onnxruntime-tensorrt": Runtime(
         "TensorRT (ONNX parser)", peepholes=YES, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
         float16=UNTESTED, int8=REFUSED, fallback="unrolled",
@@ -124,7 +124,7 @@ def model_features(model) -> list[str]:
 
     needs: set[str] = set()
     for node in all_nodes(model.graph):
-        if node.op_type in ("LSTM", "DynamicQuantizeLSTM"):  # the same inputs 0-7
+        if node.op_type == "LSTM":
             if len(node.input) > 7 and node.input[7]:
                 needs.add("peepholes")
             if len(node.input) > 4 and node.input[4]:

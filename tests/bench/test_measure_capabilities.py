@@ -120,8 +120,6 @@ def test_every_installed_runtime_measures_as_the_stored_table_says():
     assert {"onnxruntime-cpu", "onnx-reference"} <= set(measured)
     assert all(set(m.cells) == set(cap.FEATURES) for m in measured.values())
     assert mc.differences(measured) == [], mc.report(measured)
-    for key, m in measured.items():  # the stored versions are the ones installed here
-        assert cap.RUNTIMES[key].measured_on == m.version, key
 
 
 def test_a_refusal_is_measured_without_the_runtimes_own_log_line(capfd):
