@@ -533,6 +533,10 @@ from lstm_onnx.cli.loadtest import loadtest  # noqa: E402
 
 cli.add_command(loadtest)
 
+from lstm_onnx.cli.capabilities import capabilities  # noqa: E402
+
+cli.add_command(capabilities)
+
 
 def main() -> None:
     cli(prog_name="lstm-pipeline")

@@ -2,6 +2,9 @@
 README's table (render_markdown; a test keeps the README equal to it).
 
 A cell is YES (implemented and right), or says how it goes wrong. Only YES counts as native support.
+Each row records the runtime version its cells were measured on, and the int8 cell the instruction set
+(int8 GEMMs sum differently with and without VNNI). `lstm-pipeline capabilities --measure`
+(bench/measure_capabilities.py) measures every row whose runtime is installed and prints where it differs.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ REFUSED = "refused"  # a clear error at load or run time
 WRONG = "wrong"  # accepted, but the outputs are wrong and nothing says so
 CPU = "on CPU"  # runs, but the node is placed on the CPU (slow)
 UNTESTED = "untested"
+NOT_RECORDED = "not recorded"
 
 FEATURES = {
     "peepholes": "LSTM with P",
@@ -36,6 +40,8 @@ class Runtime:
     int8: str
     fallback: str  # the form `auto` picks when the native LSTM cannot do what the model needs
     why: str
+    measured_on: str = NOT_RECORDED  # `package version` the cells were measured on
+    int8_isa: str = ""  # the CPU extension the int8 cell was measured on (bench/measure_capabilities.int8_isa)
 
 
 # Keyed by the runner names of runtimes/registry.py (onnx2torch has no runner); old spellings are its aliases.
@@ -44,26 +50,27 @@ RUNTIMES: dict[str, Runtime] = {
         "ONNX Runtime, CPU EP", peepholes=YES, sequence_lens=YES, layout_1=REFUSED, scan=YES,
         float16=YES, int8=YES, fallback="decomposed",
         why="its LSTM kernel implements P and sequence_lens (float32 only; float16 runs as plain ops); "
-            "layout=1 is refused"),
+            "layout=1 is refused", measured_on="onnxruntime 1.32.0", int8_isa="avx512_vnni"),
     "onnxruntime-cuda": Runtime(
         "ONNX Runtime, CUDA EP", peepholes=CPU, sequence_lens=YES, layout_1=REFUSED, scan=YES,
         float16=YES, int8=UNTESTED, fallback="decomposed",
         why="an LSTM node with P is silently placed on the CPU (H100, H 512, B 256, S 100: 60 ms; "
             "the Scan form ran entirely on CUDA in 14.5 ms; cuDNN LSTM without P 1.6 ms)"),
     "openvino-cpu": Runtime(
-        "OpenVINO 2026.4 (ONNX frontend)", peepholes=WRONG, sequence_lens=WRONG, layout_1=UNTESTED, scan=YES,
+        "OpenVINO 2026.4 (ONNX frontend)", peepholes=WRONG, sequence_lens=WRONG, layout_1=WRONG, scan=YES,
         float16=YES, int8=REFUSED, fallback="decomposed",
-        why="the frontend reads P, then builds an LSTM without peepholes: wrong outputs, no error; with "
-            "sequence_lens its final state differs too (measured, CPU: max abs 0.03-0.08); "
-            "DynamicQuantizeLSTM with P is refused"),
+        why="the frontend reads P, then builds an LSTM without peepholes: wrong outputs, no error; "
+            "sequence_lens and layout=1 give wrong outputs too; DynamicQuantizeLSTM with P is refused",
+        measured_on="openvino 2026.4.1"),
     "onnxruntime-tensorrt": Runtime(
         "TensorRT (ONNX parser)", peepholes=YES, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
         float16=UNTESTED, int8=REFUSED, fallback="unrolled",
         why="the parser implements P"),
     "onnx-reference": Runtime(
-        "onnx.reference (ReferenceEvaluator)", peepholes=YES, sequence_lens=WRONG, layout_1=UNTESTED, scan=YES,
+        "onnx.reference (ReferenceEvaluator)", peepholes=YES, sequence_lens=WRONG, layout_1=YES, scan=YES,
         float16=YES, int8=REFUSED, fallback="decomposed",
-        why="its LSTM ignores sequence_lens (onnx 1.23); the decomposed form's masking runs correctly"),
+        why="its LSTM ignores sequence_lens (the runner probes the installed onnx); the decomposed form's "
+            "masking runs correctly", measured_on="onnx 1.23.2"),
     "onnx2torch": Runtime(
         "onnx2torch", peepholes=REFUSED, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
         float16=UNTESTED, int8=REFUSED, fallback="unrolled",
@@ -72,7 +79,7 @@ RUNTIMES: dict[str, Runtime] = {
         "OpenCV 5.1 DNN", peepholes=YES, sequence_lens=WRONG, layout_1=YES, scan=YES, float16=REFUSED,
         int8=REFUSED, fallback="decomposed",
         why="its LSTM ignores sequence_lens (matches full lengths); P right since opencv#29931; float16 "
-            "MatMul and DynamicQuantizeLSTM refused"),
+            "MatMul and DynamicQuantizeLSTM refused", measured_on="opencv 5.1.0"),
 }
 
 
@@ -147,6 +154,22 @@ def render_markdown() -> str:
             + [choose_form(key, True), choose_form(key, False), rt.why] for key, rt in RUNTIMES.items()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def measured_on(rt: Runtime) -> str:
+    """The version a row was measured on, and the instruction set of its int8 cell where that was measured."""
+    return rt.measured_on + (f" (int8 on {rt.int8_isa})" if rt.int8_isa else "")
+
+
+def render_text(rows=None) -> str:
+    """The table with the version each row was measured on, as `lstm-pipeline capabilities` prints it.
+    `rows`: {key: Runtime}, by default the stored table."""
+    from lstm_onnx.core.tables import grid
+
+    rows = RUNTIMES if rows is None else rows
+    head = ["target"] + list(FEATURES.values()) + ["measured on"]
+    return "\n".join(grid(head, [[key] + [getattr(rt, f) for f in FEATURES] + [measured_on(rt)]
+                                 for key, rt in rows.items()]))
 
 
 if __name__ == "__main__":  # python -m runtimes.capabilities: the table for the README

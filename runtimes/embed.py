@@ -141,7 +141,10 @@ class Predictor:
         if self._norm is None:
             return None
         scale, shift = self._scale.astype(np.float64), self._shift.astype(np.float64)
-        exact = np.min((float(np.finfo(np.float32).max) - np.abs(shift)) / np.abs(scale)) * (1 - 1e-6)  # rounding
+        largest = float(np.finfo(np.float32).max)
+        exact = np.min((largest - np.abs(shift)) / np.abs(scale)) * (1 - 1e-6)  # rounding
+        # Every std above 1 puts the bound past float32's range: then no finite input can overflow.
+        exact = min(exact, largest)
         bound = np.float32(exact)  # a float32 itself, so any number at or under it stays under after the cast
         return float(bound if bound <= exact else np.nextafter(bound, np.float32(0)))
 

@@ -2,6 +2,7 @@
 where there is one. What it computes right is measured in tests/runtimes/test_opencv.py."""
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
@@ -43,10 +44,11 @@ class OpenCVRunner(Runner):
         # 5.x: the new graph engine by name (ENGINE_ORT would be ONNX Runtime itself); 4.x has no engines.
         engine = getattr(cv2.dnn, "ENGINE_OPENCV", None)
         try:
-            if engine is None:
-                self.net = cv2.dnn.readNetFromONNX(str(self.model_path))
-            else:
-                self.net = cv2.dnn.readNetFromONNX(str(self.model_path), engine)
+            with _import_warnings_off(cv2):  # the ops it lacks are our one-line error below, not its log
+                if engine is None:
+                    self.net = cv2.dnn.readNetFromONNX(str(self.model_path))
+                else:
+                    self.net = cv2.dnn.readNetFromONNX(str(self.model_path), engine)
         except cv2.error as exc:
             raise RunnerError(f"OpenCV could not import the model: {cv_message(exc)}") from None
         if self.net.empty():  # ops it has no layer for: only logged at import, raised at the first setInput
@@ -70,6 +72,20 @@ class OpenCVRunner(Runner):
 
     def _deactivate(self):
         self.net = None
+
+
+@contextlib.contextmanager
+def _import_warnings_off(cv2):
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:  # a build without cv2.utils.logging
+        yield
+        return
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
 
 
 def _graph_io(model_path) -> tuple[list[str], list[str]]:

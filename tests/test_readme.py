@@ -3,7 +3,9 @@ and the docs pages' generated sections (spliced in by the `make docs-*` targets)
 
 The blocks run in order, in one temporary directory holding what `make demo` leaves (artifacts/model.pt and
 artifacts/model.onnx, from the same `lstm-pipeline train`/`export` commands on a smaller dataset), with the
-venv's bin first on PATH, the way a reader pastes them one after the other. A block preceded by
+venv's bin first on PATH, the way a reader pastes them one after the other, and every Python warning an
+error (PYTHONWARNINGS=error); what each prints on stderr is kept and must hold no foreign output
+(tests/foreign_output.py). A block preceded by
 `<!-- background: ... URL -->` is started in the background (a server), waited for at URL, and stopped after
 the last block. A block preceded by `<!-- not run: reason -->` is skipped, and must be listed in NOT_RUN.
 """
@@ -26,6 +28,7 @@ import pytest
 
 from benchmarks.docs_section import END, START, SectionError, splice
 from benchmarks.docs_section import main as splice_main
+from tests.foreign_output import foreign_lines, quiet_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -99,7 +102,10 @@ def argv(block: Block) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return quiet_environment(dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"))
+
+
+STDERR: dict[str, tuple[str, bool]] = {}  # what each command run here printed on stderr -> (it, a server?)
 
 
 def run_block(block: Block, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -155,6 +161,7 @@ def after_demo(tmp_path_factory) -> Path:
         done = subprocess.run([str(BIN / "lstm-pipeline"), *cmd], cwd=work, env=environment(),
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, f"lstm-pipeline {' '.join(cmd)}:\n{done.stdout}\n{done.stderr}"
+        STDERR[f"make demo: lstm-pipeline {cmd[0]}"] = (done.stderr, False)
     return work
 
 
@@ -175,15 +182,17 @@ def readme_run(blocks, after_demo) -> Path:
                 with log.open("w") as out:
                     proc = subprocess.Popen(argv(block), cwd=after_demo, env=environment(), stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-                background.append(proc)
+                background.append((proc, block, log))
                 wait_ready(proc, url.group(), log)
                 continue
             done = run_block(block, after_demo)
             assert done.returncode == 0, (f"{block.label()} failed (exit {done.returncode}):\n"
                                           f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            STDERR[block.label()] = (done.stderr, False)
     finally:
-        for proc in background:
+        for proc, block, log in background:
             stop(proc)
+            STDERR[block.label()] = (log.read_text(), True)  # its stdout too: a server prints nothing there
     return after_demo
 
 
@@ -211,6 +220,14 @@ def test_every_readme_block_runs_after_make_demo(blocks, readme_run):
     ran = [b for b in blocks if b.mark != "not run" and b.lang in RUN]
     assert {b.lang for b in ran} >= {"bash", "python"} and any(b.mark == "background" for b in ran)
     assert (readme_run / "artifacts" / "model-serve.onnx").exists()
+
+
+def test_readme_commands_print_no_warning_or_foreign_log_line(readme_run):
+    """Warnings are errors in these runs, so one would have failed its block; a library's log line (or a
+    warning a library caught and printed) shows here."""
+    assert any(server for _, server in STDERR.values()) and len(STDERR) >= 6
+    foreign = {label: lines for label, (err, server) in STDERR.items() if (lines := foreign_lines(err, server))}
+    assert not foreign, foreign
 
 
 @pytest.mark.parametrize("lang, typo, expected", [

@@ -167,3 +167,21 @@ def test_values_that_overflow_once_normalized_are_refused(tiny_std_model):
     with pytest.raises(PredictorError, match="overflow float32 once normalized.*under 3.4e"):
         p.predict(x)
     assert np.isfinite(p.predict(np.full((1, 4, models.F), 1e8, np.float32))).all()
+
+
+def test_a_model_whose_every_std_is_above_1_loads_without_a_warning(tmp_path):
+    """Scaling by 1/std < 1 cannot overflow any finite float32: the bound is float32's largest value, computed
+    without an overflowing cast (that printed a RuntimeWarning on every load of such a model)."""
+    import warnings
+
+    ckpt = models.checkpoint()
+    ckpt.normalization.input_std[:] = [2.0, 5.0, 1e6]
+    path = models.export(ckpt, tmp_path / "wide-std.onnx", stateful=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = Predictor.load(path)
+        assert p.safe_abs == float(np.finfo(np.float32).max)
+        x = np.full((1, 4, models.F), 3e38, np.float32)
+        assert p.range_problem(x) is None and np.isfinite(p.normalize(x)).all()
+        seven = np.full((1, 4, models.F), 7, np.float32)
+        close(p.predict(seven), models.torch_reference(ckpt, seven))

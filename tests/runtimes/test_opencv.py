@@ -180,3 +180,12 @@ def test_an_opencv_assertion_is_one_line_without_the_source_path():
         cv2.resize(np.zeros((0, 0), np.float32), (2, 2))
     assert "\n" in str(info.value).strip() or ".cpp" in str(info.value)
     assert cv_message(info.value) == "(-215:Assertion failed) !ssize.empty() in resize"
+
+
+def test_an_op_it_lacks_is_our_one_line_not_its_log(tmp_path, capfd):
+    """OpenCV logs the ops it has no layer for at import (a WARN line on stderr); the runner's error says it."""
+    path = export(tmp_path, make_checkpoint(peephole=False), quantize="int8")
+    capfd.readouterr()
+    with pytest.raises(RunnerError, match="no layer for com.microsoft.DynamicQuantizeLSTM"):
+        OpenCVRunner(path).activate()
+    assert capfd.readouterr().err == ""

@@ -2,7 +2,7 @@ import numpy as np
 import onnx
 import pytest
 
-from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+from lstm_onnx.exporters.export import export_checkpoint
 from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
 from lstm_onnx.runtimes.onnx_reference import OnnxReferenceRunner, unsupported_features
 from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
@@ -49,8 +49,3 @@ def test_onnx_reference_refuses_what_it_would_ignore(tmp_path, model_path, attr)
         OnnxReferenceRunner(path).activate()
 
 
-def test_onnx_reference_refuses_sequence_lens(tmp_path):
-    path = tmp_path / "lens.onnx"
-    export_checkpoint(make_checkpoint(), path, ExportOptions(lengths=True))
-    with pytest.raises(RunnerUnavailable, match="sequence_lens"):
-        OnnxReferenceRunner(path).activate()
