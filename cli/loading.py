@@ -44,7 +44,7 @@ def load_ckpt(path):
 def load_onnx(path):
     import onnx
 
-    from lstm_onnx.runtimes.ort_format import interface_model, is_ort_format
+    from lstm_onnx.runtimes.ort_file import interface_model, is_ort_format
 
     path = Path(path)
     if not path.is_file():

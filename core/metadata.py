@@ -51,3 +51,12 @@ def read(model_path: str) -> dict:
         return decode(meta.custom_metadata_map)
     model = onnx.load(model_path, load_external_data=False)
     return decode({p.key: p.value for p in model.metadata_props})
+
+
+def keys_markdown() -> str:
+    """The table of keys in docs/model-format.md (a test keeps the page equal to it)."""
+    lines = ["| key (`lstm_onnx.` + ) | stored as | since | meaning |", "|---|---|---|---|"]
+    for key, spec in _PROPERTIES.items():
+        lines.append(f"| `{key}` | {'JSON' if spec['x-encoding'] == 'json' else 'text'} | {spec['x-since']} | "
+                     f"{spec['description'].replace('|', '/')} |")
+    return "\n".join(lines)

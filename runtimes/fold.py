@@ -24,7 +24,7 @@ def fold_normalization(model_path, norm: dict | None, denormalize: bool) -> byte
         from onnx import TensorProto, helper
     except ImportError:
         return None
-    from lstm_onnx.runtimes.ort_format import is_ort_format
+    from lstm_onnx.runtimes.ort_file import is_ort_format
 
     if is_ort_format(model_path):  # a flatbuffer onnx cannot read or edit: the stepper normalizes in numpy
         return None

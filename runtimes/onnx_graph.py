@@ -9,7 +9,7 @@ def load_model(path, external: bool = False):
     gives its interface only (runtimes/ort_format.interface_model): inputs, outputs, metadata, no nodes."""
     import onnx
 
-    from lstm_onnx.runtimes.ort_format import interface_model, is_ort_format
+    from lstm_onnx.runtimes.ort_file import interface_model, is_ort_format
 
     if is_ort_format(path):
         return interface_model(path)

@@ -23,7 +23,7 @@ from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, er
 from lstm_onnx.runtimes.compare import ELEMWISE, STAT_HEAD, ParityReport, Tolerances, compare_outputs, row_cells
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
 from lstm_onnx.runtimes.onnx_graph import graph_inputs, load_model
-from lstm_onnx.runtimes.ort_format import is_ort_format
+from lstm_onnx.runtimes.ort_file import is_ort_format
 from lstm_onnx.runtimes.saved_arrays import (
     ExpectedArrays,
     read_feeds_file,
