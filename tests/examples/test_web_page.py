@@ -129,3 +129,22 @@ def test_each_cell_is_what_the_page_measures(browser, tmp_path):
             rows = compare_outputs("onnxruntime-web", got, want, Tolerances(default_tolerance(precision)), list(got))
             measured = YES if rows and all(r.passed for r in rows) else WRONG
         assert measured == getattr(ROW, feature), (feature, got if isinstance(got, str) else rows)
+
+
+@pytest.mark.parametrize("options", [dict(lengths=True, stateful=True), dict(dtype="float16")],
+                         ids=["P-lengths", "float16"])
+def test_auto_for_onnxruntime_web_picks_a_form_the_page_computes_right(browser, tmp_path, options):
+    from lstm_onnx.runtimes.capabilities import choose_form
+
+    ckpt = make_checkpoint(head="sequence")
+    path = tmp_path / "auto.onnx"
+    export_checkpoint(ckpt, path, ExportOptions(form="auto", target="onnxruntime-web", **options))
+    dtype = options.get("dtype", "float32")
+    form = choose_form("onnxruntime-web", True, options.get("lengths", False), dtype)
+    assert metadata.read(path)["form"] == form == ("native" if dtype == "float32" else "decomposed")
+    feeds = model_feeds(onnx.load(path), 4, 23, seed=2)
+    with NumpyRunner(ckpt.state_dict, ckpt.model_config, list(feeds)) as ref:
+        want = ref.infer(feeds)
+    (got,), _ = web_page.run_models([(path, feeds)], tmp_path)
+    rows = compare_outputs("onnxruntime-web", got, want, Tolerances(default_tolerance(dtype)), list(got))
+    assert rows and all(r.passed for r in rows), rows
