@@ -71,7 +71,7 @@ RUNTIMES: dict[str, Runtime] = {
     "onnxruntime-web": Runtime(  # measured: tests/examples/test_web_page.py (headless Chromium, docs/embedding.md)
         "onnxruntime-web 1.30 (WASM)", peepholes=YES, sequence_lens=YES, layout_1=REFUSED, scan=YES, float16=YES,
         int8=YES, fallback="decomposed",
-        why="the CPU EP's kernels in WebAssembly; WebGPU unmeasured (no adapter in headless Chromium)"),
+        why="the CPU EP's kernels, in WASM; WebGPU unmeasured (no adapter in headless Chromium)"),
     "opencv": Runtime(  # measured: tests/runtimes/test_opencv.py (docs/runtimes.md)
         "OpenCV 5.1 DNN", peepholes=YES, sequence_lens=WRONG, layout_1=YES, scan=YES, float16=REFUSED,
         int8=REFUSED, fallback="decomposed",

@@ -51,3 +51,14 @@ def test_convert_refusals_are_one_line(tmp_path):
     assert res.exit_code == 1 and "already in ORT format" in res.output
     res = CliRunner().invoke(cli, ["verify", str(tmp_path / "m.ort")])
     assert res.exit_code != 0 and "verify it against its checkpoint" in res.output, res.output
+
+
+def test_a_damaged_ort_file_is_one_line_everywhere(tmp_path):
+    bad = tmp_path / "bad.ort"
+    bad.write_bytes(b"\x10\x00\x00\x00ORTM" + b"\x01" * 50)  # ORT's file identifier, then garbage
+    np.save(tmp_path / "x.npy", np.ones((1, 4, 3), np.float32))
+    for args in (["inspect", str(bad)], ["verify", str(bad)], ["convert", str(bad), "-o", str(tmp_path / "x.ort")],
+                 ["predict", str(bad), str(tmp_path / "x.npy")]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 1 and "not a readable ORT-format model" in res.output, (args, res.output)
+        assert len(res.output.strip().splitlines()) == 1, res.output
