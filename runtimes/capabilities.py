@@ -38,7 +38,8 @@ class Runtime:
     why: str
 
 
-# Keyed by the runner names of runtimes/registry.py (onnx2torch and onnxruntime-web have no runner); old spellings are its aliases.
+# Keyed by the runner names of runtimes/registry.py (onnx2torch and onnxruntime-web have no runner); old spellings
+# are its aliases.
 RUNTIMES: dict[str, Runtime] = {
     "onnxruntime-cpu": Runtime(
         "ONNX Runtime, CPU EP", peepholes=YES, sequence_lens=YES, layout_1=REFUSED, scan=YES,

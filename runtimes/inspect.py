@@ -66,7 +66,8 @@ def describe(model) -> dict:
         "lstm": lstms,
         "metadata": metadata.decode({p.key: p.value for p in model.metadata_props}),
         "needs": capabilities.model_features(model),
-        "native_runtimes": capabilities.native_support(model),  # runtime -> what stops it ([] = runs natively)
+        # runtime -> what stops it ([] = runs natively); none for an .ort file, whose nodes onnx cannot read
+        "native_runtimes": capabilities.native_support(model) if model.graph.node else {},
         "contract": contract(model),
     }
 
@@ -77,7 +78,7 @@ def format_description(info: dict) -> str:
              "ORT format: inputs, outputs and metadata only (its nodes are not readable here)", "inputs:"]
     lines += [f"  {k}: {io[k]['dtype']} {v}" for k, v in info["inputs"].items()]
     lines += ["outputs:"] + [f"  {k}: {io[k]['dtype']} {v}" for k, v in info["outputs"].items()]
-    lines += ["nodes: " + ", ".join(f"{k}×{v}" for k, v in sorted(info["nodes"].items()))]
+    lines += ["nodes: " + ", ".join(f"{k}×{v}" for k, v in sorted(info["nodes"].items()))] if info["nodes"] else []
     for lstm in info["lstm"]:
         attrs = ", ".join(f"{k}={v}" for k, v in lstm["attributes"].items())
         lines.append(f"LSTM {lstm['name']}: {attrs}; P {'present ' + str(lstm['inputs']['P']) if lstm['peepholes'] else 'absent'}")
