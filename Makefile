@@ -11,7 +11,7 @@ RUN_DIR := $(if $(CONFIG),$(ART)/$(basename $(notdir $(CONFIG))),$(ART))
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/lstm-pipeline
 
-.PHONY: demo test fuzz test-gpu bench forms-report train export verify install clean help serve loadtest node-deps experiment-peepholes report docs-figures bench-train loadtest-protocols
+.PHONY: demo test fuzz test-gpu bench forms-report train export verify install clean help serve loadtest node-deps web-deps experiment-peepholes report docs-figures bench-train loadtest-protocols
 .DEFAULT_GOAL := help
 
 help:
@@ -31,6 +31,8 @@ help:
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: lstm-pipeline loadtest against it"
 	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, Triton, Ray x1 and x2: one run"
+	@echo "make test-web  the page in examples/web in headless Chromium (onnxruntime-web), and the Node.js example"
+	@echo "make docs-embedding  one parity table for Predictor, .ort, Node.js and the browser -> docs/embedding.md"
 	@echo "make triton-venv | test-triton  tritonserver (nvidia-pytriton, CPU) in $(TRITON_VENV); a real run of our python-backend repository"
 
 # setuptools: the build backend, which tests/test_packaging.py uses to build the wheel offline.
@@ -140,16 +142,45 @@ triton-venv: $(TRITON_VENV)/.installed
 test-triton: $(VENV)/.installed triton-venv
 	LSTM_TRITON_VENV=$(abspath $(TRITON_VENV)) $(PY) -m pytest -q tests/serving/test_triton_python_repo.py tests/serving/test_triton_server.py
 
-# onnxruntime-node's postinstall downloads CUDA binaries from outside the registry; `skip` keeps the CPU
-# binary that the package ships. Without npm the Node parity test skips and says why.
+# --ignore-scripts: onnxruntime-node ships its CPU binary, and its postinstall would only fetch CUDA binaries from
+# outside the registry (npm 11 warns about an unknown --onnxruntime-node-install flag, and about unapproved install
+# scripts; this installs with neither warning). Without npm the Node.js and browser tests skip and say why.
+NPM_CI := npm ci --no-audit --no-fund --ignore-scripts
 NODE_DIR := examples/node
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --onnxruntime-node-install=skip
+	cd $(NODE_DIR) && $(NPM_CI)
 	touch $@
 
 node-deps:
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(NODE_DIR)/node_modules/.installed; \
 	else echo "npm not found: the Node.js parity test will be skipped"; fi
+
+# The browser: onnxruntime-web (WASM) and playwright-core from npm, served from examples/web/node_modules (no CDN),
+# driven in Debian's headless Chromium (installed with apt where it is missing and we are root).
+WEB_DIR := examples/web
+$(WEB_DIR)/node_modules/.installed: $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && $(NPM_CI)
+	touch $@
+
+.PHONY: web-deps test-web docs-embedding
+web-deps: node-deps
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(WEB_DIR)/node_modules/.installed; \
+	else echo "npm not found: the browser tests will be skipped"; fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium not found (apt-get install chromium as root): the browser tests will be skipped"; fi; \
+	fi
+
+test-web: $(VENV)/.installed web-deps
+	$(PY) -m pytest -q tests/examples/test_web_page.py tests/examples/test_node_parity.py
+
+# docs/embedding.md's parity table: Predictor, .ort in Python, Node and the browser on the same inputs.
+docs-embedding: $(RUN_DIR)/model.pt web-deps
+	mkdir -p $(RUN_DIR)/embedding
+	$(PY) -m benchmarks.embedding_parity --checkpoint $< -o $(RUN_DIR)/embedding --screenshot docs/img/web-page.png \
+	    > $(RUN_DIR)/embedding/parity.md
+	$(SPLICE) docs/embedding.md docs-embedding $(RUN_DIR)/embedding/parity.md
 
 clean:
 	rm -rf $(ART)

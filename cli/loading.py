@@ -44,9 +44,28 @@ def load_ckpt(path):
 def load_onnx(path):
     import onnx
 
+    from lstm_onnx.runtimes.ort_file import interface_model, is_ort_format
+
     path = Path(path)
     if not path.is_file():
         fail(f"model not found: {path}")
+    if is_ort_format(path):  # ONNX Runtime's format: its interface and metadata, no nodes to read
+        try:
+            model = interface_model(path)
+        except ValueError as exc:
+            fail(str(exc))
+    else:
+        model = _read_onnx(onnx, path)
+    from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
+
+    try:
+        checked_metadata({p.key: p.value for p in model.metadata_props}, path, _feature_count(model))
+    except MetadataError as exc:
+        fail(str(exc))
+    return model
+
+
+def _read_onnx(onnx, path: Path):
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and others
@@ -56,12 +75,6 @@ def load_onnx(path):
         fail(f"{path} is not an ONNX model (empty graph)")
     if not _text_is_utf8(model):
         fail(f"{path} is not a readable ONNX model (names that are not UTF-8 text: the file is damaged)")
-    from lstm_onnx.runtimes.model_metadata import MetadataError, checked_metadata
-
-    try:
-        checked_metadata({p.key: p.value for p in model.metadata_props}, path, _feature_count(model))
-    except MetadataError as exc:
-        fail(str(exc))
     return model
 
 

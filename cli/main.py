@@ -442,6 +442,31 @@ def inspect(model, as_json):
     click.echo(format_description(info) + (f"\nform {form.describe()}" if form else ""))
 
 
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="OUT.ort: ONNX Runtime's format (+ OUT.required_operators.config); OUT.onnx: an optimized ONNX.")
+@click.option("--optimize", "level", default="basic", show_default=True,
+              type=click.Choice(["disabled", "basic", "extended", "all"]),
+              help="ONNX Runtime's graph optimization level; a level that moves the outputs is refused.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def convert(obj, model, out, level, as_json):
+    """Write MODEL in ONNX Runtime's format for mobile and minimal builds, or optimized offline."""
+    from lstm_onnx.runtimes.ort_format import ConversionError
+    from lstm_onnx.runtimes.ort_format import convert as convert_model
+
+    _load_onnx(model)
+    if Path(out).suffix.lower() not in (".ort", ".onnx"):
+        raise click.ClickException(f"{out}: name the output .ort (ORT format) or .onnx (optimized ONNX)")
+    _check_writable(out)
+    try:
+        done = convert_model(model, out, level)
+    except ConversionError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(done.to_dict(), indent=2) if as_json else done.summary())
+
+
 # serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own.
 SERVE_OPTIONS = (
     ("--host", "host", "Interface to bind; beyond loopback, set a token (--auth-token-file)."),

@@ -5,30 +5,22 @@ Every key starts with `lstm_onnx.`; values are strings, JSON where structured.
 from __future__ import annotations
 
 import json
+from importlib.resources import files
 
 PREFIX = "lstm_onnx."
-KEYS = {
-    "version": "package version that exported the model",
-    "form": "native | decomposed | unrolled",
-    "config": "the full run config (model, data, train) as JSON",
-    "normalization": "JSON: input_mean/input_std (apply to raw inputs), target_mean/target_std (invert on y)",
-    "feature_names": "JSON list: input features, in order",
-    "target_names": "JSON list: predicted targets, in order",
-    "checkpoint_sha256": "hash of the checkpoint file the model came from",
-    "io": "JSON: the model's inputs and outputs with their meaning",
-    "stateful": "true if the model takes h0/c0 and returns hn/cn",
-    "opset": "the default-domain opset",
-    "dtype": "float32 | float16: the precision of the computation (inputs and outputs stay float32)",
-    "quantization": "none | int8 (dynamic, onnxruntime's quantize_dynamic)",
-    "int8": "JSON: int8 exports: weights (s8 | u8), lstm_weights, per_channel, reduce_range, activations",
-    "target": "the runtime that --form auto chose the form for (empty if chosen by hand)",
-    "seq_len": "unrolled only: the static sequence length",
-    "batch_size": "unrolled only: the static batch size",
-    "accuracy": "JSON: float16/int8 exports: loss against the float32 model on the validation set",
-    "probe": "true if the model also outputs the gate traces probe.l{layer}.d{direction}.{trace} (docs/gates.md)",
-}
-JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful", "seq_len",
-             "batch_size", "accuracy", "probe", "int8"}
+# The one list of keys, with their meaning, version and type: the JSON Schema shipped next to this module
+# (docs/model-format.md renders it; tests validate every export against it).
+SCHEMA_FILE = "model_metadata.schema.json"
+
+
+def schema() -> dict:
+    """The JSON Schema of decoded metadata (a fresh copy)."""
+    return json.loads(files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+_PROPERTIES = schema()["properties"]
+KEYS = {k: v["description"] for k, v in _PROPERTIES.items()}
+JSON_KEYS = {k for k, v in _PROPERTIES.items() if v["x-encoding"] == "json"}
 
 
 def encode(values: dict) -> dict[str, str]:
@@ -59,3 +51,12 @@ def read(model_path: str) -> dict:
         return decode(meta.custom_metadata_map)
     model = onnx.load(model_path, load_external_data=False)
     return decode({p.key: p.value for p in model.metadata_props})
+
+
+def keys_markdown() -> str:
+    """The table of keys in docs/model-format.md (a test keeps the page equal to it)."""
+    lines = ["| key (`lstm_onnx.` + ) | stored as | since | meaning |", "|---|---|---|---|"]
+    for key, spec in _PROPERTIES.items():
+        lines.append(f"| `{key}` | {'JSON' if spec['x-encoding'] == 'json' else 'text'} | {spec['x-since']} | "
+                     f"{spec['description'].replace('|', '/')} |")
+    return "\n".join(lines)

@@ -44,7 +44,8 @@ class Runtime:
     int8_isa: str = ""  # the CPU extension the int8 cell was measured on (bench/measure_capabilities.int8_isa)
 
 
-# Keyed by the runner names of runtimes/registry.py (onnx2torch has no runner); old spellings are its aliases.
+# Keyed by the runner names of runtimes/registry.py (onnx2torch and onnxruntime-web have no runner); old spellings
+# are its aliases.
 RUNTIMES: dict[str, Runtime] = {
     "onnxruntime-cpu": Runtime(
         "ONNX Runtime, CPU EP", peepholes=YES, sequence_lens=YES, layout_1=REFUSED, scan=YES,
@@ -75,6 +76,10 @@ RUNTIMES: dict[str, Runtime] = {
         "onnx2torch", peepholes=REFUSED, sequence_lens=UNTESTED, layout_1=UNTESTED, scan=UNTESTED,
         float16=UNTESTED, int8=REFUSED, fallback="unrolled",
         why="refuses an LSTM with P; the unrolled form uses only elementwise ops, MatMul, Gather, Concat"),
+    "onnxruntime-web": Runtime(  # measured: tests/examples/test_web_page.py (headless Chromium, docs/embedding.md)
+        "onnxruntime-web 1.30 (WASM)", peepholes=YES, sequence_lens=YES, layout_1=REFUSED, scan=YES, float16=YES,
+        int8=YES, fallback="decomposed",
+        why="the CPU EP's kernels, in WASM; WebGPU unmeasured (no adapter in headless Chromium)"),
     "opencv": Runtime(  # measured: tests/runtimes/test_opencv.py (docs/runtimes.md)
         "OpenCV 5.1 DNN", peepholes=YES, sequence_lens=WRONG, layout_1=YES, scan=YES, float16=REFUSED,
         int8=REFUSED, fallback="decomposed",

@@ -24,6 +24,10 @@ def fold_normalization(model_path, norm: dict | None, denormalize: bool) -> byte
         from onnx import TensorProto, helper
     except ImportError:
         return None
+    from lstm_onnx.runtimes.ort_file import is_ort_format
+
+    if is_ort_format(model_path):  # a flatbuffer onnx cannot read or edit: the stepper normalizes in numpy
+        return None
     model = onnx.load(str(model_path))
     g = _Graph(model.graph)
     next(vi for vi in model.graph.input if vi.name == "x").name = RAW_X

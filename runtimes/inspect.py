@@ -13,6 +13,37 @@ def _dims(vi) -> list:
     return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
 
 
+def contract(model) -> dict:
+    """What an app in any language needs to feed the model: each input and output with its element type,
+    dims (names are symbolic: batch, seq) and meaning (metadata `io`), and the metadata checked against the
+    shipped schema (docs/model-format.md)."""
+    from onnx import helper
+
+    meta = metadata.decode({p.key: p.value for p in model.metadata_props})
+    meaning = meta.get("io") or {}
+
+    def side(values, key):
+        return [{"name": vi.name, "dtype": helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name,
+                 "dims": _dims(vi), "meaning": (meaning.get(key) or {}).get(vi.name, "")} for vi in values]
+
+    inits = {t.name for t in model.graph.initializer}
+    return {"inputs": side([vi for vi in model.graph.input if vi.name not in inits], "inputs"),
+            "outputs": side(model.graph.output, "outputs"),
+            "metadata_schema": f"lstm_onnx.core/{metadata.SCHEMA_FILE}",
+            "metadata_problems": metadata_problems(meta)}
+
+
+def metadata_problems(meta: dict) -> list[str]:
+    """Where decoded metadata breaks the schema, one line each; ["not checked: ..."] without jsonschema."""
+    try:
+        import jsonschema
+    except ImportError:
+        return ["not checked: pip install jsonschema"]
+    validator = jsonschema.Draft202012Validator(metadata.schema())
+    return [f"{'/'.join(map(str, e.absolute_path)) or 'metadata'}: {e.message}"
+            for e in sorted(validator.iter_errors(meta), key=lambda e: list(map(str, e.absolute_path)))]
+
+
 def describe(model) -> dict:
     from onnx import helper
 
@@ -37,8 +68,10 @@ def describe(model) -> dict:
         "lstm": lstms,
         "metadata": metadata.decode({p.key: p.value for p in model.metadata_props}),
         "needs": capabilities.model_features(model),
-        "native_runtimes": capabilities.native_support(model),  # runtime -> what stops it ([] = runs natively)
-        "int8_pair_sum": widest_pair_sum(model),
+        # runtime -> what stops it ([] = runs natively); none for an .ort file, whose nodes onnx cannot read
+        "native_runtimes": capabilities.native_support(model) if model.graph.node else {},
+        "int8_pair_sum": widest_pair_sum(model) if model.graph.node else None,
+        "contract": contract(model),
     }
 
 
@@ -60,10 +93,12 @@ def format_int8(settings: dict | None, pair_sum: int) -> str:
 
 
 def format_description(info: dict) -> str:
-    lines = [f"opset {info['opset']}, IR {info['ir_version']}", "inputs:"]
-    lines += [f"  {k}: {v}" for k, v in info["inputs"].items()]
-    lines += ["outputs:"] + [f"  {k}: {v}" for k, v in info["outputs"].items()]
-    lines += ["nodes: " + ", ".join(f"{k}×{v}" for k, v in sorted(info["nodes"].items()))]
+    io = {io["name"]: io for io in info["contract"]["inputs"] + info["contract"]["outputs"]}
+    lines = [f"opset {info['opset']}, IR {info['ir_version']}" if info["nodes"] else
+             "ORT format: inputs, outputs and metadata only (its nodes are not readable here)", "inputs:"]
+    lines += [f"  {k}: {io[k]['dtype']} {v}" for k, v in info["inputs"].items()]
+    lines += ["outputs:"] + [f"  {k}: {io[k]['dtype']} {v}" for k, v in info["outputs"].items()]
+    lines += ["nodes: " + ", ".join(f"{k}×{v}" for k, v in sorted(info["nodes"].items()))] if info["nodes"] else []
     for lstm in info["lstm"]:
         attrs = ", ".join(f"{k}={v}" for k, v in lstm["attributes"].items())
         lines.append(f"LSTM {lstm['name']}: {attrs}; P {'present ' + str(lstm['inputs']['P']) if lstm['peepholes'] else 'absent'}")
@@ -72,6 +107,9 @@ def format_description(info: dict) -> str:
         lines.append("needs: " + (", ".join(capabilities.FEATURES[f] for f in info["needs"]) or "plain ops only"))
         lines.append("runs natively on: " + (", ".join(k for k, why in support.items() if not why) or "none"))
         lines += [f"  not {k}: {'; '.join(why)}" for k, why in support.items() if why]
+    problems = info["contract"]["metadata_problems"]
+    if problems:
+        lines += ["metadata against the schema:"] + [f"  {p}" for p in problems]
     meta = info["metadata"]
     if info.get("int8_pair_sum") is not None:
         lines.append(format_int8(meta.get("int8"), info["int8_pair_sum"]))

@@ -5,8 +5,14 @@ from lstm_onnx.runtimes.base import error_message
 
 
 def load_model(path, external: bool = False):
-    """onnx.load, or a one-line ValueError saying the model is missing or unreadable."""
+    """onnx.load, or a one-line ValueError saying the model is missing or unreadable. An ORT-format file
+    gives its interface only (runtimes/ort_format.interface_model): inputs, outputs, metadata, no nodes."""
     import onnx
+
+    from lstm_onnx.runtimes.ort_file import interface_model, is_ort_format
+
+    if is_ort_format(path):
+        return interface_model(path)
 
     try:
         return onnx.load(str(path), load_external_data=external)

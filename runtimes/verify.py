@@ -23,6 +23,7 @@ from lstm_onnx.runtimes.base import Runner, RunnerRefused, RunnerUnavailable, er
 from lstm_onnx.runtimes.compare import ELEMWISE, STAT_HEAD, ParityReport, Tolerances, compare_outputs, row_cells
 from lstm_onnx.runtimes.feeds import onnx_input_shapes, random_feeds
 from lstm_onnx.runtimes.onnx_graph import graph_inputs, load_model
+from lstm_onnx.runtimes.ort_file import is_ort_format
 from lstm_onnx.runtimes.saved_arrays import (
     ExpectedArrays,
     read_feeds_file,
@@ -339,6 +340,10 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
     needs = model_features(model)
     input_names = [vi.name for vi in graph_inputs(model.graph)]
     names, named = _runner_names(options.runners, ckpt is not None)
+    ort_format = is_ort_format(model_path)
+    if ort_format and ckpt is None and not options.expected and not options.baseline:
+        raise ValueError(f"{model_path} is in ORT format, which only onnxruntime reads: verify it against its "
+                         f"checkpoint (verify model.pt {Path(model_path).name}) or saved outputs (--expected)")
     feeds = _feeds(model, input_names, options)
     if options.save_inputs:
         write_feeds_file(options.save_inputs, feeds)
@@ -358,6 +363,10 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
         build_baseline = lambda: make_runner(baseline_name, model_path, ckpt, input_names, options)  # noqa: E731
     report = VerifyReport(ParityReport(baseline_name, inputs={k: list(v.shape) for k, v in feeds.items()}),
                           strict_placement=options.strict_placement)
+    if ort_format:
+        report.parity.skipped.update({n: "reads .onnx only; this file is in ORT format" for n in names
+                                      if n in named and not reads_ort_format(n)})
+        names = [n for n in names if reads_ort_format(n)]
     if baseline_name in names and baseline_name in named:
         report.parity.skipped[baseline_name] = "it is the baseline; compare it with another: --baseline NAME"
     names = [n for n in names if n != baseline_name]
@@ -390,6 +399,12 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
     report.localisation = _localise(model, feeds, failing, expected, tolerances, ckpt, Path(model_path).parent,
                                     lambda name, path, f: _rerun(name, path, ckpt, input_names, options, f))
     return report
+
+
+def reads_ort_format(runner: str) -> bool:
+    """ONNX Runtime's runners read .ort files; runners of the checkpoint read no model file at all."""
+    info = registry.get(runner)
+    return info.family == "onnxruntime" or info.capability is None
 
 
 def _rerun(name, path, ckpt, input_names, options, feeds) -> dict:

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from lstm_onnx.cli.main import cli
 
-COMMANDS = ["train", "export", "verify", "predict", "inspect"]
+COMMANDS = ["train", "export", "verify", "predict", "inspect", "convert"]
 
 
 @pytest.fixture(scope="module")

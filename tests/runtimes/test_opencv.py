@@ -16,7 +16,7 @@ from lstm_onnx.runtimes.numpy_ref import NumpyRunner  # noqa: E402
 from lstm_onnx.runtimes.opencv import OpenCVRunner  # noqa: E402
 from lstm_onnx.runtimes.verify import PASSED, VerifyOptions, model_feeds, verify_model  # noqa: E402
 from tests.helpers import make_checkpoint  # noqa: E402
-from tests.runtimes.test_verify_cases import layout_1_lstm  # noqa: E402
+from tests.runtimes.test_verify_cases import layout_0_copy, layout_1_lstm  # noqa: E402
 
 BATCH, SEQ = 4, 23
 ROW = RUNTIMES["opencv"]
@@ -104,20 +104,6 @@ def test_sequence_lens_is_ignored(tmp_path):
     assert not any(r.passed for r in compare_outputs("opencv", got, run(feeds), tol))
     full = run({**feeds, "lengths": np.full_like(feeds["lengths"], SEQ)})
     assert all(r.passed for r in compare_outputs("opencv", got, full, tol))
-
-
-def layout_0_copy(path):
-    """The layout=1 model as layout=0: time-major x and y, states [D, batch, H]."""
-    model = onnx.load(path)
-    next(a for a in model.graph.node[0].attribute if a.name == "layout").i = 0
-    for vi in [*model.graph.input, *model.graph.output]:
-        dims = vi.type.tensor_type.shape.dim
-        old = [onnx.TensorShapeProto.Dimension() for _ in dims]
-        for copy, dim in zip(old, dims):
-            copy.CopyFrom(dim)
-        for k, source in enumerate((1, 2, 0, 3) if vi.name == "y" else (1, 0, 2)):
-            dims[k].CopyFrom(old[source])
-    return model
 
 
 @pytest.mark.parametrize("peephole", [False, True], ids=["no-P", "P"])

@@ -78,6 +78,20 @@ def layout_1_lstm(path, peepholes: bool) -> None:
     onnx.save(model, path)
 
 
+def layout_0_copy(path):
+    """The layout=1 model as layout=0: time-major x and y, states [D, batch, H]."""
+    model = onnx.load(path)
+    next(a for a in model.graph.node[0].attribute if a.name == "layout").i = 0
+    for vi in [*model.graph.input, *model.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        old = [onnx.TensorShapeProto.Dimension() for _ in dims]
+        for copy, dim in zip(old, dims):
+            copy.CopyFrom(dim)
+        for k, source in enumerate((1, 2, 0, 3) if vi.name == "y" else (1, 0, 2)):
+            dims[k].CopyFrom(old[source])
+    return model
+
+
 # 3. layout=1: ORT refuses it at load, OpenVINO raises during inference
 @pytest.mark.parametrize("peepholes", [False, True])
 def test_layout_1_errors_are_reported_per_runner(tmp_path, peepholes):
