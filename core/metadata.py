@@ -13,6 +13,9 @@ KEYS = {
     "config": "the full run config (model, data, train) as JSON",
     "normalization": "JSON: input_mean/input_std (apply to raw inputs), target_mean/target_std (invert on y)",
     "feature_names": "JSON list: input features, in order",
+    "columns": "JSON, models trained on a table: the column roles, {time, series, features, targets} (time and "
+               "series are column names, \"\" if none), and how windows were made, {window, horizon, difference}",
+    "series_normalization": "JSON, data.normalize = series: {series id: normalization as above} per series",
     "target_names": "JSON list: predicted targets, in order",
     "checkpoint_sha256": "hash of the checkpoint file the model came from",
     "io": "JSON: the model's inputs and outputs with their meaning",
@@ -26,8 +29,8 @@ KEYS = {
     "accuracy": "JSON: float16/int8 exports: loss against the float32 model on the validation set",
     "probe": "true if the model also outputs the gate traces probe.l{layer}.d{direction}.{trace} (docs/gates.md)",
 }
-JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful", "seq_len",
-             "batch_size", "accuracy", "probe"}
+JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "columns", "series_normalization", "io",
+             "stateful", "seq_len", "batch_size", "accuracy", "probe"}
 
 
 def encode(values: dict) -> dict[str, str]:

@@ -261,6 +261,10 @@ def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha25
         "version": __version__, "form": options.form, "config": dataclasses.asdict(ckpt.config),
         "normalization": ckpt.normalization.to_dict(), "feature_names": ckpt.feature_names,
         "target_names": ckpt.target_names, "checkpoint_sha256": sha256, "io": io,
+        **({"columns": {**ckpt.columns, "window": ckpt.data_config.window, "horizon": ckpt.data_config.horizon,
+                        "difference": ckpt.data_config.difference}} if ckpt.columns else {}),
+        **({"series_normalization": {k: v.to_dict() for k, v in ckpt.series_normalization.items()}}
+           if ckpt.series_normalization else {}),
         "stateful": options.stateful, "opset": opset, "dtype": options.dtype,
         "quantization": options.quantize or "none", "target": options.target if options.picked else "",
         **({"probe": True} if options.probe else {}),

@@ -69,6 +69,13 @@ class Predictor:
             self._scale = (1.0 / self._norm["input_std"]).astype(np.float32)
             self._shift = (-self._norm["input_mean"] * self._scale).astype(np.float32)
         self.safe_abs = self._safe_abs()
+        by_series = meta.get("series_normalization") or {}
+        # series id -> (input scale, input shift, target std, target mean): data.normalize = "series"
+        self.series_normalization = {
+            k: ((1.0 / np.asarray(v["input_std"], np.float32)).astype(np.float32),
+                (-np.asarray(v["input_mean"], np.float32) / np.asarray(v["input_std"], np.float32)).astype(np.float32),
+                np.asarray(v["target_std"], np.float32), np.asarray(v["target_mean"], np.float32))
+            for k, v in by_series.items()}
 
     @classmethod
     def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool = True, *,
@@ -142,7 +149,8 @@ class Predictor:
             return None
         scale, shift = self._scale.astype(np.float64), self._shift.astype(np.float64)
         exact = np.min((float(np.finfo(np.float32).max) - np.abs(shift)) / np.abs(scale)) * (1 - 1e-6)  # rounding
-        bound = np.float32(exact)  # a float32 itself, so any number at or under it stays under after the cast
+        with np.errstate(over="ignore"):  # a bound beyond float32 itself becomes inf, then float32's largest
+            bound = np.float32(exact)  # a float32 itself, so any number at or under it stays under after the cast
         return float(bound if bound <= exact else np.nextafter(bound, np.float32(0)))
 
     def range_problem(self, x: np.ndarray) -> str | None:
@@ -228,13 +236,17 @@ class Predictor:
     def _batch_major_y(self, y: np.ndarray) -> np.ndarray:
         return y.transpose(1, 0, 2) if self.head == "sequence" and not self.batch_first else y
 
-    def predict(self, x, lengths=None, normalize: bool = True) -> np.ndarray:
+    def predict(self, x, lengths=None, normalize: bool = True, series=None) -> np.ndarray:
         """Raw x [batch, seq, F] -> y in raw target units (logits for classifiers); batch-major.
 
         `lengths`: valid steps per item of a padded batch. A model exported with --lengths runs the batch
         once; any other model runs each group of equal length on its own. Either way item k sees only its
         first lengths[k] steps. For sequence heads, y past an item's length is 0.
+        `series`: each item's series id, for a model trained with per-series normalization
+        (`series_normalization`); each item is normalized, and its y restored, with its series' statistics.
         """
+        if series is not None and self.series_normalization and normalize:
+            return self._predict_series(self.check_input(x), series, lengths)
         if lengths is not None and not self.has_lengths:
             x = self.check_input(x)
             return self._predict_grouped(x, self._check_lengths(lengths, x.shape[0], x.shape[1]), normalize)
@@ -248,6 +260,36 @@ class Predictor:
             y = y.copy()
             y[np.arange(y.shape[1])[None, :] >= feeds["lengths"][:, None]] = 0.0
         return y
+
+    def _predict_series(self, x: np.ndarray, series, lengths) -> np.ndarray:
+        series = [str(s) for s in np.asarray(series).reshape(-1)]
+        if len(series) != len(x):
+            raise PredictorError(f"series must name one series per item: {len(x)} items, {len(series)} ids")
+        unknown = sorted(set(series) - set(self.series_normalization))
+        if unknown:
+            raise PredictorError(f"unknown series {', '.join(map(repr, unknown[:5]))}: this model knows "
+                                 f"{', '.join(map(repr, list(self.series_normalization)[:20]))}")
+        scale, shift, std, mean = (np.stack(a) for a in zip(*(self.series_normalization[s] for s in series)))
+        with np.errstate(over="ignore"):
+            xn = x * scale[:, None, :] + shift[:, None, :]
+        y = self.predict(xn, lengths=lengths, normalize=False)
+        if self.head == "classify":
+            return y
+        shape = (len(x),) + (1,) * (y.ndim - 2) + (y.shape[-1],)
+        return y * std.reshape(shape) + mean.reshape(shape)
+
+    def forecast(self, table, rolling: bool = False) -> dict[str, list]:
+        """Forecasts from raw history laid out like the training table (a pandas DataFrame or a mapping of
+        column name -> values; other columns are ignored), labelled with series and time: see
+        runtimes/forecast.py. Needs a model trained on a table (metadata `columns`)."""
+        from lstm_onnx.runtimes.forecast import TableError, forecast
+
+        if hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame, without importing pandas
+            table = {str(c): [str(v) for v in table[c].tolist()] for c in table.columns}
+        try:
+            return forecast(self, table, rolling)
+        except TableError as exc:
+            raise PredictorError(str(exc)) from None
 
     def _predict_grouped(self, x: np.ndarray, lengths: np.ndarray, normalize: bool) -> np.ndarray:
         out = None
