@@ -37,7 +37,8 @@ def is_date_column(texts) -> bool:
 def format_time(seconds: float, iso: bool) -> str:
     """A timestamp as parse_times read it, back as text: ISO for dates, else the number."""
     if iso:
-        return str(np.datetime64(int(round(seconds)), "s"))
+        stamp = np.datetime64(int(round(seconds)), "s")
+        return str(stamp.astype("datetime64[D]")) if round(seconds) % 86400 == 0 else str(stamp)
     return f"{seconds:.15g}"
 
 

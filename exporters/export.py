@@ -342,3 +342,15 @@ def export_summary(model: onnx.ModelProto) -> str:
     elif acc:
         line += f"; accuracy not measured: {acc['skipped']}"
     return line
+
+
+def export(checkpoint, path: str | Path, form: str = "native", **options) -> onnx.ModelProto:
+    """`lstm-pipeline export` from Python: `checkpoint` (a Checkpoint or a checkpoint file) to `path`,
+    validated against PyTorch before it is written. `options`: ExportOptions' fields (stateful, lengths,
+    opset, target, dtype, quantize, ...)."""
+    from lstm_onnx.pipeline.checkpoint import load_checkpoint
+
+    sha256 = ""
+    if isinstance(checkpoint, (str, Path)):
+        sha256, checkpoint = file_sha256(checkpoint), load_checkpoint(checkpoint)
+    return export_checkpoint(checkpoint, path, ExportOptions(form=form, **options), checkpoint_sha256=sha256)

@@ -12,6 +12,7 @@ Normalization comes from the model's metadata: apps pass raw features and get ra
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -279,12 +280,14 @@ class Predictor:
         return y * std.reshape(shape) + mean.reshape(shape)
 
     def forecast(self, table, rolling: bool = False) -> dict[str, list]:
-        """Forecasts from raw history laid out like the training table (a pandas DataFrame or a mapping of
-        column name -> values; other columns are ignored), labelled with series and time: see
+        """Forecasts from raw history laid out like the training table (a CSV file with a header row, a pandas
+        DataFrame or a mapping of column name -> values; other columns are ignored), labelled with series and time: see
         runtimes/forecast.py. Needs a model trained on a table (metadata `columns`)."""
         from lstm_onnx.runtimes.forecast import TableError, forecast
 
-        if hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame, without importing pandas
+        if isinstance(table, (str, os.PathLike)):
+            table = _csv_columns(table)
+        elif hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame, without importing pandas
             table = {str(c): [str(v) for v in table[c].tolist()] for c in table.columns}
         try:
             return forecast(self, table, rolling)
@@ -363,6 +366,23 @@ class Predictor:
                 like = self.opened.settings if self.opened is not None else settings_of(self.session)
                 self._step_session = open_session(blob, **{**like, "check_placement": False}).session
         return self._step_session
+
+
+def _csv_columns(path) -> dict[str, list[str]]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [row for row in csv.reader(fh) if any(f.strip() for f in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PredictorError(f"cannot read {path}: {_first_line(exc)}") from None
+    if not rows:
+        raise PredictorError(f"{path} is empty: a header row and rows of history expected")
+    header = [h.strip() for h in rows[0]]
+    bad = next((k for k, row in enumerate(rows[1:], 2) if len(row) != len(header)), None)
+    if bad is not None:
+        raise PredictorError(f"{path} line {bad}: {len(rows[bad - 1])} fields, the header has {len(header)}")
+    return {name: [row[k] for row in rows[1:]] for k, name in enumerate(header)}
 
 
 class Stepper:
