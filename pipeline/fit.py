@@ -50,7 +50,7 @@ def fit(data, target: str | list[str], *, features: list[str] | None = None, tim
 
     `target`: the column(s) to predict. `features`: the inputs (default: every numeric column but the time and
     series columns). `config`: the rest of the run ({"model": {...}, "train": {...}} or a RunConfig; its
-    [data] is replaced by this table's). Errors are ValueErrors with `train`'s one-line messages."""
+    [data] is set from these arguments; sizes come from the data unless the dict states them). Errors are ValueErrors with `train`'s one-line messages."""
     from lstm_onnx.pipeline.train import train
 
     csv, header, body = "", None, None
@@ -62,6 +62,11 @@ def fit(data, target: str | list[str], *, features: list[str] | None = None, tim
     run = csv_config(csv, [target] if isinstance(target, str) else list(target), features=features,
                      time_column=time_column, series_column=series_column, window=window, horizon=horizon,
                      normalize=normalize, base=base, header=header, body=body)
+    # sizes a config dict states are kept: one that disagrees with the data gets train's one-line error
+    stated = (config or {}).get("model", {}) if isinstance(config, dict) else {}
+    for key in ("input_size", "output_size"):
+        if key in stated:
+            setattr(run.model, key, stated[key])
     quiet = log is None
     dataset = checked_dataset(run, warn=(lambda _: None) if quiet else log, header=header, body=body)
     ckpt = train(run, out, progress=progress, dataset=dataset, log=(lambda *_: None) if quiet else log)
