@@ -159,7 +159,7 @@ def _column_findings(table: _Table, values: np.ndarray, lines: np.ndarray, split
         if out:
             findings.append(Finding("warning", "outliers", name, f"{out} value(s) with robust z-score > {ROBUST_Z}, "
                                     f"the largest {col[worst]:.6g} at line {lines[worst]}"))
-        constant = _constant(name, col, roles[name])
+        constant = [] if name in table.bad_text else _constant(name, col, roles[name])  # reported as text
         findings += [Finding("warning", f.check, f.column, f.message) if series else f for f in constant]
         drift = {s: _ks_statistic(splits["train"][:, j], splits[s][:, j]) for s in ("val", "test")
                  if len(splits["train"]) and len(splits[s])}
@@ -207,7 +207,8 @@ def _parse(text: str, name: str, line: int, bad: dict) -> float:
 
 def _text_findings(table: _Table) -> list[Finding]:
     return [Finding("error", "not-a-number", name, f"{count} value(s) are not numbers, first {text!r} at line "
-                    f"{line}; drop the column (data.drop_columns) or fix the file")
+                    f"{line}; drop the column (data.drop_columns) or fix the file; a series id goes in "
+                    "data.series_column (--series-column)")
             for name, (line, text, count) in table.bad_text.items()]
 
 
