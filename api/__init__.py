@@ -14,14 +14,18 @@ __all__ = ["fit", "export", "Predictor"]
 
 
 def __getattr__(name: str):
-    if name == "fit":
-        from lstm_onnx.pipeline.fit import fit
-
-        return fit
-    if name == "export":
-        from lstm_onnx.exporters.export import export
-
-        return export
+    if name in ("fit", "export"):
+        try:
+            if name == "fit":
+                from lstm_onnx.pipeline.fit import fit as found
+            else:
+                from lstm_onnx.exporters.export import export as found
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("torch", "tqdm", "tomli_w"):
+                raise
+            raise ImportError(f"lstm_onnx.{name} needs the [train] extra ({exc.name}): "
+                              f"pip install 'lstm-onnx-pipeline[train]'") from None
+        return found
     if name == "Predictor":
         from lstm_onnx.runtimes.embed import Predictor
 

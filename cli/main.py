@@ -113,7 +113,7 @@ def cli(ctx, quiet):
 def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, nproc, device, csv_path, targets,
           time_column, series_column, window, horizon, normalize, drop_columns):
     """Train a model on the built-in task (or --config, or --csv) and write a checkpoint."""
-    require("train", "torch", "tqdm")
+    require("train", "torch", "tqdm", *(["tomli_w"] if csv_path else []))
     from lstm_onnx.pipeline import device as devices
     from lstm_onnx.pipeline import distributed
     from lstm_onnx.pipeline.config import RunConfig, load_run_config
