@@ -58,3 +58,16 @@ def test_bad_tables_are_one_line(model):
         pred.forecast(short)
     with pytest.raises(PredictorError, match="row 4, column 'sales': 'x' is not a number"):
         pred.forecast({**table, "sales": table["sales"][:4] + ["x"] + table["sales"][5:]})
+
+
+def test_damaged_column_roles_are_refused_at_load(model, tmp_path):
+    import onnx
+
+    pred, _, _ = model
+    m = onnx.load(pred.model_path)
+    for p in m.metadata_props:
+        if p.key == "lstm_onnx.columns":
+            p.value = '{"features": ["sales"], "targets": ["sales"], "window": "5"}'
+    onnx.save(m, tmp_path / "bad.onnx")
+    with pytest.raises(PredictorError, match="metadata lstm_onnx.columns must hold"):
+        Predictor.load(str(tmp_path / "bad.onnx"), warn=False)
