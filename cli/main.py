@@ -443,6 +443,8 @@ def predict(obj, model, inputs, out, provider, allow_tf32, raw, rolling, drop, c
         if table is not None:
             if not raw:
                 _fail("--normalized: a table's forecasts are in raw units; leave it out")
+            if out is not None and out.endswith(".npy"):
+                _fail(f"-o {out}: a table's forecasts are written as CSV (-o x.csv)")
             text = _forecast_text(pred, table, inputs, rolling)
             y = None
         else:
@@ -458,8 +460,6 @@ def predict(obj, model, inputs, out, provider, allow_tf32, raw, rolling, drop, c
         return
     from lstm_onnx.core.fileio import atomic_path
 
-    if y is None and out.endswith(".npy"):
-        _fail(f"-o {out}: a table's forecasts are written as CSV (-o x.csv)")
     with atomic_path(out) as tmp:
         if y is None:
             tmp.write_text(text)

@@ -106,3 +106,31 @@ def test_a_column_the_table_lacks_is_named(trained, tmp_path):
     d, _ = trained
     r = run("train", "--csv", d / "data.csv", "--target", "power", "-o", tmp_path / "m.pt")
     assert r.exit_code != 0 and "no column 'power'" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_predict_table_mistakes_are_one_line_naming_the_file(trained, tmp_path):
+    d, _ = trained
+    onnx_path = tmp_path / "model.onnx"
+    assert run("export", d / "run" / "model.pt", "-o", onnx_path).exit_code == 0
+    short = user_csv(tmp_path / "short.csv", hours=3)
+    lacking = tmp_path / "lacking.csv"
+    lacking.write_text("\n".join(line.rsplit(",", 1)[0] for line in short.read_text().splitlines()) + "\n")
+    cases = [((short,), f"{short}: series 'north' has 3 row(s); the model reads windows of {WINDOW}"),
+             ((lacking,), f"{lacking}: no column(s) 'temp'"),
+             ((short, "--drop", "temp"), f"{short}: no column(s) 'temp'"),
+             ((short, "--drop", "nope"), "--drop names 'nope', which is not a column"),
+             ((short, "-o", tmp_path / "y.npy"), "written as CSV")]
+    for args, words in cases:
+        r = run("predict", onnx_path, *args)
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert words in r.output and len(r.output.strip().splitlines()) == 1, (args, r.output)
+
+
+def test_check_data_reports_per_series_and_takes_the_timestamp_as_time(trained):
+    d, _ = trained
+    r = run("check-data", d / "data.csv", "--series-column", "site", "--targets", "load")
+    assert r.exit_code == 0, r.output
+    assert "timestamp" not in r.output.split("\n\n")[0]  # not a column of the table (no 'missing 300')
+    assert r.output.strip().endswith("0 error(s), 0 warning(s)")
+    r = run("check-data", d / "data.csv", "--targets", "load")  # the id column, not named as the series
+    assert r.exit_code == 1 and "--series-column" in r.output
