@@ -27,11 +27,13 @@ def table_rows(data, columns: list[str] | None = None) -> tuple[list[str], list[
             raise ValueError(f"columns: {len(names)} names for {array.shape[1]} columns")
         data = {n: array[:, k].tolist() for k, n in enumerate(names)}
     if not hasattr(data, "items"):
-        raise TypeError(f"data: a pandas DataFrame, a mapping of columns or a 2-D numpy array, got {type(data).__name__}")
+        raise TypeError(f"data: a CSV path, a pandas DataFrame, a mapping of columns or a 2-D numpy array, got "
+                        f"{type(data).__name__}")
     header = [str(n) for n in data]
     values = [list(v) for v in data.values()]
     if len({len(v) for v in values}) > 1:
-        raise ValueError(f"data: columns of different lengths ({', '.join(f'{n} {len(v)}' for n, v in zip(header, values))})")
+        lengths = ", ".join(f"{n} {len(v)}" for n, v in zip(header, values))
+        raise ValueError(f"data: columns of different lengths ({lengths})")
     rows = [[_text(v[r]) for v in values] for r in range(len(values[0]) if values else 0)]
     return header, [(r + 2, row) for r, row in enumerate(rows)]
 
@@ -46,11 +48,13 @@ def fit(data, target: str | list[str], *, features: list[str] | None = None, tim
         series_column: str = "", window: int | None = None, horizon: int | None = None,
         normalize: str | None = None, columns: list[str] | None = None, config: dict | RunConfig | None = None,
         out: str | Path | None = None, log=None, progress: bool = False) -> Checkpoint:
-    """Train on `data` (a CSV file, or a table as table_rows takes it) and return the checkpoint (also written to `out`, with its config as OUT.toml, if given).
+    """Train on `data` (a CSV file, or a table as table_rows takes it) and return the checkpoint (also written
+    to `out`, with its config as OUT.toml, if given).
 
     `target`: the column(s) to predict. `features`: the inputs (default: every numeric column but the time and
-    series columns). `config`: the rest of the run ({"model": {...}, "train": {...}} or a RunConfig; its
-    [data] is set from these arguments; sizes come from the data unless the dict states them). Errors are ValueErrors with `train`'s one-line messages."""
+    series columns). `config`: the rest of the run ({"model": {...}, "train": {...}} or a RunConfig); its
+    [data] is set from these arguments; sizes come from the data unless the dict states them. Errors are
+    ValueErrors with `train`'s one-line messages."""
     from lstm_onnx.pipeline.train import train
 
     csv, header, body = "", None, None

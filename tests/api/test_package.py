@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -37,11 +38,25 @@ def test_fit_on_arrays_equals_train_csv_on_the_file(tmp_path):
     as_dict = lstm_onnx.fit({"a": values[:, 0], "b": values[:, 1]}, target="b", window=6,
                             config={"train": {"epochs": 1}})
     assert all(torch.equal(v, as_dict.state_dict[k]) for k, v in by_cli.state_dict.items())
+    pd = pytest.importorskip("pandas")
+    as_frame = lstm_onnx.fit(pd.read_csv(path), target="b", window=6, config={"train": {"epochs": 1}})
+    assert all(torch.equal(v, as_frame.state_dict[k]) for k, v in by_cli.state_dict.items())
+
+
+def test_a_dataframe_with_datetimes_trains_and_forecasts(tmp_path):
+    pd = pytest.importorskip("pandas")
+    t = np.arange(60)
+    frame = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=60, freq="h").repeat(2),
+                          "id": ["x", "y"] * 60, "v": np.repeat(np.sin(t / 4), 2) + np.tile([0.0, 5.0], 60)})
+    ckpt = lstm_onnx.fit(frame, target="v", series_column="id", window=4,
+                         config={"model": {"hidden_size": 4}, "train": {"epochs": 1}})
+    assert ckpt.columns["time"] == "when" and ckpt.feature_names == ["v"]  # the datetime column found
+    lstm_onnx.export(ckpt, tmp_path / "m.onnx")
+    out = lstm_onnx.Predictor.load(str(tmp_path / "m.onnx")).forecast(frame)
+    assert out["id"] == ["x", "y"] and out["when"] == ["2024-01-03T12:00:00"] * 2
 
 
 def test_fit_refuses_like_train(tmp_path):
-    import pytest
-
     with pytest.raises(ValueError, match="no column 'y'"):
         lstm_onnx.fit({"a": [1.0] * 50}, target="y")
     with pytest.raises(ValueError, match="model.input_size is 3 but the data has 1 input feature"):

@@ -1,6 +1,6 @@
 """`lstm-pipeline predict` with CSV: a header naming the model's features is accepted, in any order and with
-other columns (a header lacking one is refused in one line), the output has a header of its target names, a sequence head's rows say which sequence and step they
-are, and the numbers are exactly Predictor.predict's."""
+other columns (a header lacking one is refused in one line), the output has a header of its target names, a
+sequence head's rows say which sequence and step they are, and the numbers are exactly Predictor.predict's."""
 import csv
 import io
 
