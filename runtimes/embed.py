@@ -11,6 +11,7 @@ Normalization comes from the model's metadata: apps pass raw features and get ra
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -246,7 +247,11 @@ class Predictor:
         `series`: each item's series id, for a model trained with per-series normalization
         (`series_normalization`); each item is normalized, and its y restored, with its series' statistics.
         """
-        if series is not None and self.series_normalization and normalize:
+        if self.series_normalization and normalize:
+            if series is None:
+                raise PredictorError(f"this model normalizes each series with its own statistics: pass series=[one "
+                                     f"id per item] (it knows {', '.join(map(repr, list(self.series_normalization)[:5]))}"
+                                     f"{', ...' if len(self.series_normalization) > 5 else ''})")
             return self._predict_series(self.check_input(x), series, lengths)
         if lengths is not None and not self.has_lengths:
             x = self.check_input(x)
@@ -316,6 +321,9 @@ class Predictor:
         With a `lengths` input the items are padded into one run; otherwise each equal-length group runs
         alone. Either way an item's result equals running it by itself.
         """
+        if self.series_normalization:  # items carry no series id here: the global statistics would be wrong
+            raise PredictorError("this model normalizes each series with its own statistics, which a request of "
+                                 "bare windows does not name: use Predictor.forecast or predict(x, series=...)")
         states = states or [None] * len(xs)
         lens = np.array([len(x) for x in xs], np.int32)
         groups = [np.arange(len(xs))] if self.has_lengths else [np.flatnonzero(lens == n) for n in np.unique(lens)]
@@ -347,10 +355,29 @@ class Predictor:
                 item.update(hn=out["hn"][:, row].copy(), cn=out["cn"][:, row].copy())
             results[k] = item
 
-    def stream(self, batch: int = 1, fold: bool = True) -> "Stepper":
+    def stream(self, batch: int = 1, fold: bool = True, series: str | None = None) -> "Stepper":
+        """A Stepper; `series`: the series it streams, for a model with per-series statistics."""
         if not self.stateful:
             raise PredictorError("streaming needs a model exported with --stateful (h0/c0 inputs)")
+        if self.series_normalization:
+            if series is None:
+                raise PredictorError("this model normalizes each series with its own statistics: stream(series=ID)")
+            return Stepper(self.for_series(series), batch, fold)
         return Stepper(self, batch, fold)
+
+    def for_series(self, series: str) -> "Predictor":
+        """This model with one series' statistics as its normalization (the same session)."""
+        if str(series) not in self.series_normalization:
+            raise PredictorError(f"unknown series {series!r}: this model knows "
+                                 f"{', '.join(map(repr, list(self.series_normalization)[:20]))}")
+        view = copy.copy(self)
+        norm = self.meta["series_normalization"][str(series)]
+        view.meta = {**self.meta, "normalization": norm}
+        view._norm = {k: np.asarray(v, np.float32) for k, v in norm.items()}
+        view._scale, view._shift = self.series_normalization[str(series)][:2]
+        view.series_normalization, view._step_session = {}, None
+        view.safe_abs = view._safe_abs()
+        return view
 
     def step_session(self):
         """A session of this model with normalization and the NaN/Inf check inside, or None (no onnx, or no

@@ -71,3 +71,23 @@ def test_damaged_column_roles_are_refused_at_load(model, tmp_path):
     onnx.save(m, tmp_path / "bad.onnx")
     with pytest.raises(PredictorError, match="metadata lstm_onnx.columns must hold"):
         Predictor.load(str(tmp_path / "bad.onnx"), warn=False)
+
+
+def test_per_series_models_need_the_series_and_stream_with_its_statistics(model, tmp_path):
+    from lstm_onnx import export
+
+    pred, table, ckpt = model
+    x = np.array([[[table["sales"][i], table["price"][i]] for i in range(120, 130)]], np.float32)  # shop "big"
+    with pytest.raises(PredictorError, match="pass series="):
+        pred.predict(x)
+    whole = pred.predict(x, series=["big"])
+    export(ckpt, tmp_path / "s.onnx", stateful=True)
+    stateful = Predictor.load(str(tmp_path / "s.onnx"), warn=False)
+    with pytest.raises(PredictorError, match="stream\\(series=ID\\)"):
+        stateful.stream()
+    for fold in (True, False):
+        stepper = stateful.stream(series="big", fold=fold)
+        for t in range(10):
+            y = stepper.step(x[:, t])
+        np.testing.assert_allclose(y, whole, rtol=1e-5)
+    assert not np.allclose(stateful.predict(x, series=["small"]), whole, rtol=1e-2)
