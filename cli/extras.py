@@ -7,7 +7,8 @@ import click
 
 DIST = "lstm-onnx-pipeline"
 # The module a command imports -> the extra that installs it (pyproject.toml's optional-dependencies).
-EXTRA_OF = {"torch": "train", "tqdm": "train", "matplotlib": "plots", "fastapi": "serve", "uvicorn": "serve"}
+EXTRA_OF = {"torch": "train", "tqdm": "train", "tomli_w": "train",  # tomli_w: train --csv writes its config
+            "matplotlib": "plots", "fastapi": "serve", "uvicorn": "serve"}
 
 
 def install_hint(module: str) -> str:

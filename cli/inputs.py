@@ -7,7 +7,21 @@ import click
 import numpy as np
 
 
-def read_array(path: Path, feature_names: list[str] | None = None) -> np.ndarray:
+def read_csv_table(path: Path, columns: list[str] | None = None, drop: list[str] | None = None):
+    """A CSV with a header row (or `columns`) as (header, [(line, fields)]); None for a CSV of bare numbers."""
+    from lstm_onnx.cli.predict_csv import CSVInputError, read_table
+
+    if not path.is_file():
+        raise click.ClickException(f"input not found: {path}")
+    try:
+        header, rows = read_table(path, columns, drop)
+    except CSVInputError as exc:
+        raise click.ClickException(f"cannot read {exc}") from None
+    return None if header is None else (header, rows)
+
+
+def read_array(path: Path, feature_names: list[str] | None = None, columns: list[str] | None = None,
+               drop: list[str] | None = None) -> np.ndarray:
     """The array in `path` (.npy as stored; a CSV as [seq, features]); ClickException naming the file."""
     from lstm_onnx.cli.predict_csv import CSVInputError, read_sequence
 
@@ -16,7 +30,7 @@ def read_array(path: Path, feature_names: list[str] | None = None) -> np.ndarray
     try:
         if path.suffix == ".npy":
             return _read_npy(path)
-        return read_sequence(path, feature_names)
+        return read_sequence(path, feature_names, columns, drop)
     except CSVInputError as exc:
         raise click.ClickException(f"cannot read {exc}") from None
     except ValueError as exc:

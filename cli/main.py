@@ -94,19 +94,50 @@ def cli(ctx, quiet):
               help="Train data-parallel in N processes on this machine (torchrun; docs/training.md).")
 @click.option("--device", type=click.Choice(list(DEVICES)),
               help="Override train.device (default cpu; auto: cuda when torch sees a GPU; docs/training.md).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
+              help="Train on this CSV with no config: sizes come from the data; the resolved config is written "
+                   "next to OUT (OUT with .toml), for `train --config` to repeat the run (docs/tasks.md).")
+@click.option("--target", "targets", multiple=True, metavar="COL", help="--csv: a column to predict (repeatable).")
+@click.option("--time-column", metavar="COL",
+              help="--csv: the timestamp column (default: the one column of ISO dates, if any); never an input.")
+@click.option("--series-column", metavar="COL",
+              help="--csv: the series id of each row (long format); windows and splits never cross a series.")
+@click.option("--window", type=click.IntRange(min=1), help="--csv: input steps per window (default 50).")
+@click.option("--horizon", type=click.IntRange(min=1), help="--csv: predict this many steps after the window "
+                                                             "(default 1).")
+@click.option("--normalize", type=click.Choice(["global", "series"]),
+              help="--csv: one set of statistics (global, the default) or each series its own.")
+@click.option("--drop", "drop_columns", multiple=True, metavar="COL",
+              help="--csv: a column that is not an input (repeatable), e.g. a text column.")
 @click.pass_obj
-def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, nproc, device):
-    """Train a model on the built-in task (or --config) and write a checkpoint."""
-    require("train", "torch", "tqdm")
+def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, nproc, device, csv_path, targets,
+          time_column, series_column, window, horizon, normalize, drop_columns):
+    """Train a model on the built-in task (or --config, or --csv) and write a checkpoint."""
+    require("train", "torch", "tqdm", *(["tomli_w"] if csv_path else []))
     from lstm_onnx.pipeline import device as devices
     from lstm_onnx.pipeline import distributed
     from lstm_onnx.pipeline.config import RunConfig, load_run_config
+    from lstm_onnx.pipeline.csv_run import csv_config, write_config
     from lstm_onnx.pipeline.metrics import summary
     from lstm_onnx.pipeline.train import load_state_config, state_path
     from lstm_onnx.pipeline.train import train as run_train
 
+    csv_options = {"--target": targets, "--time-column": time_column, "--series-column": series_column,
+                   "--window": window, "--horizon": horizon, "--normalize": normalize, "--drop": drop_columns}
+    given = [flag for flag, value in csv_options.items() if value]
+    if csv_path and (config_path or resume):
+        _fail(f"--csv builds the config from the data: leave out {'--config' if config_path else '--resume'} "
+              f"(`train --csv` writes the config it used next to the checkpoint; --config repeats the run)")
+    if csv_path and Path(out).suffix == ".toml":
+        _fail(f"-o {out}: the checkpoint needs another suffix than .toml (its config goes to OUT with .toml)")
+    if given and not csv_path:
+        _fail(f"{given[0]} goes with --csv (with --config, set it in the config's [data])")
     try:
-        if config_path:
+        if csv_path:
+            config = csv_config(csv_path, list(targets), time_column=time_column or "",
+                                series_column=series_column or "", drop_columns=list(drop_columns),
+                                window=window, horizon=horizon, normalize=normalize)
+        elif config_path:
             config = load_run_config(config_path)
         else:
             config = load_state_config(state_path(out)) if resume else RunConfig()
@@ -150,7 +181,7 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, npr
         distributed.init(world, where)
         obj.quiet = obj.quiet or world.rank != 0  # rank 0 speaks for the job
     try:
-        dataset = _check_data(obj, config.data)
+        dataset = _check_data(obj, config)
         ckpt = run_train(config, out, progress=not obj.quiet, log=obj.echo, dataset=dataset,
                          resume=state_path(out) if resume else None)
     except ValueError as exc:
@@ -166,9 +197,12 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, npr
         distributed.shutdown()
     if ckpt is None:  # not rank 0
         return
+    wrote = f"wrote {out}"
+    if csv_path:
+        wrote += f" and {write_config(config, Path(out).with_suffix('.toml'))} (train --config repeats the run)"
     m = ckpt.metrics
-    obj.echo(f"best val loss {m['best_val_loss']:.5f} (epoch {m['best_epoch']}), test {summary(m['test'])}, "
-             f"{m['train_seconds']:.1f}s; wrote {out}")
+    click.echo(f"best val loss {m['best_val_loss']:.5f} (epoch {m['best_epoch']}), test {summary(m['test'])}, "
+               f"{m['train_seconds']:.1f}s; {wrote}")  # the result line, -q or not
 
 
 def _launch_ranks(obj, nproc: int, out) -> None:
@@ -180,9 +214,13 @@ def _launch_ranks(obj, nproc: int, out) -> None:
     args.append(ctx.info_name)
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if param.name == "nproc" or value is None or value is False:
+        if param.name == "nproc" or value is None or value is False or value == ():
             continue
-        args += [param.opts[-1]] if getattr(param, "is_flag", False) else [param.opts[-1], str(value)]
+        if getattr(param, "is_flag", False):
+            args.append(param.opts[-1])
+        else:
+            for item in value if isinstance(value, tuple) else (value,):
+                args += [param.opts[-1], str(item)]
     result = distributed.launch(distributed.torchrun_command(nproc, args))
     if result.returncode == 0:
         return
@@ -210,26 +248,17 @@ def _state_note(out) -> str:
     return f"the last saved state is {state}{epoch}; continue with `lstm-pipeline train --resume -o {out}`"
 
 
-def _check_data(obj, data):
-    """check-data's findings before training a CSV: warnings printed, errors refused (one line). Returns the
-    dataset it loaded (None for generated tasks), so that training does not read the CSV again."""
-    if data.task != "csv":
-        return None
-    from lstm_onnx.cli.check_data import run_check
-    from lstm_onnx.pipeline.data import CSVError, csv_dataset
+def _check_data(obj, config):
+    """check-data's findings before training a CSV (pipeline/csv_run.py): warnings printed, errors refused in
+    one line. Returns the dataset it loaded (None for generated tasks), so that training does not read the CSV
+    again."""
+    from lstm_onnx.pipeline.csv_run import checked_dataset
+    from lstm_onnx.pipeline.data import CSVError
 
-    try:  # the loader's own refusals first (missing values, text, overflow, too few rows), in its words
-        dataset = csv_dataset(data)
+    try:
+        return checked_dataset(config, warn=lambda line: obj.echo(line, err=True))
     except CSVError as exc:
         _fail(str(exc))
-    report = run_check(data)
-    if report.errors:
-        f = report.errors[0]
-        more = f" (and {len(report.errors) - 1} more: lstm-pipeline check-data)" if len(report.errors) > 1 else ""
-        _fail(f"data {f.column}: {f.message}{more}")
-    for f in report.warnings:
-        obj.echo(f"warning: data {f.column}: {f.message}", err=True)
-    return dataset
 
 
 @cli.command()
@@ -373,42 +402,87 @@ def _bench_case(parse_case, text: str):
 @click.option("--allow-tf32", is_flag=True, help="Let ORT CUDA use TF32 (results shift by about 2.5e-4).")
 @click.option("--raw/--normalized", default=True, show_default=True,
               help="Raw features in, raw targets out (normalization from the model's metadata).")
+@click.option("--rolling", is_flag=True, help="A model trained on a table: a forecast from every window of the "
+                                              "history, not only from each series' last.")
+@click.option("--drop", metavar="COL,...", help="CSV: comma-separated columns to leave out.")
+@click.option("--columns", metavar="COL,...",
+              help="CSV: the names of the file's columns, for a file with no header row.")
 @click.pass_obj
-def predict(obj, model, inputs, out, provider, allow_tf32, raw):
-    """Run MODEL on INPUTS: a CSV of one sequence (rows = steps) or a .npy [batch, seq, features].
+def predict(obj, model, inputs, out, provider, allow_tf32, raw, rolling, drop, columns):
+    """Run MODEL on INPUTS: a CSV of one sequence (rows = steps), a table like the training data, or a .npy
+    [batch, seq, features].
 
     \b
-    CSV in: one row per step, one column per feature; an optional first row of
-    the model's feature names (`lstm-pipeline inspect` lists them), in order.
+    CSV in: one row per step, one column per feature; an optional header row
+    naming the model's features (`lstm-pipeline inspect` lists them); other
+    columns are ignored.
     CSV out (stdout, or -o x.csv): a header row, then
       last/classify heads: sequence,<target names>       one row per sequence
       sequence heads:      sequence,step,<target names>  one row per step
     sequence and step count from 0: pandas.read_csv(...).groupby("sequence").
+    \b
+    A model trained on a table (train --csv) takes that table's layout, with a
+    header: each series' history becomes windows the way training made them;
+    out: <series column>,<time column>,<targets>, one forecast per series (the
+    time it is for), or with --rolling one per window.
     """
+    from lstm_onnx.cli.inputs import read_csv_table
     from lstm_onnx.runtimes.base import RunnerError
     from lstm_onnx.runtimes.embed import Predictor, PredictorError
 
+    names = {flag: [t.strip() for t in text.split(",") if t.strip()] if text else None
+             for flag, text in (("--drop", drop), ("--columns", columns))}
     _load_onnx(model)
     try:
         pred = Predictor.load(model, provider=provider, allow_tf32=allow_tf32, warn=False)
-        x = read_array(Path(inputs), pred.meta.get("feature_names"))
         for problem in pred.placement_problems:
             click.secho(f"warning: {problem}", err=True, fg="yellow", bold=True)
-        y = _predict(pred, x, inputs, normalize=raw)
+        table = None
+        if "columns" in pred.meta and not inputs.endswith(".npy"):
+            table = read_csv_table(Path(inputs), names["--columns"], names["--drop"])
+        if table is not None:
+            if not raw:
+                _fail("--normalized: a table's forecasts are in raw units; leave it out")
+            if out is not None and out.endswith(".npy"):
+                _fail(f"-o {out}: a table's forecasts are written as CSV (-o x.csv)")
+            text = _forecast_text(pred, table, inputs, rolling)
+            y = None
+        else:
+            if rolling:
+                _fail("--rolling needs a model trained on a table (train --csv) and a CSV with a header row")
+            x = read_array(Path(inputs), pred.meta.get("feature_names"), names["--columns"], names["--drop"])
+            y = _predict(pred, x, inputs, normalize=raw)
+            text = None
     except (PredictorError, RunnerError) as exc:
         _fail(str(exc))
     if out is None:
-        click.echo(_csv_text(y, pred), nl=False)
+        click.echo(text if y is None else _csv_text(y, pred), nl=False)
         return
     from lstm_onnx.core.fileio import atomic_path
 
     with atomic_path(out) as tmp:
-        if out.endswith(".npy"):
+        if y is None:
+            tmp.write_text(text)
+        elif out.endswith(".npy"):
             with open(tmp, "wb") as fh:
                 np.save(fh, y)
         else:
             tmp.write_text(_csv_text(y, pred))
-    obj.echo(f"wrote {out} {list(y.shape)}")
+    obj.echo(f"wrote {out} " + (f"({text.count(chr(10)) - 1} forecasts)" if y is None else f"{list(y.shape)}"))
+
+
+def _forecast_text(pred, table, inputs, rolling: bool) -> str:
+    """The forecasts of a table (header, [(line, fields)]) as CSV; errors name the file and line."""
+    from lstm_onnx.cli.predict_csv import table_text
+    from lstm_onnx.runtimes.embed import PredictorError
+    from lstm_onnx.runtimes.forecast import TableError, forecast
+
+    header, rows = table
+    columns = {name: [row[k] for _, row in rows] for k, name in enumerate(header)}
+    try:
+        return table_text(forecast(pred, columns, rolling, rows=[f"line {line}" for line, _ in rows]))
+    except TableError as exc:
+        raise PredictorError(f"{inputs}: {exc}") from None
 
 
 def _predict(pred, x: np.ndarray, inputs, normalize: bool) -> np.ndarray:

@@ -261,6 +261,10 @@ def _annotate(model, ckpt: Checkpoint, options: ExportOptions, opset: int, sha25
         "version": __version__, "form": options.form, "config": dataclasses.asdict(ckpt.config),
         "normalization": ckpt.normalization.to_dict(), "feature_names": ckpt.feature_names,
         "target_names": ckpt.target_names, "checkpoint_sha256": sha256, "io": io,
+        **({"columns": {**ckpt.columns, "window": ckpt.data_config.window, "horizon": ckpt.data_config.horizon,
+                        "difference": ckpt.data_config.difference}} if ckpt.columns else {}),
+        **({"series_normalization": {k: v.to_dict() for k, v in ckpt.series_normalization.items()}}
+           if ckpt.series_normalization else {}),
         "stateful": options.stateful, "opset": opset, "dtype": options.dtype,
         "quantization": options.quantize or "none", "target": options.target if options.picked else "",
         **({"probe": True} if options.probe else {}),
@@ -339,3 +343,15 @@ def export_summary(model: onnx.ModelProto) -> str:
     elif acc:
         line += f"; accuracy not measured: {acc['skipped']}"
     return line
+
+
+def export(checkpoint, path: str | Path, form: str = "native", **options) -> onnx.ModelProto:
+    """`lstm-pipeline export` from Python: `checkpoint` (a Checkpoint or a checkpoint file) to `path`,
+    validated against PyTorch before it is written. `options`: ExportOptions' fields (stateful, lengths,
+    opset, target, dtype, quantize, ...)."""
+    from lstm_onnx.pipeline.checkpoint import load_checkpoint
+
+    sha256 = ""
+    if isinstance(checkpoint, (str, Path)):
+        sha256, checkpoint = file_sha256(checkpoint), load_checkpoint(checkpoint)
+    return export_checkpoint(checkpoint, path, ExportOptions(form=form, **options), checkpoint_sha256=sha256)

@@ -29,6 +29,8 @@ class Checkpoint:
     feature_names: list[str]
     target_names: list[str]
     metrics: dict
+    columns: dict = dataclasses.field(default_factory=dict)  # CSV tasks: the column roles (Dataset.columns)
+    series_normalization: dict[str, Normalization] | None = None  # data.normalize = "series"
 
     @property
     def model_config(self) -> ModelConfig:
@@ -53,6 +55,9 @@ class Checkpoint:
             "feature_names": list(self.feature_names),
             "target_names": list(self.target_names),
             "metrics": self.metrics,
+            "columns": self.columns,
+            "series_normalization": ({k: v.to_dict() for k, v in self.series_normalization.items()}
+                                     if self.series_normalization else None),
         }
         save_torch(payload, path)
 
@@ -80,8 +85,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         config = run_config_from_dict(payload["config"])
         ckpt = Checkpoint(config, payload["state_dict"], Normalization.from_dict(payload["normalization"]),
-                          payload["feature_names"], payload["target_names"], payload.get("metrics", {}))
+                          payload["feature_names"], payload["target_names"], payload.get("metrics", {}),
+                          payload.get("columns") or {}, _series_normalization(payload.get("series_normalization")))
         ckpt.build_model()  # proves the weights fit the config
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is damaged: {str(exc).splitlines()[0]}") from None
     return ckpt
+
+
+def _series_normalization(saved: dict | None) -> dict[str, Normalization] | None:
+    return {k: Normalization.from_dict(v) for k, v in saved.items()} if saved else None

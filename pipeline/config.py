@@ -64,6 +64,7 @@ TASKS = ("synthetic", "csv", "adding", "spike_timing", "spike_delay")
 MISSING = ("error", "interpolate", "drop")
 SCHEDULES = ("none", "cosine", "plateau")
 DEVICES = ("cpu", "cuda", "auto")
+NORMALIZE = ("global", "series")
 
 
 @dataclass
@@ -85,7 +86,9 @@ class DataConfig:
     drop_columns: list[str] = field(default_factory=list)  # e.g. a date column
     missing: str = "error"  # error | interpolate (linear, in time) | drop (rows)
     difference: bool = False  # model first differences (x_t - x_{t-1}) instead of levels
-    time_column: str = ""  # csv: a timestamp column (number or ISO date); check-data wants it increasing
+    time_column: str = ""  # csv: a timestamp column (number or ISO date), increasing within each series; never an input
+    series_column: str = ""  # csv: the series id of each row (long format); windows never cross a series
+    normalize: str = "global"  # global (one set of statistics) | series (each series its own; csv with series_column)
     # generated sequence tasks (adding, spike_timing, spike_delay)
     num_samples: int = 2000  # sequences generated in all, split train/val/test by the fractions
     test_window: int = 0  # length of the generated test sequences; 0: window. Longer tests extrapolation
@@ -96,6 +99,10 @@ class DataConfig:
         check_types(self)
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        if self.normalize == "series" and not self.series_column:
+            raise ValueError("normalize = \"series\" needs series_column")
         if self.missing not in MISSING:
             raise ValueError(f"missing must be one of {MISSING}, got {self.missing!r}")
         for name in ("window", "horizon", "stride", "num_samples", "period"):

@@ -1,7 +1,7 @@
 """The dataset types every task produces: splits, normalization fitted on train, feature and target names."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,7 @@ class Normalization:
 class Split:
     x: np.ndarray  # [N, window, F] float32, normalized
     y: np.ndarray  # [N, T] float32 normalized; [N, window, T] for sequence tasks; [N] int64 classes
+    series: np.ndarray | None = None  # [N] int: the index in Dataset.series_names of each window's series
 
 
 @dataclass
@@ -51,3 +52,9 @@ class Dataset:
     normalization: Normalization
     feature_names: list[str]
     target_names: list[str]
+    series_names: list[str] = field(default_factory=list)  # a CSV with data.series_column: its series
+    series_normalization: dict[str, Normalization] | None = None  # data.normalize = "series": per series
+    columns: dict = field(default_factory=dict)  # CSV tasks: column roles (time, series, features, targets)
+
+    def normalization_of(self, series: str) -> Normalization:
+        return self.series_normalization[series] if self.series_normalization else self.normalization

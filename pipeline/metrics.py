@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstm_onnx.pipeline.config import RunConfig
-from lstm_onnx.pipeline.data import Normalization, Split
+from lstm_onnx.pipeline.data import Dataset, Normalization, Split
 
 
 def denormalize(y: np.ndarray, norm: Normalization) -> np.ndarray:
@@ -62,6 +62,38 @@ def task_metrics(pred: np.ndarray, split: Split, config: RunConfig, norm: Normal
     base = persistence_rmse(split, config, norm, features, targets)
     if base is not None:
         out["persistence_rmse"] = base
+    return out
+
+
+def split_metrics(pred: np.ndarray, split: Split, config: RunConfig, data: Dataset) -> dict:
+    """task_metrics of a split; with several series also `per_series` (each with its `windows`). Under
+    per-series normalization the overall figures pool the series' (RMSEs by their mean squares, MAEs by
+    their means, weighted by windows), since no single normalization covers them."""
+    if split.series is None:
+        return task_metrics(pred, split, config, data.normalization, data.feature_names, data.target_names)
+    per = {}
+    for k, name in enumerate(data.series_names):
+        idx = split.series == k
+        if idx.any():
+            per[name] = task_metrics(pred[idx], Split(split.x[idx], split.y[idx]), config, data.normalization_of(name),
+                                     data.feature_names, data.target_names)
+            per[name]["windows"] = int(idx.sum())
+    overall = (_pooled(list(per.values())) if data.series_normalization else
+               task_metrics(pred, split, config, data.normalization, data.feature_names, data.target_names))
+    return {**overall, "per_series": per}
+
+
+def _pooled(parts: list[dict]) -> dict:
+    n = np.array([p["windows"] for p in parts], np.float64)
+
+    def pool(values: list[float], squared: bool) -> float:
+        v = np.asarray(values, np.float64)
+        return float(np.sqrt(n @ v ** 2 / n.sum())) if squared else float(n @ v / n.sum())
+
+    out = {k: pool([p[k] for p in parts], k != "mae") for k in ("rmse", "mae", "mean_rmse", "persistence_rmse")
+           if all(k in p for p in parts)}
+    out["per_target"] = {t: {k: pool([p["per_target"][t][k] for p in parts], k == "rmse") for k in ("rmse", "mae")}
+                         for t in parts[0]["per_target"]}
     return out
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from lstm_onnx.core.tables import grid
 from lstm_onnx.pipeline.config import DataConfig
-from lstm_onnx.pipeline.data import FLOAT32_MAX, CSVError, _rows, interpolate_missing, model_columns, split_sizes
+from lstm_onnx.core.series import groups, is_date_column, parse_times
+from lstm_onnx.pipeline.data import FLOAT32_MAX, CSVError, _rows, column_roles, interpolate_missing, split_sizes
 
 # Iglewicz & Hoaglin's cut for the modified z-score 0.6745 (x - median) / MAD.
 ROBUST_Z = 3.5
@@ -33,6 +34,7 @@ class Finding:
     check: str
     column: str
     message: str
+    series: str = ""  # data.series_column: the series it was found in ("" for the whole file)
 
 
 @dataclass
@@ -75,7 +77,8 @@ class QualityReport:
                  f"{c.std:.4g}", str(c.outliers)] + [_ks(c.drift.get(s)) for s in ("val", "test")]
                 for c in self.columns]
         out = [f"{self.source}: {self.rows} rows", *grid(head, rows), ""]
-        out += [f"{f.severity.upper()} [{f.check}] {f.column}: {f.message}" for f in self.findings]
+        out += [f"{f.severity.upper()} [{f.check}] {f'series {f.series!r}, ' if f.series else ''}{f.column}: "
+                f"{f.message}" for f in self.findings]
         out.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
         return out
 
@@ -91,51 +94,92 @@ class _Table:
     lines: np.ndarray  # the CSV line of each row
     bad_text: dict[str, tuple[int, str, int]]  # column -> (first line, text, count) of non-numbers
     time: list[str] | None
+    time_column: str = ""
+    series: list[str] | None = None  # each row's series id (data.series_column)
+
+    def rows(self, idx: np.ndarray) -> "_Table":
+        """The table of rows `idx` (one series)."""
+        bad = {n: v for n, v in self.bad_text.items() if np.isin(v[0], self.lines[idx])}
+        return _Table(self.names, self.raw[idx], self.lines[idx], bad,
+                      [self.time[i] for i in idx] if self.time is not None else None, self.time_column)
 
 
-def check_csv(cfg: DataConfig) -> QualityReport:
-    """The quality report of `cfg`'s CSV (task 'csv'); CSVError when the file cannot be read at all."""
-    table = _read(cfg)
+def check_csv(cfg: DataConfig, header: list[str] | None = None, body: list | None = None) -> QualityReport:
+    """The quality report of `cfg`'s CSV (task 'csv'); CSVError when the file cannot be read at all.
+
+    With data.series_column each series is checked on its own (time order, missing values, outliers, drift,
+    leakage, as training splits and windows it), and its findings name it; the column table covers all rows."""
+    table = _read(cfg, header, body)
     inputs = list(dict.fromkeys(cfg.features)) or table.names  # as pipeline.data.csv_dataset reads them
     targets = list(cfg.targets) or inputs
-    findings = _text_findings(table) + _overflow_findings(table) + _time_findings(table, cfg)
-    if cfg.time_column in inputs:
-        findings.append(Finding("warning", "time", cfg.time_column, "the time column is a model input: add it to "
-                                "data.drop_columns (or list data.features)"))
-    values, lines, more = _model_view(table, cfg)
-    findings += more
+    findings = _text_findings(table) + _overflow_findings(table)
+    if table.time_column in inputs:
+        findings.append(Finding("warning", "time", table.time_column, "the time column is a model input: list "
+                                "data.features without it"))
     roles = {n: "+".join(r for r, names in (("feature", inputs), ("target", targets)) if n in names)
              for n in table.names}
-    splits = _split(values, cfg)
+    parts = groups(table.series, len(table.raw))
+    views = []
+    for label, rows in parts:
+        part = table.rows(rows) if table.series is not None else table
+        found = _time_findings(part, cfg)
+        values, lines, more = _model_view(part, cfg)
+        found += more
+        views.append((values, lines, _split(values, cfg)))
+        if table.series is not None:
+            found += _column_findings(part, values, lines, views[-1][2], roles, series=True)
+        found += _leakage(values, table.names, inputs, targets, cfg)
+        findings += [Finding(f.severity, f.check, f.column, f.message, label) for f in found]
+    values = np.concatenate([v[0] for v in views])
+    lines = np.concatenate([v[1] for v in views])
+    splits = {s: np.concatenate([v[2][s] for v in views]) for s in SPLITS}
+    if table.series is None:
+        findings += _column_findings(table, values, lines, splits, roles)
+    else:  # across series: a target that never changes in any of them
+        findings += [f for f in _column_findings(table, values, lines, splits, roles) if f.check == "constant"]
     columns = []
+    for j, name in enumerate(table.names):
+        col = values[:, j]
+        drift = {s: _ks_statistic(splits["train"][:, j], splits[s][:, j]) for s in ("val", "test")
+                 if len(splits["train"]) and len(splits[s])}
+        finite = col[np.isfinite(col)]
+        columns.append(ColumnStats(name, roles[name], int(np.isnan(table.raw[:, j]).sum()),
+                                   *_moments(finite), _outliers(col)[0], drift))
+    return QualityReport(str(cfg.csv), len(table.raw), columns, findings, splits)
+
+
+def _column_findings(table: _Table, values: np.ndarray, lines: np.ndarray, splits: dict, roles: dict,
+                     series: bool = False) -> list[Finding]:
+    """Outliers, constant columns and drift; in one series of many (`series`), a constant target is a warning
+    (the series teaches nothing, the others may)."""
+    findings = []
     for j, name in enumerate(table.names):
         col = values[:, j]
         out, worst = _outliers(col)
         if out:
             findings.append(Finding("warning", "outliers", name, f"{out} value(s) with robust z-score > {ROBUST_Z}, "
                                     f"the largest {col[worst]:.6g} at line {lines[worst]}"))
-        findings += _constant(name, col, roles[name])
+        constant = [] if name in table.bad_text else _constant(name, col, roles[name])  # reported as text
+        findings += [Finding("warning", f.check, f.column, f.message) if series else f for f in constant]
         drift = {s: _ks_statistic(splits["train"][:, j], splits[s][:, j]) for s in ("val", "test")
                  if len(splits["train"]) and len(splits[s])}
         findings += [Finding("warning", "drift", name, f"train vs {s}: KS statistic {d:.3f} > {DRIFT_KS}; the "
                              f"{s} split comes from another distribution") for s, d in drift.items() if d > DRIFT_KS]
-        finite = col[np.isfinite(col)]
-        columns.append(ColumnStats(name, roles[name], int(np.isnan(table.raw[:, j]).sum()),
-                                   *_moments(finite), out, drift))
-    findings += _leakage(values, table.names, inputs, targets, cfg)
-    return QualityReport(str(cfg.csv), len(table.raw), columns, findings, splits)
+    return findings
 
 
-def _read(cfg: DataConfig) -> _Table:
-    path = Path(cfg.csv)
-    if not cfg.csv or not path.is_file():
-        raise CSVError(f"CSV not found: {cfg.csv or '(data.csv is empty)'}")
-    rows = _rows(path)
-    if len([r for r in rows[1:] if any(v.strip() for v in r)]) < 2:
+def _read(cfg: DataConfig, header: list[str] | None = None, body: list | None = None) -> _Table:
+    """`cfg.csv`, or `header` and `body` [(line, fields)] already in memory."""
+    path = Path(cfg.csv or "data")
+    if header is None:
+        if not cfg.csv or not path.is_file():
+            raise CSVError(f"CSV not found: {cfg.csv or '(data.csv is empty)'}")
+        rows = _rows(path)
+        header = [h.strip() for h in rows[0]] if rows else []
+        body = [(i + 2, r) for i, r in enumerate(rows[1:]) if any(v.strip() for v in r)]
+    if len(body) < 2:
         raise CSVError(f"{path} has fewer than 2 data rows")
-    header = [h.strip() for h in rows[0]]
-    body = [(i + 2, r) for i, r in enumerate(rows[1:]) if any(v.strip() for v in r)]
-    names = model_columns(cfg, header, path)
+    time_column, names = column_roles(cfg, header, body, path)
     ragged = next((line for line, r in body if len(r) != len(header)), None)
     if ragged is not None:
         raise CSVError(f"{path} line {ragged}: a different number of fields than the header's {len(header)}")
@@ -145,8 +189,9 @@ def _read(cfg: DataConfig) -> _Table:
         c = header.index(name)
         for r, (line, row) in enumerate(body):
             raw[r, j] = _parse(row[c].strip(), name, line, bad)
-    time = [row[header.index(cfg.time_column)].strip() for _, row in body] if cfg.time_column else None
-    return _Table(names, raw, np.array([line for line, _ in body]), bad, time)
+    time = [row[header.index(time_column)].strip() for _, row in body] if time_column else None
+    series = [row[header.index(cfg.series_column)].strip() for _, row in body] if cfg.series_column else None
+    return _Table(names, raw, np.array([line for line, _ in body]), bad, time, time_column, series)
 
 
 def _parse(text: str, name: str, line: int, bad: dict) -> float:
@@ -162,7 +207,8 @@ def _parse(text: str, name: str, line: int, bad: dict) -> float:
 
 def _text_findings(table: _Table) -> list[Finding]:
     return [Finding("error", "not-a-number", name, f"{count} value(s) are not numbers, first {text!r} at line "
-                    f"{line}; drop the column (data.drop_columns) or fix the file")
+                    f"{line}; drop the column (data.drop_columns) or fix the file; a series id goes in "
+                    "data.series_column (--series-column)")
             for name, (line, text, count) in table.bad_text.items()]
 
 
@@ -180,32 +226,30 @@ def _overflow_findings(table: _Table) -> list[Finding]:
 def _time_findings(table: _Table, cfg: DataConfig) -> list[Finding]:
     if table.time is None:
         return []
-    stamps = _timestamps(table.time)
+    column = table.time_column
+    stamps = parse_times(table.time)
     if stamps is None:
-        return [Finding("warning", "time", cfg.time_column, "not numbers or ISO dates throughout: order not checked")]
+        return [Finding("warning", "time", column, "not numbers or ISO dates throughout: order not checked")]
     out = []
     step = np.diff(stamps)
     if (step == 0).any():
         first = int(np.flatnonzero(step == 0)[0]) + 1
-        out.append(Finding("warning", "time", cfg.time_column, f"{int((step == 0).sum())} duplicate timestamp(s), "
+        out.append(Finding("warning", "time", column, f"{int((step == 0).sum())} duplicate timestamp(s), "
                            f"first {table.time[first]!r} at line {table.lines[first]}"))
     if (step < 0).any():
         first = int(np.flatnonzero(step < 0)[0]) + 1
-        out.append(Finding("error", "time", cfg.time_column, f"{int((step < 0).sum())} step(s) back in time, first "
+        out.append(Finding("error", "time", column, f"{int((step < 0).sum())} step(s) back in time, first "
                            f"{table.time[first]!r} at line {table.lines[first]}: training splits and windows "
                            "assume rows in time order; sort the file"))
+    # Only dates measure durations: numbers such as 19580329 (YYYYMMDD) jump at each month's end.
+    forward = step[step > 0]
+    dates = is_date_column(table.time[:1])
+    gaps = np.flatnonzero(step > 1.5 * np.median(forward)) if dates and len(forward) and not (step < 0).any() else []
+    if len(gaps):
+        out.append(Finding("warning", "time", column, f"{len(gaps)} gap(s) longer than the usual step, first after "
+                           f"{table.time[gaps[0]]!r} at line {table.lines[gaps[0]]}: windows read across them as if "
+                           "the steps were even"))
     return out
-
-
-def _timestamps(texts: list[str]) -> np.ndarray | None:
-    try:
-        return np.array([float(t) for t in texts])
-    except ValueError:
-        pass
-    try:
-        return np.array(texts, dtype="datetime64[s]").astype(np.int64).astype(np.float64)
-    except ValueError:
-        return None
 
 
 def _model_view(table: _Table, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, list[Finding]]:

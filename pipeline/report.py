@@ -11,7 +11,7 @@ from lstm_onnx.core.figures import save_figure
 from lstm_onnx.core.fileio import atomic_path
 from lstm_onnx.pipeline.checkpoint import Checkpoint
 from lstm_onnx.pipeline.data import Dataset, load_dataset
-from lstm_onnx.pipeline.metrics import denormalize, summary, task_metrics
+from lstm_onnx.pipeline.metrics import denormalize, split_metrics, summary
 from lstm_onnx.pipeline.train import predict
 
 
@@ -48,12 +48,18 @@ def plot_test(ckpt: Checkpoint, data: Dataset, pred: np.ndarray, path: Path) -> 
         ax.set(xlabel="step", ylabel=f"{names[0]} (offset per sequence)",
                title="test sequences: target (solid) vs output (dashed)")
     else:
-        true, out = denormalize(data.test.y, ckpt.normalization), denormalize(pred, ckpt.normalization)
+        y, norm, where = data.test.y, ckpt.normalization, ""
+        if data.test.series is not None:  # the first series: windows of one series are in time order
+            first = data.test.series == data.test.series[0]
+            y, pred, where = y[first], pred[first], data.series_names[data.test.series[0]]
+            norm = data.normalization_of(where)
+            where = f", series {where}"
+        true, out = denormalize(y, norm), denormalize(pred, norm)
         ax.plot(true[:, 0], label=f"actual {names[0]}", lw=1)
         ax.plot(out[:, 0], label=f"forecast {names[0]}", lw=1)
         unit = f"change in {names[0]} per step" if ckpt.data_config.difference else names[0]
         ax.set(xlabel="test window (time order)", ylabel=unit,
-               title=f"test split, {ckpt.data_config.horizon}-step-ahead forecast")
+               title=f"test split{where}, {ckpt.data_config.horizon}-step-ahead forecast")
         ax.legend()
     return save_figure(fig, path)
 
@@ -64,8 +70,7 @@ def write_report(ckpt: Checkpoint, out: str | Path, data: Dataset | None = None)
     data = data or load_dataset(ckpt.data_config)
     model = ckpt.build_model()
     pred = predict(model, data.test.x)
-    metrics = task_metrics(pred, data.test, ckpt.config, ckpt.normalization, data.feature_names,
-                           data.target_names)
+    metrics = split_metrics(pred, data.test, ckpt.config, data)
     files = []
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"test": metrics, "training": {k: v for k, v in ckpt.metrics.items()
@@ -87,6 +92,8 @@ def _markdown(ckpt: Checkpoint, metrics: dict, path: Path, has_loss: bool) -> Pa
              f"- epochs run: {m.get('epochs_run', '?')} (best {m.get('best_epoch', '?')}), "
              f"training time {m.get('train_seconds', 0):.1f} s",
              f"- test: {summary(metrics)}", ""]
+    for name, part in metrics.get("per_series", {}).items():
+        lines.insert(-1, f"  - series `{name}` ({part['windows']} windows): {summary(part)}")
     if has_loss:
         lines += ["![loss curves](loss.png)", ""]
     lines += ["![test split](test.png)", ""]

@@ -24,7 +24,7 @@ from lstm_onnx.pipeline import distributed
 from lstm_onnx.pipeline.checkpoint import Checkpoint, save_torch
 from lstm_onnx.pipeline.config import RunConfig, run_config_from_dict
 from lstm_onnx.pipeline.data import Dataset, load_dataset
-from lstm_onnx.pipeline.metrics import task_metrics
+from lstm_onnx.pipeline.metrics import split_metrics
 from lstm_onnx.pipeline.model import SequenceModel
 
 STATE_SUFFIX = ".state"
@@ -329,14 +329,13 @@ def _finish(run: _Run, data: Dataset, criterion, out) -> Checkpoint | None:
         return None
     model, config = run.model, run.config
     model.load_state_dict(run.best_state)
-    test = task_metrics(predict(model, data.test.x), data.test, config, data.normalization,
-                        data.feature_names, data.target_names)
+    test = split_metrics(predict(model, data.test.x), data.test, config, data)
     metrics = {"best_val_loss": run.best_val, "best_epoch": run.best_epoch, "epochs_run": run.epoch,
                "stopped_early": run.stop_early(),
                "test_loss": evaluate(model, data.test.x, data.test.y, criterion),
                "test": test, "train_seconds": run.elapsed, "history": run.history}
     ckpt = Checkpoint(config, devices.to_cpu(model.state_dict()), data.normalization, data.feature_names,
-                      data.target_names, metrics)
+                      data.target_names, metrics, data.columns, data.series_normalization)
     if out is not None:
         ckpt.save(out)
     return ckpt

@@ -11,7 +11,9 @@ Normalization comes from the model's metadata: apps pass raw features and get ra
 """
 from __future__ import annotations
 
+import copy
 import math
+import os
 import warnings
 
 import numpy as np
@@ -69,6 +71,13 @@ class Predictor:
             self._scale = (1.0 / self._norm["input_std"]).astype(np.float32)
             self._shift = (-self._norm["input_mean"] * self._scale).astype(np.float32)
         self.safe_abs = self._safe_abs()
+        by_series = meta.get("series_normalization") or {}
+        # series id -> (input scale, input shift, target std, target mean): data.normalize = "series"
+        self.series_normalization = {
+            k: ((1.0 / np.asarray(v["input_std"], np.float32)).astype(np.float32),
+                (-np.asarray(v["input_mean"], np.float32) / np.asarray(v["input_std"], np.float32)).astype(np.float32),
+                np.asarray(v["target_std"], np.float32), np.asarray(v["target_mean"], np.float32))
+            for k, v in by_series.items()}
 
     @classmethod
     def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool = True, *,
@@ -231,13 +240,21 @@ class Predictor:
     def _batch_major_y(self, y: np.ndarray) -> np.ndarray:
         return y.transpose(1, 0, 2) if self.head == "sequence" and not self.batch_first else y
 
-    def predict(self, x, lengths=None, normalize: bool = True) -> np.ndarray:
+    def predict(self, x, lengths=None, normalize: bool = True, series=None) -> np.ndarray:
         """Raw x [batch, seq, F] -> y in raw target units (logits for classifiers); batch-major.
 
         `lengths`: valid steps per item of a padded batch. A model exported with --lengths runs the batch
         once; any other model runs each group of equal length on its own. Either way item k sees only its
         first lengths[k] steps. For sequence heads, y past an item's length is 0.
+        `series`: each item's series id, for a model trained with per-series normalization
+        (`series_normalization`); each item is normalized, and its y restored, with its series' statistics.
         """
+        if self.series_normalization and normalize:
+            if series is None:
+                raise PredictorError(f"this model normalizes each series with its own statistics: pass series=[one "
+                                     f"id per item] (it knows {', '.join(map(repr, list(self.series_normalization)[:5]))}"
+                                     f"{', ...' if len(self.series_normalization) > 5 else ''})")
+            return self._predict_series(self.check_input(x), series, lengths)
         if lengths is not None and not self.has_lengths:
             x = self.check_input(x)
             return self._predict_grouped(x, self._check_lengths(lengths, x.shape[0], x.shape[1]), normalize)
@@ -251,6 +268,38 @@ class Predictor:
             y = y.copy()
             y[np.arange(y.shape[1])[None, :] >= feeds["lengths"][:, None]] = 0.0
         return y
+
+    def _predict_series(self, x: np.ndarray, series, lengths) -> np.ndarray:
+        series = [str(s) for s in np.asarray(series).reshape(-1)]
+        if len(series) != len(x):
+            raise PredictorError(f"series must name one series per item: {len(x)} items, {len(series)} ids")
+        unknown = sorted(set(series) - set(self.series_normalization))
+        if unknown:
+            raise PredictorError(f"unknown series {', '.join(map(repr, unknown[:5]))}: this model knows "
+                                 f"{', '.join(map(repr, list(self.series_normalization)[:20]))}")
+        scale, shift, std, mean = (np.stack(a) for a in zip(*(self.series_normalization[s] for s in series)))
+        with np.errstate(over="ignore"):
+            xn = x * scale[:, None, :] + shift[:, None, :]
+        y = self.predict(xn, lengths=lengths, normalize=False)
+        if self.head == "classify":
+            return y
+        shape = (len(x),) + (1,) * (y.ndim - 2) + (y.shape[-1],)
+        return y * std.reshape(shape) + mean.reshape(shape)
+
+    def forecast(self, table, rolling: bool = False) -> dict[str, list]:
+        """Forecasts from raw history laid out like the training table (a CSV file with a header row, a pandas
+        DataFrame or a mapping of column name -> values; other columns are ignored), labelled with series and time: see
+        runtimes/forecast.py. Needs a model trained on a table (metadata `columns`)."""
+        from lstm_onnx.runtimes.forecast import TableError, forecast
+
+        if isinstance(table, (str, os.PathLike)):
+            table = _csv_columns(table)
+        elif hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame, without importing pandas
+            table = {str(c): [str(v) for v in table[c].tolist()] for c in table.columns}
+        try:
+            return forecast(self, table, rolling)
+        except TableError as exc:
+            raise PredictorError(str(exc)) from None
 
     def _predict_grouped(self, x: np.ndarray, lengths: np.ndarray, normalize: bool) -> np.ndarray:
         out = None
@@ -277,6 +326,9 @@ class Predictor:
         validation windows per run: by up to 0.036 in target units; more when a batch-mate's values are far
         larger). The server therefore never batches requests of an int8 model together.
         """
+        if self.series_normalization:  # items carry no series id here: the global statistics would be wrong
+            raise PredictorError("this model normalizes each series with its own statistics, which a request of "
+                                 "bare windows does not name: use Predictor.forecast or predict(x, series=...)")
         states = states or [None] * len(xs)
         lens = np.array([len(x) for x in xs], np.int32)
         groups = [np.arange(len(xs))] if self.has_lengths else [np.flatnonzero(lens == n) for n in np.unique(lens)]
@@ -308,10 +360,29 @@ class Predictor:
                 item.update(hn=out["hn"][:, row].copy(), cn=out["cn"][:, row].copy())
             results[k] = item
 
-    def stream(self, batch: int = 1, fold: bool = True) -> "Stepper":
+    def stream(self, batch: int = 1, fold: bool = True, series: str | None = None) -> "Stepper":
+        """A Stepper; `series`: the series it streams, for a model with per-series statistics."""
         if not self.stateful:
             raise PredictorError("streaming needs a model exported with --stateful (h0/c0 inputs)")
+        if self.series_normalization:
+            if series is None:
+                raise PredictorError("this model normalizes each series with its own statistics: stream(series=ID)")
+            return Stepper(self.for_series(series), batch, fold)
         return Stepper(self, batch, fold)
+
+    def for_series(self, series: str) -> "Predictor":
+        """This model with one series' statistics as its normalization (the same session)."""
+        if str(series) not in self.series_normalization:
+            raise PredictorError(f"unknown series {series!r}: this model knows "
+                                 f"{', '.join(map(repr, list(self.series_normalization)[:20]))}")
+        view = copy.copy(self)
+        norm = self.meta["series_normalization"][str(series)]
+        view.meta = {**self.meta, "normalization": norm}
+        view._norm = {k: np.asarray(v, np.float32) for k, v in norm.items()}
+        view._scale, view._shift = self.series_normalization[str(series)][:2]
+        view.series_normalization, view._step_session = {}, None
+        view.safe_abs = view._safe_abs()
+        return view
 
     def step_session(self):
         """A session of this model with normalization and the NaN/Inf check inside, or None (no onnx, or no
@@ -327,6 +398,23 @@ class Predictor:
                 like = self.opened.settings if self.opened is not None else settings_of(self.session)
                 self._step_session = open_session(blob, **{**like, "check_placement": False}).session
         return self._step_session
+
+
+def _csv_columns(path) -> dict[str, list[str]]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [row for row in csv.reader(fh) if any(f.strip() for f in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PredictorError(f"cannot read {path}: {_first_line(exc)}") from None
+    if not rows:
+        raise PredictorError(f"{path} is empty: a header row and rows of history expected")
+    header = [h.strip() for h in rows[0]]
+    bad = next((k for k, row in enumerate(rows[1:], 2) if len(row) != len(header)), None)
+    if bad is not None:
+        raise PredictorError(f"{path} line {bad}: {len(rows[bad - 1])} fields, the header has {len(header)}")
+    return {name: [row[k] for row in rows[1:]] for k, name in enumerate(header)}
 
 
 class Stepper:

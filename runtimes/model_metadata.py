@@ -30,6 +30,12 @@ def checked_metadata(props: dict[str, str], source, num_features: int | None = N
         _check_config(meta["config"], source)
     if meta.get("normalization") is not None:
         _check_normalization(meta["normalization"], source, num_features)
+    if meta.get("columns") is not None:
+        _check_columns(meta["columns"], source)
+    if not isinstance(meta.get("series_normalization") or {}, dict):
+        _fail(source, metadata.PREFIX + "series_normalization", "must be a table of series")
+    for norm in (meta.get("series_normalization") or {}).values():
+        _check_normalization(norm, source, num_features)
     for key in ("feature_names", "target_names"):
         value = meta.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
@@ -63,6 +69,17 @@ def _check_config(config, source) -> None:
         _fail(source, key, f"names head {head!r}; expected one of {', '.join(HEADS)}")
     if not isinstance(model.get("batch_first", True), bool):
         _fail(source, key, f"has batch_first {model['batch_first']!r}; expected true or false")
+
+
+def _check_columns(cols, source) -> None:
+    key = metadata.PREFIX + "columns"
+    names = lambda v: isinstance(v, list) and v and all(isinstance(n, str) for n in v)  # noqa: E731
+    if not (isinstance(cols, dict) and names(cols.get("features")) and names(cols.get("targets"))
+            and all(isinstance(cols.get(k, ""), str) for k in ("time", "series"))
+            and all(isinstance(cols.get(k), int) and not isinstance(cols.get(k), bool) and cols[k] > 0
+                    for k in ("window", "horizon"))):
+        _fail(source, key, f"must hold features, targets (names), time, series (a name or \"\") and a positive "
+                           f"window and horizon, got {cols!r:.60}")
 
 
 def _check_normalization(norm, source, num_features: int | None) -> None:

@@ -251,6 +251,9 @@ def load_predictor(settings: ServeSettings):
 
 
 def check_servable(predictor, model: str) -> None:
+    if predictor.series_normalization:
+        raise ValueError(f"{model} normalizes each series with its own statistics, and requests name no series; "
+                         "serve a model trained with normalize = \"global\", or use Predictor.forecast in an app")
     static = [d for d in predictor.inputs["x"].shape[:2] if not isinstance(d, str)]
     if static:
         raise ValueError(f"{model} has fixed batch/sequence sizes {predictor.inputs['x'].shape[:2]}; "

@@ -17,10 +17,11 @@ ALLOWED = {
     "serving": {"core", "runtimes"},
     "bench": {"core", "pipeline", "runtimes", "exporters"},
     "cli": {"core", "pipeline", "runtimes", "exporters", "serving", "bench"},
+    "api": {"core", "pipeline", "runtimes", "exporters"},  # the package lstm_onnx itself: fit, export, Predictor
 }
 # What a deploy install lacks: these may be imported inside functions only, in the layers that a deploy runs.
 TRAIN_ONLY = {"torch", "tqdm"}
-DEPLOY_LAYERS = {"core", "runtimes", "serving", "cli"}
+DEPLOY_LAYERS = {"core", "runtimes", "serving", "cli", "api"}
 
 
 def module_name(path: Path) -> str:

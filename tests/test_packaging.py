@@ -82,6 +82,7 @@ def test_wheel_holds_one_top_level_name(wheel):
     assert tops == {"lstm_onnx"}
     for folder in FOLDERS:
         assert f"lstm_onnx/{folder}/__init__.py" in names
+    assert "lstm_onnx/__init__.py" in names and not any(n.startswith("lstm_onnx/api/") for n in names)
     assert "lstm_onnx/pipeline/csrc/peephole_lstm.cpp" in names
 
 
@@ -94,6 +95,14 @@ def test_deploy_venv_has_no_torch_and_no_bare_folder_names(deploy, work):
     r = run(deploy, "python", "-c", MISSING, "torch", *FOLDERS, "lstm_onnx.runtimes", cwd=work[0])
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["torch", *FOLDERS]
+
+
+def test_deploy_venv_has_the_package_api_without_torch(deploy, work):
+    r = python(deploy, work, "import sys; from lstm_onnx import Predictor; print(Predictor.__name__, 'torch' in "
+                             "sys.modules)\ntry:\n    from lstm_onnx import fit\nexcept ImportError as exc: print(exc)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["Predictor False", "lstm_onnx.fit needs the [train] extra (torch): "
+                                                        "pip install 'lstm-onnx-pipeline[train]'"]
 
 
 def test_deploy_venv_imports_the_namespace(deploy, work):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +40,7 @@ RUN = {"bash", "sh", "console", "python"}
 SHOWN = {"text"}  # equations, layouts, transcripts: read, not run
 # (how the block starts, why it is not run): a new exclusion is a decision, made here.
 NOT_RUN = [
-    ("pip install lstm-onnx-pipeline", "installs from the package registry"),
+    ("pip install .", "installs into the current environment"),
     ("make demo", "make itself; the README test builds what make demo leaves, and CI runs make test"),
 ]
 MARK = re.compile(r"<!--\s*(not run|background):\s*(.+?)\s*-->")
@@ -153,6 +154,7 @@ def blocks() -> list[Block]:
 def after_demo(tmp_path_factory) -> Path:
     """A directory holding what `make demo` leaves, made by the commands it runs (on a smaller series)."""
     work = tmp_path_factory.mktemp("after-make-demo")
+    shutil.copytree(ROOT / "data", work / "data")  # a clone has it: the Python example reads it
     seed = (ROOT / "configs" / "seed.toml").read_text()
     config = tmp_path_factory.mktemp("config") / "tiny.toml"
     config.write_text(seed.replace("[data]\n", "[data]\nlength = 600\n", 1))

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DIST = "lstm-onnx-pipeline"
 # What the wheel is built from (pyproject.toml's package-dir folders, the readme): copied to a temporary
 # tree, since setuptools writes build/ beside the sources and a stale build/lib would leak into the wheel.
-SOURCES = ("pyproject.toml", "README.md", "core", "pipeline", "exporters", "runtimes", "serving", "bench", "cli")
+SOURCES = ("pyproject.toml", "README.md", "api", "core", "pipeline", "exporters", "runtimes", "serving", "bench", "cli")
 
 
 def build_wheel(out: Path) -> Path:

@@ -12,8 +12,8 @@
   const METADATA_PROPS = 14; // ModelProto.metadata_props: repeated StringStringEntryProto {key = 1, value = 2}
   const PREFIX = 'lstm_onnx.';
   // The keys stored as JSON text (x-encoding json in core/model_metadata.schema.json; a test keeps them equal).
-  const JSON_KEYS = ['accuracy', 'batch_size', 'config', 'feature_names', 'int8', 'io', 'normalization', 'probe',
-    'seq_len', 'stateful', 'target_names'];
+  const JSON_KEYS = ['accuracy', 'batch_size', 'columns', 'config', 'feature_names', 'int8', 'io', 'normalization',
+    'probe', 'seq_len', 'series_normalization', 'stateful', 'target_names'];
 
   function readVarint(buf, pos) {
     let value = 0, shift = 0, byte;

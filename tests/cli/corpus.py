@@ -303,6 +303,9 @@ def cases() -> list[Case]:
     for name, words in TRAIN_CSVS.items():
         out.append(C(f"train csv {name}", f"train --config {{csv_{name}}} -o {{dir}}/never.pt",
                      f"train_{name}.csv", *words))
+    for name, words in TRAIN_CSVS.items():  # the same files through `train --csv`, with no config
+        out.append(C(f"train --csv {name}", f"train --csv {{train_{name}_csv}} --target b --window 4 -o "
+                     f"{{dir}}/never.pt", f"train_{name}.csv", *words))
     for name, words in CONFIGS.items():
         out.append(C(f"train config {name}", f"train --config {{cfg_{name}}} -o {{dir}}/victim.pt",
                      f"{{cfg_{name}}}", words, keep="victim.pt"))

@@ -179,3 +179,83 @@ def test_a_value_set_after_loading_gets_the_same_checks(tmp_path):
     config.train.epochs = 0
     with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
         config.validate()
+
+
+def long_table(tmp_path, n: int = 40) -> Path:
+    """Two series interleaved row by row (the usual long format): `a` counts up from 1000, `b` down from -1000;
+    an ISO timestamp column and a text id column, neither of them a feature."""
+    rows = []
+    for t in range(n):
+        stamp = f"2024-01-{1 + t // 24:02d}T{t % 24:02d}:00:00"
+        rows += [[stamp, "a", 1000.0 + t, 2.0 * t], [stamp, "b", -1000.0 - t, -3.0 * t]]
+    return write_csv(tmp_path / "long.csv", ["when", "id", "v", "w"], rows)
+
+
+def raw(split, norm_of, names):
+    """The split's inputs and targets in raw units, window by window (each with its series' statistics)."""
+    xs, ys = [], []
+    for x, y, s in zip(split.x, split.y, split.series):
+        n = norm_of(names[s])
+        xs.append(x * n.input_std + n.input_mean)
+        ys.append(y * n.target_std + n.target_mean)
+    return np.array(xs), np.array(ys)
+
+
+@pytest.mark.parametrize("normalize", ["global", "series"])
+def test_windows_and_splits_never_cross_a_series(tmp_path, normalize):
+    data = load_dataset(cfg(long_table(tmp_path), series_column="id", targets=["v"], normalize=normalize))
+    assert data.feature_names == ["v", "w"] and data.series_names == ["a", "b"]  # no timestamp, no id
+    last_target = {}
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        x, y = raw(split, data.normalization_of, data.series_names)
+        sign = np.where(split.series == 0, 1.0, -1.0)
+        # one series per window, consecutive rows of it: v moves by exactly 1 per step, in its own direction
+        np.testing.assert_allclose(np.diff(x[:, :, 0], axis=1), np.repeat(sign[:, None], 3, 1), atol=1e-3)
+        np.testing.assert_allclose(y[:, 0], x[:, -1, 0] + sign, atol=1e-3)  # horizon 1, same series
+        steps = np.abs(y[:, 0]) - 1000
+        for s in (0, 1):
+            mine = steps[split.series == s]
+            assert mine.min() > last_target.get(s, -1), f"{name} of series {s} starts before the last split ends"
+            last_target[s] = mine.max()
+
+
+def test_per_series_normalization_is_each_series_train_segment(tmp_path):
+    data = load_dataset(cfg(long_table(tmp_path), series_column="id", targets=["v"], normalize="series"))
+    n_train = 40 - 8 - 8
+    t = np.arange(n_train, dtype=np.float64)
+    want = {"a": (1000 + t, 2 * t), "b": (-1000 - t, -3 * t)}
+    for name, (v, w) in want.items():
+        norm = data.series_normalization[name]
+        np.testing.assert_allclose(norm.input_mean, [v.mean(), w.mean()], rtol=1e-6)
+        np.testing.assert_allclose(norm.input_std, [v.std(), w.std()], rtol=1e-5)
+        np.testing.assert_allclose(norm.target_mean, [v.mean()], rtol=1e-6)
+    glob = load_dataset(cfg(long_table(tmp_path), series_column="id", targets=["v"])).normalization
+    both = np.concatenate([want["a"][0], want["b"][0]])
+    np.testing.assert_allclose(glob.input_mean[0], both.mean(), atol=1e-3)
+    np.testing.assert_allclose(glob.input_std[0], both.std(), rtol=1e-5)
+
+
+def test_a_series_too_short_for_its_splits_is_named(tmp_path):
+    path = long_table(tmp_path)
+    text = path.read_text().splitlines()
+    path.write_text("\n".join(text + ["2024-01-01T00:00:00,c,1,1"] * 3) + "\n")
+    with pytest.raises(CSVError, match="series 'c': 3 usable rows"):
+        load_dataset(cfg(path, series_column="id", targets=["v"]))
+
+
+def test_a_date_column_is_recognised_not_read_as_a_feature(tmp_path):
+    path = long_table(tmp_path)
+    data = load_dataset(cfg(path, series_column="id"))
+    assert data.feature_names == ["v", "w"] and data.columns["time"] == "when"
+
+
+def test_bundled_stocks_data_makes_five_series():
+    config = load_run_config(ROOT / "configs" / "stocks.toml")
+    data = load_dataset(config.data)
+    assert data.series_names == ["MSFT", "AMZN", "IBM", "GOOG", "AAPL"]
+    counts = np.bincount(data.train.series, minlength=5)
+    # 123 months (68 for GOOG) give 122 (67) changes; train keeps 122 - 2 * int(0.2 * 122) = 74 (41) of them,
+    # and windows of 6 with horizon 1 start at 74 - 6 = 68 (35) places
+    assert counts.tolist() == [68, 68, 68, 35, 68]
+    assert set(data.series_normalization) == set(data.series_names)

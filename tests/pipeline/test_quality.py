@@ -140,3 +140,36 @@ def test_bundled_co2_data_has_only_explained_findings():
     assert {f.check for f in rep.warnings} <= {"missing", "outliers"}
     co2 = rep.columns[0]
     assert co2.drift["val"] < 0.3 and co2.drift["test"] < 0.3
+
+
+def test_a_timestamp_column_is_the_time_not_a_missing_constant_target(tmp_path):
+    """Before: 'missing 3000' and 'ERROR [constant] timestamp: the target never changes'."""
+    rng = np.random.default_rng(0)
+    lines = ["timestamp,load,temp"] + [f"2024-01-{1 + h // 24:02d}T{h % 24:02d}:00:00,{rng.uniform():.4f},"
+                                       f"{rng.uniform():.4f}" for h in range(24 * 20)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    rep = check_csv(DataConfig(task="csv", csv=str(tmp_path / "d.csv")))
+    assert [c.name for c in rep.columns] == ["load", "temp"]
+    assert rep.findings == []
+    del lines[100]  # an hour missing: a gap, found through the timestamps
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    rep = check_csv(DataConfig(task="csv", csv=str(tmp_path / "d.csv")))
+    assert kinds(rep) == {("warning", "time", "timestamp")} and "1 gap(s)" in rep.findings[0].message
+
+
+def test_findings_are_per_series(tmp_path):
+    """Series b alone goes back in time and has an outlier; a, interleaved with it, is clean."""
+    rng = np.random.default_rng(1)
+    rows = ["t,id,x,y"]
+    for t in range(600):
+        for s in ("a", "b"):
+            stamp = 450 if (s == "b" and t == 460) else t
+            x = 50.0 if (s == "b" and t == 40) else rng.uniform()
+            rows.append(f"{stamp},{s},{x},{rng.uniform()}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    rep = check_csv(DataConfig(task="csv", csv=str(tmp_path / "d.csv"), time_column="t", series_column="id",
+                               targets=["y"], window=10))
+    assert {(f.series, f.severity, f.check, f.column) for f in rep.findings} == {
+        ("b", "error", "time", "t"), ("b", "warning", "outliers", "x")}
+    assert "series 'b', t:" in "\n".join(rep.lines())
+    assert [c.name for c in rep.columns] == ["x", "y"]  # neither the time nor the id is a column of the model

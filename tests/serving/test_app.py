@@ -278,3 +278,16 @@ def test_an_input_that_overflows_once_normalized_is_refused_alone(tmp_path):
     assert step.status_code == 422 and step.json()["error"]["code"] == "out_of_range", step.text
     assert ok.status_code == 200, ok.text
     close(ok.json()["outputs"][0], alone.predict(good[None])[0])
+
+
+def test_a_model_with_per_series_statistics_is_refused_at_start():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from lstm_onnx.serving.app import check_servable
+
+    per_series = SimpleNamespace(series_normalization={"a": None}, inputs={"x": SimpleNamespace(shape=["b", "s", 2])})
+    with pytest.raises(ValueError, match="normalizes each series with its own statistics"):
+        check_servable(per_series, "m.onnx")
+    check_servable(SimpleNamespace(series_normalization={}, inputs=per_series.inputs), "m.onnx")
