@@ -109,6 +109,9 @@ def model_columns(cfg: DataConfig, header: list[str], path) -> list[str]:
         if name not in header:
             raise CSVError(f"{path}: drop_columns names {name!r}, which is not a column; columns: {', '.join(header)}")
     wanted = list(dict.fromkeys(cfg.features or [h for h in header if h not in cfg.drop_columns]))
+    if not wanted:
+        raise CSVError(f"{path}: no input column is left after dropping {', '.join(cfg.drop_columns)} "
+                       "(data.drop_columns, check-data --drop)")
     for name in wanted + list(cfg.targets) + ([cfg.time_column] if cfg.time_column else []):
         if name not in header:
             raise CSVError(f"{path}: no column {name!r}; columns: {', '.join(header)}")
