@@ -17,6 +17,7 @@ from lstm_onnx.cli.loading import load_onnx as _load_onnx
 from lstm_onnx.exporters import forms as export_forms
 from lstm_onnx.pipeline.config import DEVICES
 from lstm_onnx.runtimes import registry
+from lstm_onnx.runtimes.providers import PROVIDERS
 
 
 class Context:
@@ -254,7 +255,8 @@ def report(obj, checkpoint, out):
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", default="artifacts/model.onnx", show_default=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", default="artifacts/model.onnx", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the ONNX model (its metadata holds the config and normalization).")
 @click.option("--form", default="native", show_default=True, type=click.Choice(export_forms.choices()),
               help=export_forms.help_text())
 @click.option("--target", help="The runtime it is for (see README 'Export forms and runtimes'), e.g. onnxruntime-cuda, "
@@ -304,15 +306,19 @@ def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch
 @cli.command()
 @click.option("-o", "--out", "out_dir", default="artifacts/bench", show_default=True,
               type=click.Path(file_okay=False), help="Where bench.json, bench.md and bench.png go.")
-@click.option("--input-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--hidden", default=256, show_default=True, type=click.IntRange(min=1))
-@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--input-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Features per step of the benchmarked model (random weights).")
+@click.option("--hidden", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Hidden units per LSTM layer.")
+@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1), help="Stacked LSTM layers.")
 @click.option("--case", "cases", multiple=True, metavar="NAME=BxS",
               help="Cases (repeatable; default: streaming=1x1 sequence=1x100 batch=64x100).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts.")
-@click.option("--form", "forms", multiple=True, help="Export forms (default: all).")
-@click.option("--provider", "providers", multiple=True,
-              help="Devices for the runtime families: cpu, cuda, tensorrt (default: cpu).")
+@click.option("--form", "forms", multiple=True, type=click.Choice(list(export_forms.FORMS)),
+              help="Export forms (repeatable; default: all).")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(registry.bench_providers(),
+                                                                           case_sensitive=False),
+              help="Devices for the runtime families (repeatable; default: cpu).")
 @click.option("--runtime", "runtimes", multiple=True,
               type=RegistryName(dict.fromkeys(registry.bench_families() + registry.bench_names()), "bench runtime"),
               help="A family (its runners on each --provider) or one runner (repeatable; default: every "
@@ -369,7 +375,8 @@ def _bench_case(parse_case, text: str):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("inputs", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help=".npy or .csv (default: CSV to stdout).")
-@click.option("--provider", default="cpu", show_default=True)
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(list(PROVIDERS), case_sensitive=False),
+              help="The onnxruntime execution provider to run on.")
 @click.option("--allow-tf32", is_flag=True, help="Let ORT CUDA use TF32 (results shift by about 2.5e-4).")
 @click.option("--raw/--normalized", default=True, show_default=True,
               help="Raw features in, raw targets out (normalization from the model's metadata).")
@@ -429,7 +436,7 @@ def _csv_text(y: np.ndarray, pred) -> str:
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect(model, as_json):
     """Show MODEL's I/O, nodes, LSTM attributes (P present?) and our metadata."""
     from lstm_onnx.runtimes.inspect import describe, format_description
@@ -442,11 +449,12 @@ def inspect(model, as_json):
     click.echo(format_description(info) + (f"\nform {form.describe()}" if form else ""))
 
 
-# serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own.
+# serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own; CHOICES fixes the values
+# an option takes, and NO_DEFAULT_SHOWN the options whose help says what their empty default means.
 SERVE_OPTIONS = (
     ("--host", "host", "Interface to bind; beyond loopback, set a token (--auth-token-file)."),
-    ("--port", "port", None),
-    ("--provider", "provider", None),
+    ("--port", "port", "TCP port to listen on (1..65535)."),
+    ("--provider", "provider", "The onnxruntime execution provider to run on."),
     ("--allow-tf32", "allow_tf32", "Let ORT CUDA use TF32 (results shift by about 2.5e-4)."),
     ("--strict-placement", "strict_placement", "Refuse to start if a node (e.g. an LSTM with P under cuda) "
                                                "runs on another provider than requested."),
@@ -455,30 +463,33 @@ SERVE_OPTIONS = (
     ("--max-batch", "max_batch", "Sequences per run; 1 turns batching off."),
     ("--max-wait-ms", "max_wait_ms", "How long a partial batch waits."),
     ("--max-queue", "max_queue", "Queued sequences before 503."),
-    ("--max-seq-len", "max_seq_len", None),
+    ("--max-seq-len", "max_seq_len", "Steps per sequence (and per session step) a request may send; beyond it 422."),
     ("--session-ttl", "session_ttl_s", "Idle seconds before a session expires."),
-    ("--max-sessions", "max_sessions", None),
+    ("--max-sessions", "max_sessions", "Open streaming sessions at once; beyond it 503."),
     ("--max-header-bytes", "max_header_bytes", "Request line + headers; beyond it 431."),
     ("--header-timeout", "header_timeout_s", "Seconds for a request's headers to arrive, else 408."),
     ("--body-timeout", "body_timeout_s", "Seconds for a body to arrive after its headers, else 408."),
     ("--graceful-timeout", "graceful_timeout_s", "Seconds in-flight requests get to finish on SIGTERM."),
     ("--model-name", "model_name", "The name /v2 (Open Inference Protocol) serves MODEL under (default: its file stem)."),
-    ("--engine", "engine", "uvicorn (this process) or ray (Ray Serve replicas; needs the ray extra)."),
+    ("--engine", "engine", "uvicorn: this process; ray: Ray Serve replicas (needs the ray extra)."),
     ("--replicas", "replicas", "--engine ray: model replicas (autoscaling minimum with --max-replicas)."),
     ("--max-replicas", "max_replicas", "--engine ray: autoscale up to this many (0: fixed --replicas)."),
     ("--target-ongoing", "target_ongoing", "--engine ray: ongoing requests per replica autoscaling aims for."),
 )
+NO_DEFAULT_SHOWN = ("model_name",)
 
 
 def _serve_options(command):
     from dataclasses import fields
 
-    from lstm_onnx.serving.settings import ServeSettings
+    from lstm_onnx.serving.settings import ENGINES, ServeSettings
 
+    choices = {"provider": click.Choice(list(PROVIDERS), case_sensitive=False), "engine": click.Choice(ENGINES)}
     defaults = {f.name: f.default for f in fields(ServeSettings)}
     for flag, name, help_text in reversed(SERVE_OPTIONS):
         default = defaults[name]
-        how = {"is_flag": True} if isinstance(default, bool) else {"show_default": True, "type": type(default)}
+        how = ({"is_flag": True} if isinstance(default, bool) else
+               {"show_default": name not in NO_DEFAULT_SHOWN, "type": choices.get(name, type(default))})
         command = click.option(flag, name, default=default, help=help_text, **how)(command)
     return command
 

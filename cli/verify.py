@@ -43,8 +43,6 @@ def _test_data_model(folder, model, **others) -> str:
 
 @click.command()
 @click.argument("paths", nargs=-1, metavar="[CHECKPOINT] MODEL")
-@click.option("--checkpoint", "checkpoint_opt", type=click.Path(dir_okay=False),
-              help="A checkpoint: its PyTorch model becomes the default baseline.")
 @click.option("--runner", "runners", multiple=True, type=RegistryName([*registry.RUNNERS, "all"], "runner"),
               help="Runners to check (repeatable). Named runners' failures always count. Default, or `all`: "
                    "the default set, where a runner the capability table says is wrong (or untested) for this "
@@ -68,9 +66,12 @@ def _test_data_model(folder, model, **others) -> str:
                    "feeds and its outputs the baseline; every set is verified.")
 @click.option("--save-test-data", type=click.Path(), metavar="DIR",
               help="Write model.onnx, the feeds and the baseline's outputs to DIR as ONNX test data.")
-@click.option("--batch", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--seq", default=23, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Sequences in the random feeds (a fixed-batch export's own size wins).")
+@click.option("--seq", default=23, show_default=True, type=click.IntRange(min=1),
+              help="Steps per sequence in the random feeds (a fixed-length export's own length wins).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the random feeds.")
 @click.option("--atol", type=float, help="Absolute tolerance for every output (default by dtype).")
 @click.option("--rtol", type=float, help="Relative tolerance for every output.")
 @click.option("--check-error-stat", "error_stat", default=ELEMWISE, show_default=True,
@@ -92,7 +93,7 @@ def _test_data_model(folder, model, **others) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
 @click.pass_obj
-def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_npz, save_inputs, save_outputs,
+def verify(obj, paths, runners, baseline, inputs_npz, expected_npz, save_inputs, save_outputs,
            test_data, save_test_data, batch, seq, seed, atol, rtol, allow_tf32, provider_options, strict_placement,
            as_json, markdown,
            error_stat, fail_fast, isolate, runner_timeout):
@@ -112,12 +113,9 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
     if test_data:
         model = _test_data_model(test_data, model, baseline=baseline, inputs=inputs_npz, expected=expected_npz,
                                  save_inputs=save_inputs, save_outputs=save_outputs, save_test_data=save_test_data)
-    if checkpoint and checkpoint_opt:
-        _fail("give the checkpoint once: as an argument or with --checkpoint")
     for flag, value in (("--atol", atol), ("--rtol", rtol)):
         if value is not None and not value >= 0:
             _fail(f"{flag} {value}: a tolerance must be >= 0")
-    checkpoint = checkpoint or checkpoint_opt
     if runner_timeout is not None and not isolate:
         _fail("--runner-timeout needs --isolate: only a runner in its own process can be stopped")
     if checkpoint:
