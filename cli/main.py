@@ -253,8 +253,51 @@ def report(obj, checkpoint, out):
         obj.echo(f"wrote {f}")
 
 
+class ShapeType(click.ParamType):
+    """B,S,F: three positive sizes."""
+
+    name = "B,S,F"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 3 or min(sizes) < 1:
+            self.fail(f"{value!r}: expected three sizes >= 1, as B,S,F (e.g. 2,16,3)", param, ctx)
+        return sizes
+
+
+def _export_module(obj, checkpoint, out, spec, state_dict, input_shape, opset, checkpoint_only) -> None:
+    import time
+
+    from lstm_onnx.exporters.errors import ExportError
+    from lstm_onnx.exporters.export import export_summary
+    from lstm_onnx.exporters.module import export_module
+    from lstm_onnx.exporters.opsets import OpsetError
+    from lstm_onnx.exporters.validate import ValidationError
+
+    if checkpoint is not None:
+        _fail("give a CHECKPOINT or --module, not both")
+    if not (spec and input_shape):
+        _fail("--module PKG.MOD:FACTORY and --input-shape B,S,F go together (--state-dict is optional)")
+    if checkpoint_only:
+        _fail(f"--module exports the module as it is: drop {', '.join('--' + n.replace('_', '-') for n in checkpoint_only)}")
+    if state_dict and not Path(state_dict).is_file():
+        _fail(f"--state-dict {state_dict}: not found")
+    _check_writable(out)
+    start = time.perf_counter()
+    try:
+        model = export_module(spec, out, input_shape, state_dict, opset)
+    except (ExportError, OpsetError, ValidationError) as exc:
+        _fail(str(exc))
+    obj.echo(f"wrote {out}: {export_summary(model)}, validated against {spec} in {time.perf_counter() - start:.2f}s")
+
+
 @cli.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--out", default="artifacts/model.onnx", show_default=True, type=click.Path(dir_okay=False),
               help="Where to write the ONNX model (its metadata holds the config and normalization).")
 @click.option("--form", default="native", show_default=True, type=click.Choice(export_forms.choices()),
@@ -279,10 +322,17 @@ def report(obj, checkpoint, out):
 @click.option("--via", default="graph", show_default=True, type=click.Choice(["graph", "torch.onnx"]),
               help="graph: built from the weights (fast). torch.onnx: traced by torch.onnx.export(dynamo=True); "
                    f"{export_forms.having('via_torch_onnx')} form only. Both are validated the same way.")
+@click.option("--module", "module_spec", metavar="PKG.MOD:FACTORY",
+              help="Export your own nn.Module instead of a CHECKPOINT: FACTORY() builds it; each PeepholeLSTM or "
+                   "nn.LSTM inside becomes a native LSTM node (docs/export-module.md).")
+@click.option("--state-dict", type=click.Path(dir_okay=False),
+              help="--module: the weights to load into it (a torch.save'd state_dict).")
+@click.option("--input-shape", type=ShapeType(), metavar="B,S,F",
+              help="--module: an example input's [batch, seq, features]; batch and seq stay dynamic.")
 @click.pass_obj
 def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch_size, dtype, quantize, stateful,
-           lengths, probe, opset, via):
-    """Export CHECKPOINT to ONNX, validate it against PyTorch, then write it."""
+           lengths, probe, opset, via, module_spec, state_dict, input_shape):
+    """Export CHECKPOINT (or --module) to ONNX, validate it against PyTorch, then write it."""
     require("export", "torch")
     import time
 
@@ -290,6 +340,15 @@ def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch
     from lstm_onnx.exporters.opsets import OpsetError
     from lstm_onnx.exporters.validate import ValidationError
 
+    if module_spec or state_dict or input_shape:
+        ctx = click.get_current_context()
+        given = [n for n in ("form", "target", "seq_len", "batch_size", "dtype", "quantize", "stateful", "lengths",
+                             "probe", "via", "allow_known_wrong")
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        _export_module(obj, checkpoint, out, module_spec, state_dict, input_shape, opset, given)
+        return
+    if checkpoint is None:
+        _fail("export needs a CHECKPOINT (or --module PKG.MOD:FACTORY --input-shape B,S,F)")
     ckpt = _load_ckpt(checkpoint)
     start = time.perf_counter()
     options = ExportOptions(form, stateful, lengths, opset, target=target, seq_len=seq_len,

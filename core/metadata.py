@@ -24,6 +24,7 @@ KEYS = {
     "seq_len": "unrolled only: the static sequence length",
     "batch_size": "unrolled only: the static batch size",
     "accuracy": "JSON: float16/int8 exports: loss against the float32 model on the validation set",
+    "source_module": "export --module: the user's module it came from (pkg.mod:factory, or its class)",
     "probe": "true if the model also outputs the gate traces probe.l{layer}.d{direction}.{trace} (docs/gates.md)",
 }
 JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful", "seq_len",

@@ -309,6 +309,7 @@ def cases() -> list[Case]:
         out.append(C(f"train config {name}", f"train --config {{cfg_{name}}} -o {{dir}}/victim.pt",
                      f"{{cfg_{name}}}", words, keep="victim.pt"))
     out += _data_tool_cases()
+    out += _module_cases()
     out += _argument_cases()
     out += _deploy_cases()
     out += _unwritable_cases()
@@ -327,6 +328,30 @@ def _data_tool_cases() -> list[Case]:
         C("check-data --drop every column", "check-data {good_csv} --drop a,b", "{good_csv}", "no input column"),
         C("check-data /dev/zero", "check-data /dev/zero", "CSV not found", "/dev/zero"),
         C("check-data missing", "check-data {dir}/none.csv", "CSV not found", "{dir}/none.csv"),
+    ]
+
+
+def _module_cases() -> list[Case]:
+    """export --module and verify --module: the spec, the options that go with it, the weights."""
+    ex = "export -o {dir}/never.onnx"
+    return [
+        C("export --module no colon", f"{ex} --module tests.models --input-shape 2,8,3", "--module",
+          "MODULE:FACTORY"),
+        C("export --module not importable", f"{ex} --module no_such_pkg_q:make --input-shape 2,8,3",
+          "cannot import no_such_pkg_q"),
+        C("export --module not a module", f"{ex} --module tests.models:checkpoint --input-shape 2,8,3",
+          "not a torch.nn.Module"),
+        C("export --module no --input-shape", f"{ex} --module tests.models:checkpoint", "--input-shape"),
+        C("export --input-shape bad", f"{ex} --module tests.models:checkpoint --input-shape 2,0,3",
+          "--input-shape", "B,S,F"),
+        C("export checkpoint and --module", f"export {{ckpt}} -o {{dir}}/never.onnx --module a:b "
+          "--input-shape 2,8,3", "not both"),
+        C("export --module --stateful", f"{ex} --module a:b --input-shape 2,8,3 --stateful", "--stateful"),
+        C("export --module --state-dict missing", f"{ex} --module a:b --input-shape 2,8,3 --state-dict "
+          "{dir}/none.pt", "{dir}/none.pt", "not found"),
+        C("export no checkpoint", "export -o {dir}/never.onnx", "CHECKPOINT"),
+        C("verify --module with a checkpoint", "verify {ckpt} {model} --module a:b", "--module", "CHECKPOINT"),
+        C("verify --state-dict alone", "verify {model} --state-dict {ckpt}", "--state-dict", "--module"),
     ]
 
 
