@@ -313,7 +313,9 @@ def _export_module(obj, checkpoint, out, spec, state_dict, input_shape, opset, c
               help=f"{export_forms.having('static_shapes')}: the static batch size (default 1).")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(export_forms.DTYPES),
               help="Precision of the computation (I/O stay float32); not every form has every dtype.")
-@click.option("--quantize", type=click.Choice(["int8"]), help="Dynamic int8 quantization (onnxruntime).")
+@click.option("--quantize", type=click.Choice(["int8", "int8-static"]),
+              help="int8: dynamic (onnxruntime quantize_dynamic); int8-static: QDQ, calibrated on the checkpoint's "
+                   "training windows (docs/forms.md).")
 @click.option("--stateful", is_flag=True, help="Add h0/c0 inputs and hn/cn outputs (streaming).")
 @click.option("--lengths", is_flag=True, help="Add an int32 `lengths` input (ONNX sequence_lens).")
 @click.option("--probe", is_flag=True, help=f"--form {export_forms.having('scan')}: also output every gate's trace "

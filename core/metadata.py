@@ -19,7 +19,7 @@ KEYS = {
     "stateful": "true if the model takes h0/c0 and returns hn/cn",
     "opset": "the default-domain opset",
     "dtype": "float32 | float16: the precision of the computation (inputs and outputs stay float32)",
-    "quantization": "none | int8 (dynamic, onnxruntime's quantize_dynamic)",
+    "quantization": "none | int8 (dynamic, onnxruntime's quantize_dynamic) | int8-static (QDQ, calibrated)",
     "target": "the runtime that --form auto chose the form for (empty if chosen by hand)",
     "seq_len": "unrolled only: the static sequence length",
     "batch_size": "unrolled only: the static batch size",

@@ -28,6 +28,11 @@ DEFAULTS: dict[str, Tolerance] = {
     # also quantizes R) and 0.028 (decomposed); random H50..H512 models at seq 100: <= 1.7e-3. The error is
     # a fraction of each weight range, so it does not shrink with the output: kept at 5e-2 (~1.8x headroom).
     "int8": Tolerance(5e-2, 5e-2),
+    # int8-static (QDQ, calibrated on training windows; the LSTM nodes of the native form stay float32).
+    # Measured vs float32 on the validation sets: native 0.017 (demo) and 0.012 (CO2), decomposed 0.036 (CO2);
+    # validation's N(0, 1) inputs reach past the calibrated range, where the decomposed demo model is off by
+    # 0.078 and refused. The same bound as dynamic int8, since both are judged against one float32 model.
+    "int8-static": Tolerance(5e-2, 5e-2),
 }
 
 
