@@ -7,8 +7,8 @@ the peephole products and the cell state included (QLinearMul, QLinearAdd, QLine
 
 Activations are uint8 and weights int8 (U8S8). Without VNNI (AVX2-only x86), onnxruntime's U8S8 GEMM multiplies
 with VPMADDUBSW, which adds each pair of u8 x s8 products in saturating int16: 2 x 255 x 127 = 64,770 overflows
-32,767. reduce_range keeps weights to 7 bits (|w| <= 63): 2 x 255 x 63 = 32,130 fits, so the same file gives the
-same outputs on AVX2, AVX-512 and VNNI machines.
+32,767. reduce_range keeps weights to 7 bits (|w| <= 64): 2 x 255 x 64 = 32,640 fits, so the sums cannot
+saturate there (arithmetic, not a run: the development VM has VNNI, where the products add in int32).
 """
 from __future__ import annotations
 
