@@ -27,8 +27,9 @@ LEAK_CORR = 0.9999
 # about (2e-4)^((n-2)/2); at n = 4 it is 1 in 20,000 (a 500-column file then flags dozens of pairs by chance),
 # at n = 10 about 1e-15, nothing even over 20,000 x 20,000 pairs.
 MIN_LEAK_ROWS = 10
-# Multiply-adds the leakage scan may spend (about a second of BLAS on one core); past it rows are subsampled.
-LEAK_BUDGET = 4_000_000_000
+# Multiply-adds the leakage scan may spend; past it rows are subsampled. 1,000,000 rows x 10 x 10 columns x 51
+# shifts (5.1e9) fit: 5.4 s on a shared 2-core VM at load 7, where every other row (the next budget down) took 7.5 s.
+LEAK_BUDGET = 8_000_000_000
 # A scan over at least this many rows per shift finds what the full one finds: it is not reported as bounded.
 LEAK_QUIET_ROWS = 10_000
 LEAK_BLOCK = 1 << 22  # correlations held at once (32 MB)
@@ -314,12 +315,18 @@ def _leakage(values: np.ndarray, names: list[str], inputs: list[str], targets: l
     x, y = _scaled_columns(values[:, f_idx]), _scaled_columns(values[:, t_idx])
     first: dict[tuple[int, int], int] = {}  # (feature, target) column -> the smallest shift that leaks
     block = max(1, LEAK_BLOCK // max(1, len(f_idx)))
+    sums = _prefix_sums(x, y) if plan.step == 1 else None
     for s in plan.shifts:
         a, b = x[:len(x) - s:plan.step], y[s::plan.step]  # row t paired with row t + s
         m = len(a)
-        sum_a, sum_b = a.sum(0), b.sum(0)
-        var_a = np.einsum("ij,ij->j", a, a) - sum_a * sum_a / m  # times m, like the covariances below
-        var_b = np.einsum("ij,ij->j", b, b) - sum_b * sum_b / m
+        if sums is not None:  # every row: the sums of a and b are differences of running sums, no pass over them
+            (cx, cxx), (cy, cyy) = sums
+            sum_a, sq_a, sum_b, sq_b = cx[m], cxx[m], cy[-1] - cy[s], cyy[-1] - cyy[s]
+        else:
+            sum_a, sq_a = a.sum(0), np.einsum("ij,ij->j", a, a)
+            sum_b, sq_b = b.sum(0), np.einsum("ij,ij->j", b, b)
+        var_a = sq_a - sum_a * sum_a / m  # times m, like the covariances below
+        var_b = sq_b - sum_b * sum_b / m
         # Columns are scaled to max |v| = 1: a variance this small is a constant stretch, not a signal.
         ok_a, ok_b = var_a > 1e-12 * m, var_b > 1e-12 * m
         for lo in range(0, len(t_idx), block):
@@ -370,6 +377,15 @@ def _leak_plan(n: int, features: int, targets: int, horizon: int) -> _LeakPlan:
     if note:
         note = f"{features} x {targets} column pairs: scanned {note}; list --features/--targets to scan all"
     return _LeakPlan(shifts, step, note)
+
+
+def _prefix_sums(*arrays: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each [n, k] array: running sums of its columns and of their squares, each [n + 1, k] from a 0 row."""
+    out = []
+    for v in arrays:
+        zero = np.zeros((1, v.shape[1]))
+        out.append((np.concatenate([zero, np.cumsum(v, 0)]), np.concatenate([zero, np.cumsum(v * v, 0)])))
+    return out
 
 
 def _scaled_columns(x: np.ndarray) -> np.ndarray:
