@@ -407,11 +407,6 @@ def bench(obj, out_dir, input_size, hidden, layers, cases, threads, forms, provi
         _fail(str(exc).replace("invalid literal for int() with base 10", "--threads: not a number"))
     if min(config.threads) < 1:
         _fail("--threads: each thread count must be >= 1")
-    from lstm_onnx.exporters.export import FORMS
-
-    unknown = [f for f in config.forms or () if f not in FORMS]
-    if unknown:
-        _fail(f"unknown form(s) {unknown}; choose from {', '.join(FORMS)}")
     _check_writable(out_dir, folder=True)
     result = run_bench(config, log=lambda m: obj.echo(m, err=True))
     paths = write_all(result, out_dir)

@@ -41,14 +41,14 @@ def _test_data_model(folder, model, **others) -> str:
     return str(path)
 
 
-def _module_reference(spec, state_dict, checkpoint, baseline, expected):
+def _module_reference(spec, state_dict, checkpoint, baseline, expected, test_data):
     """The user's module as verify's baseline runner (--module), or None."""
     if not spec:
         if state_dict:
             _fail("--state-dict goes with --module")
         return None
     clash = [flag for flag, value in (("a CHECKPOINT", checkpoint), ("--baseline", baseline),
-                                      ("--expected", expected)) if value]
+                                      ("--expected", expected), ("--test-data", test_data)) if value]
     if clash:
         _fail(f"--module is the baseline: drop {', '.join(clash)}")
     require("verify --module", "torch")
@@ -146,7 +146,7 @@ def verify(obj, paths, runners, baseline, inputs_npz, expected_npz, save_inputs,
         require("verify CHECKPOINT MODEL", "torch")
     ckpt = load_ckpt(checkpoint) if checkpoint else None
     load_onnx(model)
-    reference = _module_reference(module_spec, state_dict, checkpoint, baseline, expected_npz)
+    reference = _module_reference(module_spec, state_dict, checkpoint, baseline, expected_npz, test_data)
     options = VerifyOptions(runners=tuple(runners) or None, baseline=baseline, batch=batch, seq=seq, seed=seed,
                             inputs=inputs_npz, expected=expected_npz, tolerances=explicit_tolerances(atol, rtol),
                             allow_tf32=allow_tf32, provider_options=_provider_options(provider_options),
