@@ -28,6 +28,7 @@ help:
 	@echo "make bench    runner x form x threads benchmark -> $(ART)/bench/ (table, JSON, PNG)"
 	@echo "make bench-train  one training step of PeepholeLSTM (compiled and pure PyTorch) vs nn.LSTM"
 	@echo "make bench-ddp    data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread"
+	@echo "make bench-data   check-data on a 1M-row and a 20,000-column CSV (goal: 30 s each)"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: lstm-pipeline loadtest against it"
 	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, Triton, Ray x1 and x2: one run"
@@ -106,6 +107,11 @@ bench-train: $(VENV)/.installed
 bench-ddp: $(VENV)/.installed
 	mkdir -p $(ART)
 	$(PY) -m benchmarks.bench_ddp --json $(ART)/bench_ddp.json $(BENCH_DDP_ARGS)
+
+# check-data on 1,000,000 rows x 10 columns and on 5 rows x 20,000 columns (generated once): each within 30 s.
+.PHONY: bench-data
+bench-data: $(VENV)/.installed
+	$(PY) -m benchmarks.bench_data --dir $(ART)/bench_data $(BENCH_DATA_ARGS)
 
 forms-report: $(RUN_DIR)/model.pt
 	$(PY) benchmarks/forms.py $< --json $(RUN_DIR)/forms.json $(FORMS_ARGS)

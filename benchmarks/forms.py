@@ -31,6 +31,8 @@ def variants():
     yield "decomposed float16", dict(form="decomposed", dtype="float16"), SIZES
     yield "native int8", dict(form="native", quantize="int8"), SIZES
     yield "decomposed int8", dict(form="decomposed", quantize="int8"), SIZES
+    yield "native int8-static", dict(form="native", quantize="int8-static"), SIZES
+    yield "decomposed int8-static", dict(form="decomposed", quantize="int8-static"), SIZES
 
 
 def latency_ms(path: Path, cfg, batch: int, seq: int, repeat: int, threads: int) -> float:
@@ -67,13 +69,19 @@ def emulated_max_abs(ckpt, kwargs: dict, model, isa: str, max_items: int = 512) 
 
 def measure(ckpt, repeat: int, threads: int) -> list[dict]:
     from lstm_onnx.core import metadata
-    from lstm_onnx.exporters.export import ExportOptions, export_checkpoint
+    from lstm_onnx.exporters.export import ExportError, ExportOptions, export_checkpoint
+    from lstm_onnx.exporters.validate import ValidationError
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, kwargs, sizes in variants():
             path = Path(tmp) / "m.onnx"
-            model = export_checkpoint(ckpt, path, ExportOptions(**kwargs))
+            try:
+                model = export_checkpoint(ckpt, path, ExportOptions(**kwargs))
+            except (ExportError, ValidationError) as exc:  # the export refuses this model in this form
+                rows.append({"form": label, "refused": str(exc).splitlines()[0]})
+                print(f"refused {label}: {rows[-1]['refused']}", file=sys.stderr)
+                continue
             row = {"form": label, "nodes": len(model.graph.node),
                    "scan_body_nodes": sum(len(a.g.node) for n in model.graph.node for a in n.attribute
                                           if a.name == "body"),
@@ -98,6 +106,9 @@ def to_markdown(rows: list[dict], cfg) -> str:
              f"peepholes {cfg.peephole}, bidirectional {cfg.bidirectional}; int8 GEMM measured on: {isa}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        if "refused" in r:
+            lines.append(f"| {r['form']} | refused: {r['refused']} |" + " |" * (len(head) - 2))
+            continue
         acc = r["accuracy"] or {}
         metric = (f"{acc['metric']} {acc['candidate']:.5g} vs {acc['float32']:.5g} ({acc['delta']:+.2g})"
                   if "metric" in acc else "")

@@ -22,7 +22,8 @@ def deploy():
 @click.option("--name", default=_DEFAULTS.name, show_default=True, help="The model's name and folder.")
 @click.option("--backend", type=click.Choice(BACKENDS), default=_DEFAULTS.backend, show_default=True,
               help="onnxruntime: Triton runs the model itself; python: Triton runs our model.py around it.")
-@click.option("--max-batch-size", type=int, default=_DEFAULTS.max_batch_size, show_default=True)
+@click.option("--max-batch-size", type=int, default=_DEFAULTS.max_batch_size, show_default=True,
+              help="The largest batch Triton's batcher forms (config.pbtxt max_batch_size).")
 @click.option("--preferred-batch-size", "preferred_batch_sizes", type=int, multiple=True,
               help="A batch size the batcher aims for (repeatable; default: any up to --max-batch-size).")
 @click.option("--max-queue-delay-us", type=int, default=_DEFAULTS.max_queue_delay_us, show_default=True,
@@ -30,7 +31,7 @@ def deploy():
 @click.option("--max-queue-size", type=int, default=_DEFAULTS.max_queue_size, show_default=True,
               help="Requests waiting before Triton rejects more (stateless models).")
 @click.option("--instance-kind", type=click.Choice(INSTANCE_KINDS), default=_DEFAULTS.instance_kind,
-              show_default=True)
+              show_default=True, help="Where Triton runs the model instances (instance_group kind).")
 @click.option("--instance-count", type=int, default=_DEFAULTS.instance_count, show_default=True,
               help="Model instances (per GPU with --instance-kind gpu).")
 @click.option("--gpu", "gpus", type=int, multiple=True, help="A GPU to run on (repeatable; default: every GPU).")

@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 from lstm_onnx.cli.inputs import read_array
 
 
@@ -70,6 +72,8 @@ def _raw_input(path: Path, feature_names, num_features: int) -> np.ndarray:
               f"(or a CSV of [seq, {num_features}])")
     if x.dtype.kind not in "biuf" or not np.isfinite(x).all():
         _fail(f"{path}: expected finite real numbers")
+    if x.dtype.kind == "f" and np.abs(x).max() > FLOAT32_MAX:  # checked before the cast, which would make inf
+        _fail(f"{path}: input has values beyond float32 (|x| <= 3.4e38)")
     return x.astype(np.float32)
 
 
@@ -86,7 +90,11 @@ def _checkpoint_traces(path: Path, inputs: Path):
     cfg = ckpt.model_config
     x = _raw_input(inputs, ckpt.feature_names, cfg.input_size)
     norm = ckpt.normalization
-    xn = (x - norm.input_mean) / norm.input_std
+    with np.errstate(over="ignore"):  # refused by name just below
+        xn = (x - norm.input_mean) / norm.input_std
+    if not np.isfinite(xn).all():
+        _fail(f"{inputs}: input values up to {np.abs(x).max():.3g} overflow float32 once normalized by this "
+              "model's training statistics")
     return torch_traces(ckpt.state_dict, cfg, xn), f"torch ({path.name})"
 
 

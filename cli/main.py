@@ -17,6 +17,7 @@ from lstm_onnx.cli.loading import load_onnx as _load_onnx
 from lstm_onnx.exporters import forms as export_forms
 from lstm_onnx.pipeline.config import DEVICES
 from lstm_onnx.runtimes import registry
+from lstm_onnx.runtimes.providers import PROVIDERS
 
 
 class Context:
@@ -281,9 +282,53 @@ def report(obj, checkpoint, out):
         obj.echo(f"wrote {f}")
 
 
+class ShapeType(click.ParamType):
+    """B,S,F: three positive sizes."""
+
+    name = "B,S,F"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 3 or min(sizes) < 1:
+            self.fail(f"{value!r}: expected three sizes >= 1, as B,S,F (e.g. 2,16,3)", param, ctx)
+        return sizes
+
+
+def _export_module(obj, checkpoint, out, spec, state_dict, input_shape, opset, checkpoint_only) -> None:
+    import time
+
+    from lstm_onnx.exporters.errors import ExportError
+    from lstm_onnx.exporters.export import export_summary
+    from lstm_onnx.exporters.module import export_module
+    from lstm_onnx.exporters.opsets import OpsetError
+    from lstm_onnx.exporters.validate import ValidationError
+
+    if checkpoint is not None:
+        _fail("give a CHECKPOINT or --module, not both")
+    if not (spec and input_shape):
+        _fail("--module PKG.MOD:FACTORY and --input-shape B,S,F go together (--state-dict is optional)")
+    if checkpoint_only:
+        _fail(f"--module exports the module as it is: drop {', '.join('--' + n.replace('_', '-') for n in checkpoint_only)}")
+    if state_dict and not Path(state_dict).is_file():
+        _fail(f"--state-dict {state_dict}: not found")
+    _check_writable(out)
+    start = time.perf_counter()
+    try:
+        model = export_module(spec, out, input_shape, state_dict, opset)
+    except (ExportError, OpsetError, ValidationError) as exc:
+        _fail(str(exc))
+    obj.echo(f"wrote {out}: {export_summary(model)}, validated against {spec} in {time.perf_counter() - start:.2f}s")
+
+
 @cli.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", default="artifacts/model.onnx", show_default=True, type=click.Path(dir_okay=False))
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", default="artifacts/model.onnx", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the ONNX model (its metadata holds the config and normalization).")
 @click.option("--form", default="native", show_default=True, type=click.Choice(export_forms.choices()),
               help=export_forms.help_text())
 @click.option("--target", help="The runtime it is for (see README 'Export forms and runtimes'), e.g. onnxruntime-cuda, "
@@ -297,7 +342,9 @@ def report(obj, checkpoint, out):
               help=f"{export_forms.having('static_shapes')}: the static batch size (default 1).")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(export_forms.DTYPES),
               help="Precision of the computation (I/O stay float32); not every form has every dtype.")
-@click.option("--quantize", type=click.Choice(["int8"]), help="Dynamic int8 quantization (onnxruntime).")
+@click.option("--quantize", type=click.Choice(["int8", "int8-static"]),
+              help="int8: dynamic (onnxruntime quantize_dynamic); int8-static: QDQ, calibrated on the checkpoint's "
+                   "training windows (docs/forms.md).")
 @click.option("--stateful", is_flag=True, help="Add h0/c0 inputs and hn/cn outputs (streaming).")
 @click.option("--lengths", is_flag=True, help="Add an int32 `lengths` input (ONNX sequence_lens).")
 @click.option("--probe", is_flag=True, help=f"--form {export_forms.having('scan')}: also output every gate's trace "
@@ -306,10 +353,17 @@ def report(obj, checkpoint, out):
 @click.option("--via", default="graph", show_default=True, type=click.Choice(["graph", "torch.onnx"]),
               help="graph: built from the weights (fast). torch.onnx: traced by torch.onnx.export(dynamo=True); "
                    f"{export_forms.having('via_torch_onnx')} form only. Both are validated the same way.")
+@click.option("--module", "module_spec", metavar="PKG.MOD:FACTORY",
+              help="Export your own nn.Module instead of a CHECKPOINT: FACTORY() builds it; each PeepholeLSTM or "
+                   "nn.LSTM inside becomes a native LSTM node (docs/export-module.md).")
+@click.option("--state-dict", type=click.Path(dir_okay=False),
+              help="--module: the weights to load into it (a torch.save'd state_dict).")
+@click.option("--input-shape", type=ShapeType(), metavar="B,S,F",
+              help="--module: an example input's [batch, seq, features]; batch and seq stay dynamic.")
 @click.pass_obj
 def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch_size, dtype, quantize, stateful,
-           lengths, probe, opset, via):
-    """Export CHECKPOINT to ONNX, validate it against PyTorch, then write it."""
+           lengths, probe, opset, via, module_spec, state_dict, input_shape):
+    """Export CHECKPOINT (or --module) to ONNX, validate it against PyTorch, then write it."""
     require("export", "torch")
     import time
 
@@ -317,6 +371,15 @@ def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch
     from lstm_onnx.exporters.opsets import OpsetError
     from lstm_onnx.exporters.validate import ValidationError
 
+    if module_spec or state_dict or input_shape:
+        ctx = click.get_current_context()
+        given = [n for n in ("form", "target", "seq_len", "batch_size", "dtype", "quantize", "stateful", "lengths",
+                             "probe", "via", "allow_known_wrong")
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        _export_module(obj, checkpoint, out, module_spec, state_dict, input_shape, opset, given)
+        return
+    if checkpoint is None:
+        _fail("export needs a CHECKPOINT (or --module PKG.MOD:FACTORY --input-shape B,S,F)")
     ckpt = _load_ckpt(checkpoint)
     start = time.perf_counter()
     options = ExportOptions(form, stateful, lengths, opset, target=target, seq_len=seq_len,
@@ -333,15 +396,19 @@ def export(obj, checkpoint, out, form, target, allow_known_wrong, seq_len, batch
 @cli.command()
 @click.option("-o", "--out", "out_dir", default="artifacts/bench", show_default=True,
               type=click.Path(file_okay=False), help="Where bench.json, bench.md and bench.png go.")
-@click.option("--input-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--hidden", default=256, show_default=True, type=click.IntRange(min=1))
-@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--input-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Features per step of the benchmarked model (random weights).")
+@click.option("--hidden", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Hidden units per LSTM layer.")
+@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1), help="Stacked LSTM layers.")
 @click.option("--case", "cases", multiple=True, metavar="NAME=BxS",
               help="Cases (repeatable; default: streaming=1x1 sequence=1x100 batch=64x100).")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts.")
-@click.option("--form", "forms", multiple=True, help="Export forms (default: all).")
-@click.option("--provider", "providers", multiple=True,
-              help="Devices for the runtime families: cpu, cuda, tensorrt (default: cpu).")
+@click.option("--form", "forms", multiple=True, type=click.Choice(list(export_forms.FORMS)),
+              help="Export forms (repeatable; default: all).")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(registry.bench_providers(),
+                                                                           case_sensitive=False),
+              help="Devices for the runtime families (repeatable; default: cpu).")
 @click.option("--runtime", "runtimes", multiple=True,
               type=RegistryName(dict.fromkeys(registry.bench_families() + registry.bench_names()), "bench runtime"),
               help="A family (its runners on each --provider) or one runner (repeatable; default: every "
@@ -369,11 +436,6 @@ def bench(obj, out_dir, input_size, hidden, layers, cases, threads, forms, provi
         _fail(str(exc).replace("invalid literal for int() with base 10", "--threads: not a number"))
     if min(config.threads) < 1:
         _fail("--threads: each thread count must be >= 1")
-    from lstm_onnx.exporters.export import FORMS
-
-    unknown = [f for f in config.forms or () if f not in FORMS]
-    if unknown:
-        _fail(f"unknown form(s) {unknown}; choose from {', '.join(FORMS)}")
     _check_writable(out_dir, folder=True)
     result = run_bench(config, log=lambda m: obj.echo(m, err=True))
     paths = write_all(result, out_dir)
@@ -398,7 +460,8 @@ def _bench_case(parse_case, text: str):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("inputs", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help=".npy or .csv (default: CSV to stdout).")
-@click.option("--provider", default="cpu", show_default=True)
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(list(PROVIDERS), case_sensitive=False),
+              help="The onnxruntime execution provider to run on.")
 @click.option("--allow-tf32", is_flag=True, help="Let ORT CUDA use TF32 (results shift by about 2.5e-4).")
 @click.option("--raw/--normalized", default=True, show_default=True,
               help="Raw features in, raw targets out (normalization from the model's metadata).")
@@ -503,7 +566,7 @@ def _csv_text(y: np.ndarray, pred) -> str:
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect(model, as_json):
     """Show MODEL's I/O, nodes, LSTM attributes (P present?) and our metadata."""
     from lstm_onnx.runtimes.inspect import describe, format_description
@@ -523,7 +586,7 @@ def inspect(model, as_json):
 @click.option("--optimize", "level", default="basic", show_default=True,
               type=click.Choice(["disabled", "basic", "extended", "all"]),
               help="ONNX Runtime's graph optimization level; a level that moves the outputs is refused.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written and checked as JSON.")
 @click.pass_obj
 def convert(obj, model, out, level, as_json):
     """Write MODEL in ONNX Runtime's format for mobile and minimal builds, or optimized offline."""
@@ -541,11 +604,12 @@ def convert(obj, model, out, level, as_json):
     click.echo(json.dumps(done.to_dict(), indent=2) if as_json else done.summary())
 
 
-# serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own.
+# serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own; CHOICES fixes the values
+# an option takes, and NO_DEFAULT_SHOWN the options whose help says what their empty default means.
 SERVE_OPTIONS = (
     ("--host", "host", "Interface to bind; beyond loopback, set a token (--auth-token-file)."),
-    ("--port", "port", None),
-    ("--provider", "provider", None),
+    ("--port", "port", "TCP port to listen on (1..65535)."),
+    ("--provider", "provider", "The onnxruntime execution provider to run on."),
     ("--allow-tf32", "allow_tf32", "Let ORT CUDA use TF32 (results shift by about 2.5e-4)."),
     ("--strict-placement", "strict_placement", "Refuse to start if a node (e.g. an LSTM with P under cuda) "
                                                "runs on another provider than requested."),
@@ -554,9 +618,9 @@ SERVE_OPTIONS = (
     ("--max-batch", "max_batch", "Sequences per run; 1 turns batching off."),
     ("--max-wait-ms", "max_wait_ms", "How long a partial batch waits."),
     ("--max-queue", "max_queue", "Queued sequences before 503."),
-    ("--max-seq-len", "max_seq_len", None),
+    ("--max-seq-len", "max_seq_len", "Steps per sequence (and per session step) a request may send; beyond it 422."),
     ("--session-ttl", "session_ttl_s", "Idle seconds before a session expires."),
-    ("--max-sessions", "max_sessions", None),
+    ("--max-sessions", "max_sessions", "Open streaming sessions at once; beyond it 503."),
     ("--max-header-bytes", "max_header_bytes", "Request line + headers; beyond it 431."),
     ("--header-timeout", "header_timeout_s", "Seconds for a request's headers to arrive, else 408."),
     ("--body-timeout", "body_timeout_s", "Seconds for a body to arrive after its headers, else 408."),
@@ -564,22 +628,25 @@ SERVE_OPTIONS = (
     ("--grpc-port", "grpc_port", "Also serve the Open Inference Protocol over gRPC on this port (0: no gRPC; "
                                  "needs the triton extra)."),
     ("--model-name", "model_name", "The name /v2 (Open Inference Protocol) serves MODEL under (default: its file stem)."),
-    ("--engine", "engine", "uvicorn (this process) or ray (Ray Serve replicas; needs the ray extra)."),
+    ("--engine", "engine", "uvicorn: this process; ray: Ray Serve replicas (needs the ray extra)."),
     ("--replicas", "replicas", "--engine ray: model replicas (autoscaling minimum with --max-replicas)."),
     ("--max-replicas", "max_replicas", "--engine ray: autoscale up to this many (0: fixed --replicas)."),
     ("--target-ongoing", "target_ongoing", "--engine ray: ongoing requests per replica autoscaling aims for."),
 )
+NO_DEFAULT_SHOWN = ("model_name",)
 
 
 def _serve_options(command):
     from dataclasses import fields
 
-    from lstm_onnx.serving.settings import ServeSettings
+    from lstm_onnx.serving.settings import ENGINES, ServeSettings
 
+    choices = {"provider": click.Choice(list(PROVIDERS), case_sensitive=False), "engine": click.Choice(ENGINES)}
     defaults = {f.name: f.default for f in fields(ServeSettings)}
     for flag, name, help_text in reversed(SERVE_OPTIONS):
         default = defaults[name]
-        how = {"is_flag": True} if isinstance(default, bool) else {"show_default": True, "type": type(default)}
+        how = ({"is_flag": True} if isinstance(default, bool) else
+               {"show_default": name not in NO_DEFAULT_SHOWN, "type": choices.get(name, type(default))})
         command = click.option(flag, name, default=default, help=help_text, **how)(command)
     return command
 

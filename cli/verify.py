@@ -41,10 +41,29 @@ def _test_data_model(folder, model, **others) -> str:
     return str(path)
 
 
+def _module_reference(spec, state_dict, checkpoint, baseline, expected, test_data):
+    """The user's module as verify's baseline runner (--module), or None."""
+    if not spec:
+        if state_dict:
+            _fail("--state-dict goes with --module")
+        return None
+    clash = [flag for flag, value in (("a CHECKPOINT", checkpoint), ("--baseline", baseline),
+                                      ("--expected", expected), ("--test-data", test_data)) if value]
+    if clash:
+        _fail(f"--module is the baseline: drop {', '.join(clash)}")
+    require("verify --module", "torch")
+    from lstm_onnx.exporters.errors import ExportError
+    from lstm_onnx.exporters.module import load_module
+    from lstm_onnx.runtimes.torch_ref import ModuleRunner
+
+    try:
+        return ModuleRunner(load_module(spec, state_dict))
+    except ExportError as exc:
+        _fail(str(exc))
+
+
 @click.command()
 @click.argument("paths", nargs=-1, metavar="[CHECKPOINT] MODEL")
-@click.option("--checkpoint", "checkpoint_opt", type=click.Path(dir_okay=False),
-              help="A checkpoint: its PyTorch model becomes the default baseline.")
 @click.option("--runner", "runners", multiple=True, type=RegistryName([*registry.RUNNERS, "all"], "runner"),
               help="Runners to check (repeatable). Named runners' failures always count. Default, or `all`: "
                    "the default set, where a runner the capability table says is wrong (or untested) for this "
@@ -68,9 +87,12 @@ def _test_data_model(folder, model, **others) -> str:
                    "feeds and its outputs the baseline; every set is verified.")
 @click.option("--save-test-data", type=click.Path(), metavar="DIR",
               help="Write model.onnx, the feeds and the baseline's outputs to DIR as ONNX test data.")
-@click.option("--batch", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--seq", default=23, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Sequences in the random feeds (a fixed-batch export's own size wins).")
+@click.option("--seq", default=23, show_default=True, type=click.IntRange(min=1),
+              help="Steps per sequence in the random feeds (a fixed-length export's own length wins).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the random feeds.")
 @click.option("--atol", type=float, help="Absolute tolerance for every output (default by dtype).")
 @click.option("--rtol", type=float, help="Relative tolerance for every output.")
 @click.option("--check-error-stat", "error_stat", default=ELEMWISE, show_default=True,
@@ -89,13 +111,16 @@ def _test_data_model(folder, model, **others) -> str:
 @click.option("--provider-option", "provider_options", multiple=True, metavar="PROVIDER:KEY=VALUE",
               help="Passed to the ORT provider, e.g. cuda:cudnn_conv_algo_search=DEFAULT (repeatable).")
 @click.option("--strict-placement", is_flag=True, help="Fail if any node ran on a provider other than requested.")
+@click.option("--module", "module_spec", metavar="PKG.MOD:FACTORY",
+              help="The baseline is your own nn.Module (FACTORY() builds it), as exported with export --module.")
+@click.option("--state-dict", type=click.Path(dir_okay=False), help="--module: the weights to load into it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
 @click.pass_obj
-def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_npz, save_inputs, save_outputs,
+def verify(obj, paths, runners, baseline, inputs_npz, expected_npz, save_inputs, save_outputs,
            test_data, save_test_data, batch, seq, seed, atol, rtol, allow_tf32, provider_options, strict_placement,
            as_json, markdown,
-           error_stat, fail_fast, isolate, runner_timeout):
+           error_stat, fail_fast, isolate, runner_timeout, module_spec, state_dict):
     """Run MODEL on every available runner and compare each with a baseline.
 
     Works on any ONNX model with LSTM nodes; with a CHECKPOINT its PyTorch model is the baseline; with
@@ -112,25 +137,24 @@ def verify(obj, paths, checkpoint_opt, runners, baseline, inputs_npz, expected_n
     if test_data:
         model = _test_data_model(test_data, model, baseline=baseline, inputs=inputs_npz, expected=expected_npz,
                                  save_inputs=save_inputs, save_outputs=save_outputs, save_test_data=save_test_data)
-    if checkpoint and checkpoint_opt:
-        _fail("give the checkpoint once: as an argument or with --checkpoint")
     for flag, value in (("--atol", atol), ("--rtol", rtol)):
         if value is not None and not value >= 0:
             _fail(f"{flag} {value}: a tolerance must be >= 0")
-    checkpoint = checkpoint or checkpoint_opt
     if runner_timeout is not None and not isolate:
         _fail("--runner-timeout needs --isolate: only a runner in its own process can be stopped")
     if checkpoint:
         require("verify CHECKPOINT MODEL", "torch")
     ckpt = load_ckpt(checkpoint) if checkpoint else None
     load_onnx(model)
+    reference = _module_reference(module_spec, state_dict, checkpoint, baseline, expected_npz, test_data)
     options = VerifyOptions(runners=tuple(runners) or None, baseline=baseline, batch=batch, seq=seq, seed=seed,
                             inputs=inputs_npz, expected=expected_npz, tolerances=explicit_tolerances(atol, rtol),
                             allow_tf32=allow_tf32, provider_options=_provider_options(provider_options),
                             strict_placement=strict_placement, save_inputs=save_inputs, save_outputs=save_outputs,
                             save_test_data=save_test_data, error_stat=error_stat,
                             fail_fast=fail_fast, isolate=isolate, runner_timeout=runner_timeout,
-                            checkpoint=checkpoint, checkpoint_loader=CHECKPOINT_LOADER if checkpoint else None)
+                            checkpoint=checkpoint, checkpoint_loader=CHECKPOINT_LOADER if checkpoint else None,
+                            reference=reference)
     try:
         report = verify_test_data(model, ckpt, options, test_data) if test_data else verify_model(model, ckpt, options)
     except ValueError as exc:

@@ -24,7 +24,7 @@ from lstm_onnx.pipeline.checkpoint import Checkpoint
 from lstm_onnx.runtimes import capabilities
 
 DTYPES = {"float32": FLOAT, "float16": TensorProto.FLOAT16}
-QUANTIZATIONS = ("int8",)
+QUANTIZATIONS = ("int8", "int8-static")  # dynamic; static (QDQ, calibrated: exporters/calibration.py)
 BLOCKING = (capabilities.WRONG, capabilities.REFUSED)  # cells that make --target refuse an explicit --form
 
 
@@ -65,7 +65,7 @@ def resolve_options(ckpt: Checkpoint, options: ExportOptions) -> ExportOptions:
         if not options.target:
             raise ExportError(f"--form auto needs --target: one of {', '.join(capabilities.RUNTIMES)}")
         name, picked = capabilities.choose_form(options.target, peepholes=cfg.peephole, lengths=options.lengths,
-                                                dtype=options.dtype, quantize=bool(options.quantize)), True
+                                                dtype=options.dtype, quantize=_int8_lstm(options)), True
     if name not in FORMS:
         raise ExportError(f"unknown form {name!r}; choose one of: {', '.join(FORMS)}, {AUTO}")
     form = FORMS[name]
@@ -121,7 +121,7 @@ def _check_precision(form: Form, options: ExportOptions) -> None:
             raise ExportError(f"unknown quantization {options.quantize!r}; choose one of: "
                               f"{', '.join(QUANTIZATIONS)}")
         if options.dtype != "float32":
-            raise ExportError("--quantize int8 quantizes float32 weights: drop --dtype float16")
+            raise ExportError(f"--quantize {options.quantize} quantizes float32 weights: drop --dtype float16")
 
 
 def target_warnings(ckpt: Checkpoint, options: ExportOptions) -> list[str]:
@@ -149,16 +149,21 @@ def target_warnings(ckpt: Checkpoint, options: ExportOptions) -> list[str]:
     return [f"--allow-known-wrong: {target} {verb} for this model ({what}): {then}; {use} for right outputs"]
 
 
+def _int8_lstm(options: ExportOptions) -> bool:
+    """Whether the export's LSTM nodes become int8 (dynamic: DynamicQuantizeLSTM). Static QDQ has no int8 LSTM:
+    the nodes stay float32, P included, and need of a runtime what float32 ones do."""
+    return options.quantize == "int8"
+
+
 def _gaps(options: ExportOptions, peepholes: bool, name: str) -> dict[str, str]:
     """{feature: cell} for what form `name` of this model needs that the target does not run natively."""
-    needs = FORMS[name].needs(peepholes, options.lengths, options.dtype, bool(options.quantize))
+    needs = FORMS[name].needs(peepholes, options.lengths, options.dtype, _int8_lstm(options))
     return capabilities.shortfalls(options.target, needs)
 
 
 def _use(options: ExportOptions, peepholes: bool) -> str:
     """The fix: the form the target runs best for this model (auto's pick first on a tie), if it beats this one."""
-    auto = capabilities.choose_form(options.target, peepholes, options.lengths, options.dtype,
-                                    bool(options.quantize))
+    auto = capabilities.choose_form(options.target, peepholes, options.lengths, options.dtype, _int8_lstm(options))
     names = [n for n in dict.fromkeys([auto, *FORMS]) if options.dtype in FORMS[n].dtypes]
     badness = {n: _badness(_gaps(options, peepholes, n)) for n in names}
     fix = min((n for n in names if n != options.form), key=badness.get, default=None)
@@ -291,6 +296,7 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
     checkpoint's validation set. What the target's capabilities warn about goes to `warn` (default: a
     KnownIssueWarning).
     """
+    from lstm_onnx.exporters.calibration import quantize_int8_static
     from lstm_onnx.exporters.precision import INT8_SETTINGS, PrecisionError, accuracy_loss, quantize_int8
     from lstm_onnx.exporters.validate import validate_model
 
@@ -306,14 +312,14 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
             float_model = build_model(ckpt, dataclasses.replace(options, dtype="float32"), checkpoint_sha256)
         else:
             try:
-                model = quantize_int8(model)
+                model = quantize_int8(model) if options.quantize == "int8" else quantize_int8_static(model, ckpt)
             except PrecisionError as exc:
                 raise ExportError(str(exc)) from None
             if validate:
-                validate_model(model, ckpt, options, "int8")
+                validate_model(model, ckpt, options, options.quantize)
         accuracy = accuracy_loss(ckpt, float_model, model)
         _annotate(model, ckpt, options, check_opset(options.opset), checkpoint_sha256, accuracy,
-                  INT8_SETTINGS.to_metadata() if options.quantize else None)
+                  INT8_SETTINGS.to_metadata() if options.quantize == "int8" else None)
     with atomic_path(out) as tmp:
         onnx.save(model, tmp)
     return model

@@ -148,6 +148,9 @@ def model_columns(cfg: DataConfig, header: list[str], path, skip=frozenset()) ->
         if name not in header:
             raise CSVError(f"{path}: drop_columns names {name!r}, which is not a column; columns: {', '.join(header)}")
     wanted = list(dict.fromkeys(cfg.features or [h for h in header if h not in cfg.drop_columns and h not in skip]))
+    if not wanted:
+        raise CSVError(f"{path}: no input column is left after dropping {', '.join(cfg.drop_columns)} "
+                       "(data.drop_columns, check-data --drop)")
     for name in wanted + list(cfg.targets) + [c for c in (cfg.time_column, cfg.series_column) if c]:
         if name not in header:
             raise CSVError(f"{path}: no column {name!r}; columns: {', '.join(header)}")

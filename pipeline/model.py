@@ -11,6 +11,10 @@ from lstm_onnx.pipeline.cell import lstm_layer
 from lstm_onnx.pipeline.config import ModelConfig
 
 
+class LegacyExportError(RuntimeError):
+    """torch.onnx.export(dynamo=False) was asked to export a PeepholeLSTM."""
+
+
 class PeepholeLSTM(nn.Module):
     """An LSTM with diagonal peepholes; `peephole=False` is a plain LSTM through the same code path.
 
@@ -79,6 +83,10 @@ class PeepholeLSTM(nn.Module):
         if self.batch_first:
             x = x.transpose(0, 1)
         if torch.onnx.is_in_onnx_export():
+            if torch.jit.is_tracing():  # the legacy TorchScript exporter has no way to emit the node with P
+                raise LegacyExportError("PeepholeLSTM exports with torch.onnx.export(..., dynamo=True) (or "
+                                        "lstm-pipeline export --module); the legacy dynamo=False exporter "
+                                        "cannot emit its LSTM node")
             from lstm_onnx.pipeline.onnx_symbolic import onnx_lstm_forward
 
             out, state = onnx_lstm_forward(self, x, hx, lengths)

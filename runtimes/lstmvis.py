@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.core.fileio import ArtifactWriteError, atomic_path
 from lstm_onnx.runtimes.gate_stats import group
 
 
@@ -30,7 +30,10 @@ def _tokens(value: np.ndarray) -> np.ndarray:
 def write_lstmvis(traces: dict[str, np.ndarray], folder: Path) -> list[Path]:
     """states.h5 (cell and h, plus i/f/o, per layer and direction), words.h5, words.dict, lstm.yml."""
     h5py = _h5py()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactWriteError(folder, exc) from None
     grouped = group(traces)
     types = []
     with atomic_path(folder / "states.h5") as tmp:

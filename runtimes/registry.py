@@ -241,6 +241,11 @@ def bench_families() -> list[str]:
     return list(dict.fromkeys(r.family for r in RUNNERS.values() if r.bench is not None))
 
 
+def bench_providers() -> list[str]:
+    """The devices `bench --provider` takes: those some bench row computes on."""
+    return list(dict.fromkeys(r.provider for r in RUNNERS.values() if r.bench))
+
+
 def bench_selection(runtimes, providers) -> list[RunnerInfo]:
     """The rows `bench --runtime ... --provider ...` runs. A runtime is a family (onnxruntime, openvino,
     torch, ...): its rows on `providers`; or a runner's name (or alias): that row. None: every family's

@@ -113,20 +113,33 @@ def _placement(session, model, short: str, full: str, name: str) -> tuple[list[N
     return placements, fallback_warnings(name, full, short, placements, graph)
 
 
+WARMUP_RETRY_SIZE = 16  # symbolic dims for a second warm-up, for graphs that need more than one step (a Conv)
+
+
 def profile_placements(session) -> list[NodePlacement]:
-    """Run a session opened with profiling once on zero feeds, end its profiling, and read where each node ran."""
+    """Run a session opened with profiling once on zero feeds, end its profiling, and read where each node ran.
+    A model that cannot run one step (a user's Conv1d front end) gets a second try at WARMUP_RETRY_SIZE; the
+    first try's failure is not logged by ORT."""
+    import onnxruntime as ort
+
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # fatal only: the retry decides whether the failure is worth reporting
     try:
-        session.run(None, warmup_feeds(session))
+        try:
+            session.run(None, warmup_feeds(session), quiet)
+        except Exception:  # onnxruntime's own error types
+            session.run(None, warmup_feeds(session, WARMUP_RETRY_SIZE))
     finally:
         profile = session.end_profiling()
     return parse_profile(profile)
 
 
-def warmup_feeds(session) -> dict[str, np.ndarray]:
-    """Zeros shaped like each input, symbolic dims as 1. Integer inputs (our `lengths`) get 1: one valid step."""
+def warmup_feeds(session, size: int = 1) -> dict[str, np.ndarray]:
+    """Zeros shaped like each input, symbolic dims as `size`. Integer inputs (our `lengths`) get 1: one valid
+    step."""
     feeds = {}
     for inp in session.get_inputs():
-        dims = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+        dims = [d if isinstance(d, int) and d > 0 else size for d in inp.shape]
         dtype = numpy_dtype(inp.type)
         feeds[inp.name] = (np.ones if np.issubdtype(dtype, np.integer) else np.zeros)(dims, dtype)
     return feeds

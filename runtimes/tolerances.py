@@ -35,6 +35,11 @@ DEFAULTS: dict[str, Tolerance] = {
     # worst case. With full 8-bit weights (int16 saturation without VNNI) the emulation gives up to 0.18 at
     # 5x13 and 0.12-0.44 on the validation windows: the bound rejects those.
     "int8": Tolerance(5e-2, 5e-2),
+    # int8-static (QDQ, calibrated on training windows; the LSTM nodes of the native form stay float32).
+    # Measured vs float32 on the validation sets: native 0.017 (demo) and 0.012 (CO2), decomposed 0.036 (CO2);
+    # validation's N(0, 1) inputs reach past the calibrated range, where the decomposed demo model is off by
+    # 0.078 and refused. The same bound as dynamic int8, since both are judged against one float32 model.
+    "int8-static": Tolerance(5e-2, 5e-2),
 }
 
 

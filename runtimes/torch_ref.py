@@ -48,3 +48,28 @@ class TorchRunner(Runner):
             lengths = tensor("lengths", torch.int64) if "lengths" in feeds else None
             y, (h_n, c_n) = self.model(x, state, lengths)
         return {"y": y.cpu().numpy(), "hn": h_n.cpu().numpy(), "cn": c_n.cpu().numpy()}
+
+
+class ModuleRunner(Runner):
+    """Any torch module that maps x to a tensor or a tuple of tensors (a user's module, `export --module`),
+    on the CPU; its outputs are named by `outputs`, in order (default: y, y_1, y_2, ..., as `export --module`
+    names them)."""
+
+    name = "torch-module"
+
+    def __init__(self, module, outputs: list[str] | None = None):
+        super().__init__()
+        self.module = module.eval()
+        self.outputs = list(outputs) if outputs else None
+
+    def _input_names(self) -> list[str]:
+        return ["x"]
+
+    def _infer(self, feeds):
+        import torch
+
+        with torch.no_grad():
+            result = self.module(torch.from_numpy(np.ascontiguousarray(feeds["x"], dtype=np.float32)))
+        items = list(result) if isinstance(result, (tuple, list)) else [result]
+        names = self.outputs or ["y"] + [f"y_{k}" for k in range(1, len(items))]
+        return {name: t.detach().cpu().numpy() for name, t in zip(names, items)}

@@ -60,6 +60,7 @@ class VerifyOptions:
     runner_timeout: float | None = None  # with isolate: seconds a runner may take (None: isolate's default)
     checkpoint: str | Path | None = None  # with isolate and a checkpoint: its path, for the child processes
     checkpoint_loader: str | None = None  # and "module:function" that loads it (the caller's: runtimes cannot)
+    reference: Runner | None = None  # a runner the caller built, as the baseline (verify --module: the user's module)
 
 
 @dataclass
@@ -358,6 +359,9 @@ def verify_model(model_path, ckpt=None, options: VerifyOptions | None = None) ->
         check_expected(model, saved, _feed_sizes(model, feeds), options.expected)
         baseline_name = f"expected:{Path(options.expected).name}"
         build_baseline = lambda: ExpectedArrays(saved, input_names, baseline_name)  # noqa: E731
+    elif options.reference is not None:
+        baseline_name = options.reference.name
+        build_baseline = lambda: options.reference  # noqa: E731
     else:
         baseline_name = _baseline_name(options, ckpt, needs)
         build_baseline = lambda: make_runner(baseline_name, model_path, ckpt, input_names, options)  # noqa: E731

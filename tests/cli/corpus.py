@@ -183,6 +183,7 @@ def _bad_arrays(d: Path, f: dict, put, x: np.ndarray, y: np.ndarray) -> None:
     put("feat.npy", npy_bytes(np.zeros((1, 5, models.F + 2), np.float32)))
     put("nobatch.npy", npy_bytes(np.zeros((0, 5, models.F), np.float32)))
     put("huge.npy", npy_bytes(np.full((1, 5, models.F), 1e39)))
+    put("big.npy", npy_bytes(np.full((1, 5, models.F), 3e38)))  # float32, but not once normalized
     put("x.csv", b"1,2,3\n4,5,6\n")
     put("text.csv", b"a,b,c\n1,2,3\n")
     put("empty.csv", b"")
@@ -201,6 +202,7 @@ def _bad_csvs(d: Path, f: dict, put) -> None:
     for name, text in table.items():
         put(f"train_{name}.csv", text.encode())
     put("train_binary.csv", b"a,b\n" + b"\xff\xfe\x81,1\n" * 200)
+    put("good.csv", f"a,b\n{rows}\n".encode())
     for name in [*table, "binary"]:
         (d / f"csv_{name}.toml").write_text(TRAIN_TOML.replace("[data]\n", f"[data]\ntask = \"csv\"\n"
                                                                            f"csv = \"train_{name}.csv\"\n"))
@@ -309,10 +311,51 @@ def cases() -> list[Case]:
     for name, words in CONFIGS.items():
         out.append(C(f"train config {name}", f"train --config {{cfg_{name}}} -o {{dir}}/victim.pt",
                      f"{{cfg_{name}}}", words, keep="victim.pt"))
+    out += _data_tool_cases()
+    out += _module_cases()
     out += _argument_cases()
     out += _deploy_cases()
     out += _unwritable_cases()
     return out
+
+
+def _data_tool_cases() -> list[Case]:
+    """gates and check-data: values beyond float32 (refused before the cast), folders that cannot be made,
+    a CSV with nothing left to check, a device instead of a file."""
+    return [
+        C("gates huge_npy", "gates {ckpt} {huge_npy}", "{huge_npy}", "beyond float32"),
+        C("gates big_npy", "gates {ckpt} {big_npy}", "{big_npy}", "once normalized"),
+        C("predict big_npy", "predict {model} {big_npy}", "{big_npy}", "once normalized"),
+        C("gates --lstmvis /proc", "gates {ckpt} {x_npy} --lstmvis {nope}/x", "{nope}/x", "cannot write"),
+        C("gates -o /proc", "gates {ckpt} {x_npy} -o {nope}/x", "{nope}/x", "cannot write"),
+        C("check-data --drop every column", "check-data {good_csv} --drop a,b", "{good_csv}", "no input column"),
+        C("check-data /dev/zero", "check-data /dev/zero", "CSV not found", "/dev/zero"),
+        C("check-data missing", "check-data {dir}/none.csv", "CSV not found", "{dir}/none.csv"),
+    ]
+
+
+def _module_cases() -> list[Case]:
+    """export --module and verify --module: the spec, the options that go with it, the weights."""
+    ex = "export -o {dir}/never.onnx"
+    return [
+        C("export --module no colon", f"{ex} --module tests.models --input-shape 2,8,3", "--module",
+          "MODULE:FACTORY"),
+        C("export --module not importable", f"{ex} --module no_such_pkg_q:make --input-shape 2,8,3",
+          "cannot import no_such_pkg_q"),
+        C("export --module not a module", f"{ex} --module tests.models:checkpoint --input-shape 2,8,3",
+          "not a torch.nn.Module"),
+        C("export --module no --input-shape", f"{ex} --module tests.models:checkpoint", "--input-shape"),
+        C("export --input-shape bad", f"{ex} --module tests.models:checkpoint --input-shape 2,0,3",
+          "--input-shape", "B,S,F"),
+        C("export checkpoint and --module", f"export {{ckpt}} -o {{dir}}/never.onnx --module a:b "
+          "--input-shape 2,8,3", "not both"),
+        C("export --module --stateful", f"{ex} --module a:b --input-shape 2,8,3 --stateful", "--stateful"),
+        C("export --module --state-dict missing", f"{ex} --module a:b --input-shape 2,8,3 --state-dict "
+          "{dir}/none.pt", "{dir}/none.pt", "not found"),
+        C("export no checkpoint", "export -o {dir}/never.onnx", "CHECKPOINT"),
+        C("verify --module with a checkpoint", "verify {ckpt} {model} --module a:b", "--module", "CHECKPOINT"),
+        C("verify --state-dict alone", "verify {model} --state-dict {ckpt}", "--state-dict", "--module"),
+    ]
 
 
 def _deploy_cases() -> list[Case]:

@@ -104,3 +104,41 @@ def test_user_errors_are_one_line(trained, tmp_path):
         assert res.exit_code != 0, args
         assert message in res.output, (args, res.output)
         assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def every_command(command, path=("lstm-pipeline",)):
+    """(path, command) for the group and every command under it, recursively."""
+    import click
+
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from every_command(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_help():
+    import click
+
+    bare = [f"{' '.join(path)} {'/'.join(p.opts)}" for path, command in every_command(cli)
+            for p in command.params if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    assert bare == [], f"options without help: {bare}"
+    assert len(list(every_command(cli))) >= 12  # the walk reached the subcommands (deploy triton too)
+
+
+@pytest.mark.parametrize("args, shows", [
+    (["serve", "-h"], "[uvicorn|ray]"), (["serve", "-h"], "[cpu|cuda|tensorrt"),
+    (["predict", "-h"], "[cpu|cuda|tensorrt"), (["bench", "-h"], "[native|decomposed|unrolled]")])
+def test_fixed_choices_are_listed(args, shows):
+    out = CliRunner().invoke(cli, args, terminal_width=400).output
+    assert shows in out
+
+
+def test_no_help_says_both_a_default_and_an_empty_one():
+    out = CliRunner().invoke(cli, ["serve", "-h"], terminal_width=400).output
+    model_name = next(line for line in out.splitlines() if "--model-name" in line)
+    assert "file stem" in model_name and '[default: ""]' not in model_name and "default: )" not in model_name
+
+
+def test_free_text_is_refused_where_choices_are_fixed():
+    r = CliRunner().invoke(cli, ["serve", "x.onnx", "--engine", "gunicorn"])
+    assert r.exit_code == 2 and "'gunicorn' is not one of 'uvicorn', 'ray'" in r.output

@@ -1,4 +1,4 @@
-"""`lstm-pipeline verify`: [CHECKPOINT] MODEL, --checkpoint, outputs, exit codes, clean user errors."""
+"""`lstm-pipeline verify`: [CHECKPOINT] MODEL, outputs, exit codes, clean user errors."""
 import json
 
 import pytest
@@ -37,11 +37,11 @@ def test_checkpoint_then_model_still_works(files):
     assert data["reference"] == "torch" and data["passed"]
 
 
-def test_checkpoint_option(files):
+def test_checkpoint_then_model_markdown(files):
     ckpt, model = files
-    result = run("verify", model, "--checkpoint", ckpt, "--runner", "onnxruntime-cpu", "--markdown")
+    result = run("verify", ckpt, model, "--runner", "onnxruntime-cpu", "--markdown")
     assert result.exit_code == 0, result.output
-    assert "| onnxruntime-cpu |" in result.output
+    assert "| onnxruntime-cpu |" in result.output and "torch" in result.output
 
 
 def test_failure_exits_1(files, tmp_path):
@@ -80,10 +80,10 @@ def test_too_many_paths(files):
     assert result.exit_code != 0 and "[CHECKPOINT] MODEL" in result.output
 
 
-def test_checkpoint_given_twice(files):
+def test_checkpoint_has_one_spelling(files):
     ckpt, model = files
-    result = run("verify", ckpt, model, "--checkpoint", ckpt)
-    assert result.exit_code != 0 and "once" in result.output
+    result = run("verify", model, "--checkpoint", ckpt)
+    assert result.exit_code == 2 and "No such option '--checkpoint'" in result.output
 
 
 def test_old_spellings_are_accepted_and_reported_canonically(files):

@@ -89,6 +89,12 @@ def test_non_numeric_column(tmp_path):
     assert load_dataset(cfg(path, drop_columns=["when"])).feature_names == ["v"]
 
 
+def test_dropping_every_column_is_refused(table):
+    path, _ = table
+    with pytest.raises(CSVError, match="no input column is left after dropping date, a, b"):
+        read_csv(cfg(path, drop_columns=["date", "a", "b"]))
+
+
 def test_too_few_rows(tmp_path):
     path = write_csv(tmp_path / "s.csv", ["v"], [[i] for i in range(20)])
     with pytest.raises(CSVError, match=r"20 usable rows.*too few.*window 10"):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from lstm_onnx.pipeline.config import DataConfig, load_run_config
-from lstm_onnx.pipeline.quality import _ks_statistic, check_csv
+from lstm_onnx.pipeline import quality
+from lstm_onnx.pipeline.quality import _ks_statistic, _leakage, check_csv
 
 N = 400
 
@@ -122,6 +123,72 @@ def test_the_targets_own_past_is_not_leakage(tmp_path):
     cols = clean_columns()
     rep = report(tmp_path, cols, features=["a", "y"])
     assert rep.findings == []
+
+
+def leak_reference(values, names, inputs, targets, max_shift):
+    """The scan written out pair by pair with np.corrcoef: {(feature, target): first shift}."""
+    out = {}
+    for f in inputs:
+        for t in targets:
+            x, y = values[:, names.index(f)], values[:, names.index(t)]
+            for s in range(1, max_shift + 1):
+                a, b = x[:-s], y[s:]
+                if f != t and np.ptp(a) > 0 and np.ptp(b) > 0 and np.corrcoef(a, b)[0, 1] > quality.LEAK_CORR:
+                    out[(f, t)] = s
+                    break
+    return out
+
+
+def test_vectorised_leakage_scan_equals_the_pair_by_pair_one():
+    """Leaks planted at shifts 1, 3 and 5 (one a scaled, offset copy), a near-miss (r about 0.999), a constant
+    and an all-NaN column among 40 noise columns: the matrix scan flags exactly what corrcoef does."""
+    rng = np.random.default_rng(7)
+    n, cfg = 300, DataConfig(task="csv", csv="unused.csv", window=4, horizon=1)
+    values = rng.normal(size=(n, 45))
+    values[:, 40] = np.roll(values[:, 0], -1)
+    values[:, 41] = 1e6 + 3 * np.roll(values[:, 1], -3)
+    values[:, 42] = np.roll(values[:, 2], -5) + rng.normal(0, 0.03, n)  # r ~ 0.9995: not a copy
+    values[:, 43], values[:, 44] = 2.5, np.nan
+    names = [f"c{j}" for j in range(45)]
+    targets = names[:5] + ["c43", "c44"]
+    found = {(f.column, f.message.split("'")[1], int(f.message.split("shifted ")[1].split()[0]))
+             for f in _leakage(values, names, names, targets, cfg)}
+    expected = leak_reference(values, names, names, targets, cfg.window + cfg.horizon)
+    assert found == {(f, t, s) for (f, t), s in expected.items()}
+    assert {(f, t) for f, t, _ in found} >= {("c40", "c0"), ("c41", "c1")} and ("c42", "c2") not in expected
+    assert ("c40", "c0", 1) in found and ("c41", "c1", 3) in found
+
+
+def test_wide_short_csv_is_not_scanned_for_chance_correlations(tmp_path):
+    """Five rows give r > 0.9999 by chance for 1 pair in 20,000: the scan needs MIN_LEAK_ROWS and says so."""
+    x = np.random.default_rng(0).normal(size=(5, 300))
+    names = [f"c{j}" for j in range(300)]
+    (tmp_path / "w.csv").write_text(",".join(names) + "\n" + "\n".join(",".join(map(repr, r)) for r in x) + "\n")
+    rep = check_csv(DataConfig(task="csv", csv=str(tmp_path / "w.csv")))
+    leak = [f for f in rep.findings if f.check == "leakage"]
+    assert [f.column for f in leak] == ["(scan)"] and "needs 10 rows" in leak[0].message
+
+
+def test_leakage_scan_over_budget_subsamples_rows_and_says_so(monkeypatch):
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(4000, 6))
+    values[:, 5] = np.roll(values[:, 0], -2)
+    names = [f"c{j}" for j in range(6)]
+    monkeypatch.setattr(quality, "LEAK_BUDGET", 6 * 6 * 5 * 100)  # 100 rows per shift
+    leak = _leakage(values, names, names, names, DataConfig(task="csv", csv="unused.csv", window=4, horizon=1))
+    assert [(f.column, "shifted 2 step" in f.message) for f in leak] == [("c5", True), ("(scan)", False)]
+    assert "one row in 40" in leak[1].message
+    monkeypatch.setattr(quality, "LEAK_BUDGET", 6 * 6 * 10)  # MIN_LEAK_ROWS rows, one shift
+    leak = _leakage(values, names, names, names, DataConfig(task="csv", csv="unused.csv", window=4, horizon=1))
+    assert [f.column for f in leak] == ["(scan)"] and "shifts 1..1 of 1..5" in leak[0].message
+
+
+def test_leakage_findings_are_capped():
+    values = np.random.default_rng(2).normal(size=(100, 1))
+    values = np.hstack([values, np.repeat(np.roll(values, -1), 30, axis=1)])  # 30 copies of the future target
+    names = [f"c{j}" for j in range(31)]
+    leak = _leakage(values, names, names, ["c0"], DataConfig(task="csv", csv="unused.csv", window=2, horizon=1))
+    assert len(leak) == quality.MAX_LEAK_FINDINGS + 1 and "10 more" in leak[-1].message
 
 
 def test_ks_statistic_equals_scipys():

@@ -1,5 +1,6 @@
-"""runtimes.session, the one ORT session factory: the real placement check on CPU, and the warning path with a
-node faked onto another provider at the factory's seam (on CPU, requested cpu is always placed cpu)."""
+"""runtimes.session, the one ORT session factory: the real placement check on CPU (retried for a graph that cannot
+run one step), and the warning path with a node faked onto another provider at the factory's seam (on CPU,
+requested cpu is always placed cpu)."""
 import warnings
 
 import numpy as np
@@ -119,3 +120,19 @@ def test_the_stepper_session_is_opened_like_the_predictors(native, monkeypatch):
     pred.stream()
     assert seen == [("cpu", 1, False, True), ("cpu", 1, False, False)]
     assert not pred.step_session().get_session_options().enable_profiling
+
+
+def test_a_model_that_cannot_run_one_step_is_still_placed(capfd):
+    """A Conv1d front end (kernel 3) fails on the one-step warm-up; the retry at WARMUP_RETRY_SIZE places it,
+    and the first failure prints nothing."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3, 3], np.ones(18, np.float32))
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "seq"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, None])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opened = open_session(model.SerializeToString(), "cpu")
+    assert opened.problems == [] and [p.node for p in opened.placements] == ["conv"]
+    assert "Invalid input shape" not in capfd.readouterr().err
