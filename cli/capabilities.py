@@ -13,7 +13,8 @@ from lstm_onnx.cli.extras import require
 @click.command()
 @click.option("--measure", is_flag=True, help="Measure every cell on the runtimes installed here (a few "
                                               "seconds); exit 1 if a cell differs from the stored table.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the table (with --measure: the measured cells and the differences) as JSON.")
 def capabilities(measure, as_json):
     """What each runtime runs natively (drives export --form auto and verify's XFAIL), and on what it was
     measured."""
