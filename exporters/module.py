@@ -134,8 +134,8 @@ def build_module_model(module: nn.Module, input_shape: tuple[int, int, int], ops
     model = program.model_proto
     _name_axes(model)
     model.producer_name = "lstm-onnx-pipeline (torch.onnx, --module)"
-    io = {"x": "[batch, seq, features] float32, as the module takes it",
-          **{n: "the module's output" + (f" {k}" if k else "") for k, n in enumerate(names)}}
+    io = {"inputs": {"x": "[batch, seq, features] float32, as the module takes it"},  # the shape of every export's
+          "outputs": {n: "the module's output" + (f" {k}" if k else "") for k, n in enumerate(names)}}
     props = metadata.encode({"version": __version__, "form": "native", "opset": opset, "dtype": "float32",
                              "quantization": "none", "io": io, "source_module": source,
                              "checkpoint_sha256": weights_sha256})

@@ -102,6 +102,9 @@ def test_plain_nn_lstm_becomes_a_native_lstm_without_p(user):
         y = r.infer({"x": x})["y"]
     with torch.no_grad():
         np.testing.assert_allclose(y, module(torch.from_numpy(x)).numpy(), atol=1e-5, rtol=1e-5)
+    from tests.core.test_metadata_schema import VALIDATOR, decoded  # the module export's metadata is documented
+
+    assert [e.message for e in VALIDATOR.iter_errors(decoded(user / "plain.onnx"))] == []
 
 
 def test_wrong_gate_order_is_refused_and_verify_fails(user, monkeypatch):
