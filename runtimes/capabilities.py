@@ -1,5 +1,5 @@
 """The ONE table of what each runtime runs natively. It drives `export --form auto`, `inspect` and the
-README's table (render_markdown; a test keeps the README equal to it).
+README's table and docs/runtimes.md's (render_markdown; a test keeps both equal to it).
 
 A cell is YES (implemented and right), or says how it goes wrong. Only YES counts as native support.
 Each row records the runtime version its cells were measured on, and the int8 cell the instruction set
@@ -152,11 +152,12 @@ def native_support(model) -> dict[str, list[str]]:
             for key, rt in RUNTIMES.items()}
 
 
-def render_markdown() -> str:
-    """The README's capability table."""
-    head = ["target", "runtime"] + list(FEATURES.values()) + ["auto, P", "auto, no P", "why"]
+def render_markdown(why: bool = True) -> str:
+    """The capability table: in full (docs/runtimes.md), or without the why column (the README's)."""
+    head = ["target", "runtime"] + list(FEATURES.values()) + ["auto, P", "auto, no P"] + (["why"] if why else [])
     rows = [[f"`{key}`", rt.name] + [getattr(rt, f) for f in FEATURES]
-            + [choose_form(key, True), choose_form(key, False), rt.why] for key, rt in RUNTIMES.items()]
+            + [choose_form(key, True), choose_form(key, False)] + ([rt.why] if why else [])
+            for key, rt in RUNTIMES.items()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
@@ -177,5 +178,7 @@ def render_text(rows=None) -> str:
                                  for key, rt in rows.items()]))
 
 
-if __name__ == "__main__":  # python -m runtimes.capabilities: the table for the README
-    print(render_markdown())
+if __name__ == "__main__":  # python -m lstm_onnx.runtimes.capabilities [--readme]: the tables for the docs
+    import sys
+
+    print(render_markdown(why="--readme" not in sys.argv))

@@ -163,11 +163,14 @@ def test_opset_outside_the_range_is_a_clear_error(opset):
         build_model(make_checkpoint(), ExportOptions(form="decomposed", opset=opset))
 
 
-def test_readme_table_is_the_generated_one():
+def test_readme_and_docs_tables_are_the_generated_ones():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert capabilities.render_markdown() in readme, "regenerate: python -m runtimes.capabilities"
+    root = Path(__file__).resolve().parents[2]
+    readme, docs = (root / "README.md").read_text(), (root / "docs" / "runtimes.md").read_text()
+    assert capabilities.render_markdown(why=False) in readme, \
+        "regenerate: python -m lstm_onnx.runtimes.capabilities --readme"
+    assert capabilities.render_markdown() in docs, "regenerate: python -m lstm_onnx.runtimes.capabilities"
 
 
 def test_float16_runs_on_ort_cpu_close_to_float32():
