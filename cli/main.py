@@ -88,7 +88,7 @@ def cli(ctx, quiet):
 @click.option("--epochs", type=int, help="Override train.epochs (with --resume: the new total).")
 @click.option("--seed", type=int, help="Override train.seed and data.seed.")
 @click.option("--no-peephole", is_flag=True, help="Train a plain LSTM (no peepholes).")
-@click.option("--threads", type=int, help="Override train.threads (torch CPU threads; 0 = torch's default).")
+@click.option("--threads", type=int, help="Override train.threads (torch CPU threads; 0 = measured: pipeline/kernel_choice.py).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.state (config from there unless --config).")
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Train data-parallel in N processes on this machine (torchrun; docs/training.md).")

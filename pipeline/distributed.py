@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lstm_onnx.core.threads import usable_cores
+
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
@@ -83,7 +85,7 @@ def threads_for(world: World, requested: int, cores: int | None = None) -> int:
     if requested:
         return requested
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
     return max(1, cores // world.local_size)
 
 
