@@ -442,6 +442,21 @@ def inspect(model, as_json):
     click.echo(format_description(info) + (f"\nform {form.describe()}" if form else ""))
 
 
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json):
+    """This machine: CPU, ISA, usable cores, versions; where an LSTM with P runs, int8, threads."""
+    from lstm_onnx.core.machine import fingerprint
+    from lstm_onnx.runtimes.doctor import checks, render
+
+    fp = fingerprint()
+    found = checks(fp)
+    if as_json:
+        click.echo(json.dumps({"machine": fp, "checks": {c.name: c.result for c in found}}, indent=2))
+        return
+    click.echo(render(fp, found))
+
 # serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own.
 SERVE_OPTIONS = (
     ("--host", "host", "Interface to bind; beyond loopback, set a token (--auth-token-file)."),
