@@ -6,6 +6,7 @@ Cheap and torch-free: /proc/cpuinfo, affinity and the cgroup quota, package vers
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -40,6 +41,7 @@ def cpu_info(path: str | Path = "/proc/cpuinfo") -> dict:
             "isa": [f for f in ISA_FLAGS if f in flags]}
 
 
+@functools.lru_cache(maxsize=1)
 def versions() -> dict:
     """Installed versions of the runtimes and torch (absent ones are left out), Python and this package."""
     out = {"python": platform.python_version()}
@@ -51,12 +53,17 @@ def versions() -> dict:
     return out
 
 
-def ort_providers() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _providers() -> tuple[str, ...]:
     if importlib.util.find_spec("onnxruntime") is None:
         return []
     import onnxruntime
 
-    return list(onnxruntime.get_available_providers())
+    return tuple(onnxruntime.get_available_providers())
+
+
+def ort_providers() -> list[str]:
+    return list(_providers())
 
 
 def int8_gemm_path(isa) -> str:
@@ -80,7 +87,7 @@ def fingerprint(cpuinfo: str | Path = "/proc/cpuinfo", cgroup: str | Path = "/sy
     return {"cpu": cpu,
             "cores": {"logical": os.cpu_count(), "affinity": affinity, "quota": quota,
                       "usable": threads.usable_cores(affinity, quota, read_quota=False)},
-            "versions": versions(), "ort_providers": ort_providers(), "threads": threads.in_force(),
+            "versions": dict(versions()), "ort_providers": ort_providers(), "threads": threads.in_force(),
             "platform": f"{platform.system()}-{platform.release()}"}
 
 

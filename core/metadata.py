@@ -24,10 +24,11 @@ KEYS = {
     "seq_len": "unrolled only: the static sequence length",
     "batch_size": "unrolled only: the static batch size",
     "accuracy": "JSON: float16/int8 exports: loss against the float32 model on the validation set",
+    "validated_on": "JSON: the machine the export's validation ran on (core/machine.fingerprint)",
     "probe": "true if the model also outputs the gate traces probe.l{layer}.d{direction}.{trace} (docs/gates.md)",
 }
 JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful", "seq_len",
-             "batch_size", "accuracy", "probe"}
+             "batch_size", "accuracy", "probe", "validated_on"}
 
 
 def encode(values: dict) -> dict[str, str]:
