@@ -52,6 +52,11 @@ def shape_class(batch: int, input_size: int, hidden: int, dtype=torch.float32) -
     return f"{str(dtype).removeprefix('torch.')} B{up(batch)} I{up(input_size)} H{up(hidden)}"
 
 
+def thread_counts(usable: int) -> list[int]:
+    """The counts worth timing: 1, the powers of two below the usable cores, and the usable cores."""
+    return sorted({1, usable} | {1 << k for k in range(usable.bit_length()) if 1 << k < usable})
+
+
 def cache_path():
     from lstm_onnx.pipeline import fastpath
 
@@ -79,7 +84,7 @@ def choose(batch: int, input_size: int, hidden: int, *, threads: int = 0, dtype=
     from lstm_onnx.pipeline import fastpath
 
     forced = mode()
-    counts = [threads] if threads else sorted({1, thread_policy.usable_cores()})
+    counts = [threads] if threads else thread_counts(thread_policy.usable_cores())
     if forced == "python":
         return Choice("python", counts[-1], f"{ENV}=python")
     if not fastpath.available():

@@ -54,3 +54,34 @@ def test_measure_steps_times_both_kernels_and_restores_threads(auto):
     ms = kernel_choice.measure_steps(4, 3, 8, [1], runs=1)
     assert set(ms) == {"compiled t1", "python t1"} and all(v > 0 for v in ms.values())
     assert torch.get_num_threads() == before
+
+
+def test_thread_counts():
+    assert kernel_choice.thread_counts(1) == [1]
+    assert kernel_choice.thread_counts(2) == [1, 2]
+    assert kernel_choice.thread_counts(6) == [1, 2, 4, 6]
+
+
+def test_train_runs_the_chosen_kernel_and_threads(auto, monkeypatch, tmp_path):
+    """train routes its steps through what the measurement picked (a mutation that ignores it fails)."""
+    from lstm_onnx.pipeline import cell
+    from lstm_onnx.pipeline.config import RunConfig
+    from lstm_onnx.pipeline.train import train
+
+    monkeypatch.setattr(cell, "_compiled", [])
+    used = []
+    real = cell.PeepholeLayerFunction.apply
+    monkeypatch.setattr(cell.PeepholeLayerFunction, "apply", lambda *a: used.append(torch.get_num_threads()) or real(*a))
+    monkeypatch.setattr(kernel_choice, "measure_steps",
+                        lambda *a, **k: {"compiled t1": 2.0, "python t1": 1.0, "compiled t2": 3.0, "python t2": 4.0})
+    monkeypatch.setattr(kernel_choice.thread_policy, "usable_cores", lambda *a, **k: 2)
+    config = RunConfig()
+    config.train.epochs = 1
+    lines = []
+    before = torch.get_num_threads()
+    try:
+        train(config, tmp_path / "m.pt", progress=False, log=lines.append)
+    finally:
+        torch.set_num_threads(before)
+    assert cell._compiled == [None] and used and set(used) == {1}
+    assert any(line.startswith("training step: python kernel, 1 thread(s); measured") for line in lines)
