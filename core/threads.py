@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 WAIT_ENV = "OMP_WAIT_POLICY"
@@ -89,4 +90,6 @@ def in_force() -> dict:
            "ort_spinning": spinning()}
     if os.environ.get("OMP_NUM_THREADS"):
         out["omp_num_threads"] = os.environ["OMP_NUM_THREADS"]
+    if "torch" in sys.modules:  # never imported here: a deploy install has no torch
+        out["torch_threads"] = sys.modules["torch"].get_num_threads()
     return out
