@@ -105,7 +105,10 @@ def summary(fp: dict) -> str:
     return "machine: " + ", ".join(parts)
 
 
-def short_key(fp: dict) -> str:
-    """What makes timings comparable: CPU model, ISA, usable cores, torch version (a cache key)."""
+def short_key(fp: dict | None = None) -> str:
+    """What makes timings comparable: CPU model, ISA, usable cores, torch version (a cache key). Without `fp`,
+    from those parts alone (onnxruntime is not loaded)."""
+    if fp is None:
+        fp = {"cpu": cpu_info(), "cores": {"usable": threads.usable_cores()}, "versions": versions()}
     return "|".join([fp["cpu"]["model"], ",".join(fp["cpu"]["isa"]), str(fp["cores"]["usable"]),
                      fp["versions"].get("torch", "-"), sys.platform])

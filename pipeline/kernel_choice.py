@@ -91,7 +91,7 @@ def choose(batch: int, input_size: int, hidden: int, *, threads: int = 0, dtype=
         return Choice("python", counts[-1], f"compiled kernel unavailable ({fastpath.unavailable_reason()})")
     if forced == "compiled":
         return Choice("compiled", counts[-1], f"{ENV}=compiled")
-    key = f"{machine.short_key(machine.fingerprint())} | {shape_class(batch, input_size, hidden, dtype)} | " \
+    key = f"{machine.short_key()} | {shape_class(batch, input_size, hidden, dtype)} | " \
           f"threads {','.join(map(str, counts))}"
     hit = _read_cache().get(key)
     if hit and hit.get("kernel") in KERNELS:

@@ -48,3 +48,7 @@ def test_fingerprint_shape_and_quota(tmp_path, monkeypatch):
     line = machine.summary(fp)
     assert "AMD EPYC 7B12" in line and "avx2" in line and "2 usable core(s)" in line
     assert machine.short_key(fp) != machine.short_key(dict(fp, cpu=dict(fp["cpu"], isa=["avx2", "avx512f"])))
+
+
+def test_short_key_without_a_fingerprint_matches_the_fingerprints():
+    assert machine.short_key() == machine.short_key(machine.fingerprint())
