@@ -86,7 +86,7 @@ def run_setting(workload: str, setting: str, epochs: int, repeats: int) -> float
     return json.loads(out.stdout.strip().splitlines()[-1])["ms"]
 
 
-def measure(epochs: int, repeats: int, rounds: int) -> dict:
+def measure(epochs: int, repeats: int, rounds: int, workloads=WORKLOADS) -> dict:
     """{"workload / condition": {setting: median ms over rounds}}."""
     results: dict = {}
     for condition in CONDITIONS:
@@ -94,12 +94,12 @@ def measure(epochs: int, repeats: int, rounds: int) -> dict:
         if condition != "idle":
             spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
-            samples = {w: {s: [] for s in SETTINGS} for w in WORKLOADS}
+            samples = {w: {s: [] for s in SETTINGS} for w in workloads}
             for _ in range(rounds):
-                for workload in WORKLOADS:
+                for workload in workloads:
                     for setting in SETTINGS:
                         samples[workload][setting].append(run_setting(workload, setting, epochs, repeats))
-            for workload in WORKLOADS:
+            for workload in workloads:
                 results[f"{workload} / {condition}"] = {s: statistics.median(v) for s, v in samples[workload].items()}
         finally:
             if spinner is not None:
@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=2, help="train's epochs per run")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per setting and round (median); ORT: 3x this")
     ap.add_argument("--rounds", type=int, default=3, help="turns each setting takes (median over them)")
+    ap.add_argument("--workload", action="append", choices=WORKLOADS, help="only this one (repeatable)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
 
     threads.apply_wait_policy()
     machine = fingerprint()
-    results = measure(args.epochs, args.repeats, args.rounds)
+    results = measure(args.epochs, args.repeats, args.rounds, args.workload or WORKLOADS)
     print(summary(machine))
     print(f"median ms; default = {threads.threads()} thread(s), OMP_WAIT_POLICY={threads.DEFAULT_WAIT}, onnxruntime "
           f"workers that yield; train: {args.epochs} epochs of the built-in task; median of {args.rounds} rounds")
