@@ -3,9 +3,10 @@
 One training step of a SequenceModel (peephole LSTM, last-step head, MSE, Adam, grad clip 1.0) on a global
 batch of B sequences: one process takes all B with 2 threads; two ranks take B/2 each with 1 thread and
 average gradients through DDP; the ranks run under torchrun, as `train --nproc` runs them (mp.spawn's
-ranks rarely aborted with "terminate called without an active exception"). Sizes are bench_train's (B32 T100, I16/H128 and I128/H512). Reported:
-sequences/s (median step), scaling efficiency (2 x 1 over 1 x 2: the same two cores), and the all-reduce
-share of a DDP step, from timing an all_reduce of a gradient-sized float32 buffer alone between the two ranks.
+ranks rarely aborted with "terminate called without an active exception"). Sizes are bench_train's (B32 T100,
+I16/H128 and I128/H512). Reported: sequences/s (median step), scaling efficiency (2 x 1 over 1 x 2: the same
+two cores), and the all-reduce share of a DDP step, from timing an all_reduce of a gradient-sized float32
+buffer alone between the two ranks.
 
     python -m benchmarks.bench_ddp [--steps 7] [--warmup 2] [--json out.json] [--sizes 32,100,16,128 ...]
 """

@@ -88,7 +88,7 @@ def cli(ctx, quiet):
 @click.option("--epochs", type=int, help="Override train.epochs (with --resume: the new total).")
 @click.option("--seed", type=int, help="Override train.seed and data.seed.")
 @click.option("--no-peephole", is_flag=True, help="Train a plain LSTM (no peepholes).")
-@click.option("--threads", type=int, help="Override train.threads (torch CPU threads; 0 = measured: pipeline/kernel_choice.py).")
+@click.option("--threads", type=int, help="Override train.threads (torch CPU threads; 0: picked by measuring).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.state (config from there unless --config).")
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Train data-parallel in N processes on this machine (torchrun; docs/training.md).")
@@ -442,7 +442,6 @@ def inspect(model, as_json):
     click.echo(format_description(info) + (f"\nform {form.describe()}" if form else ""))
 
 
-
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def doctor(as_json):
@@ -456,6 +455,7 @@ def doctor(as_json):
         click.echo(json.dumps({"machine": fp, "checks": {c.name: c.result for c in found}}, indent=2))
         return
     click.echo(render(fp, found))
+
 
 # serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own.
 SERVE_OPTIONS = (

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lstm_onnx.core import threads as thread_policy
 from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
 from lstm_onnx.runtimes.placement import NodePlacement, fallback_warnings, fallbacks, parse_profile, summarize
 from lstm_onnx.runtimes.providers import INSTALL_HINTS, PROVIDERS, provider_chain, provider_chain_tf32
@@ -63,8 +64,6 @@ def open_session(model, provider: str = "cpu", *, provider_options: dict | None 
     choice, no spinning unless OMP_WAIT_POLICY=ACTIVE). Raises RunnerError (unknown provider),
     RunnerUnavailable (provider missing or failed to load) or SessionLoadError."""
     import onnxruntime as ort
-
-    from lstm_onnx.core import threads as thread_policy
 
     short = provider.lower()
     options = dict(provider_options or {})

@@ -71,7 +71,8 @@ def test_train_runs_the_chosen_kernel_and_threads(auto, monkeypatch, tmp_path):
     monkeypatch.setattr(cell, "_compiled", [])
     used = []
     real = cell.PeepholeLayerFunction.apply
-    monkeypatch.setattr(cell.PeepholeLayerFunction, "apply", lambda *a: used.append(torch.get_num_threads()) or real(*a))
+    monkeypatch.setattr(cell.PeepholeLayerFunction, "apply",
+                        lambda *a: used.append(torch.get_num_threads()) or real(*a))
     monkeypatch.setattr(kernel_choice, "measure_steps",
                         lambda *a, **k: {"compiled t1": 2.0, "python t1": 1.0, "compiled t2": 3.0, "python t2": 4.0})
     monkeypatch.setattr(kernel_choice.thread_policy, "usable_cores", lambda *a, **k: 2)
