@@ -2,11 +2,11 @@
 
 One training step of a SequenceModel (peephole LSTM, last-step head, MSE, Adam, grad clip 1.0) on a global
 batch of B sequences: one process takes all B with 2 threads; two ranks take B/2 each with 1 thread and
-average gradients through DDP; the ranks run under torchrun, as `train --nproc` runs them (mp.spawn's
-ranks rarely aborted with "terminate called without an active exception"). Sizes are bench_train's (B32 T100,
-I16/H128 and I128/H512). Reported: sequences/s (median step), scaling efficiency (2 x 1 over 1 x 2: the same
-two cores), and the all-reduce share of a DDP step, from timing an all_reduce of a gradient-sized float32
-buffer alone between the two ranks.
+average gradients through DDP; the ranks run under torchrun, as `train --nproc` runs them, and leave the
+group through pipeline/distributed.shutdown (see there: why ranks aborted at exit). Sizes are bench_train's
+(B32 T100, I16/H128 and I128/H512). Reported: sequences/s (median step), scaling efficiency (2 x 1 over 1 x 2:
+the same two cores), and the all-reduce share of a DDP step, from timing an all_reduce of a gradient-sized
+float32 buffer alone between the two ranks.
 
     python -m benchmarks.bench_ddp [--steps 7] [--warmup 2] [--json out.json] [--sizes 32,100,16,128 ...]
 """
@@ -69,28 +69,34 @@ def single(size, warmup, steps, threads=2) -> float:
 
 def _rank(size, warmup, steps, out) -> None:
     """One torchrun rank (RANK, WORLD_SIZE, MASTER_ADDR/PORT from its environment)."""
+    from lstm_onnx.pipeline import distributed
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
-    rank = dist.get_rank()
     try:
-        B, S, I, H = size
-        model, x, y = _model_and_batch(*size)
-        half = slice(rank * B // 2, (rank + 1) * B // 2)
-        net = torch.nn.parallel.DistributedDataParallel(model)
-        step = _time_steps(net, x[half], y[half], warmup, steps, sync=dist.barrier)
-        buf = torch.zeros(sum(p.numel() for p in model.parameters()))
-        reduce = []
-        for k in range(warmup + 3 * steps):
-            dist.barrier()
-            t0 = time.perf_counter()
-            dist.all_reduce(buf)
-            if k >= warmup:
-                reduce.append(time.perf_counter() - t0)
-        if rank == 0:
-            Path(out).write_text(json.dumps({"step": statistics.median(step), "allreduce": statistics.median(reduce),
-                                             "numel": buf.numel()}))
+        found = _rank_steps(size, warmup, steps)  # the DDP module is gone when it returns
+        if dist.get_rank() == 0:
+            Path(out).write_text(json.dumps(found))
     finally:
-        dist.destroy_process_group()
+        distributed.shutdown()
+
+
+def _rank_steps(size, warmup, steps) -> dict:
+    rank = dist.get_rank()
+    B, S, I, H = size
+    model, x, y = _model_and_batch(*size)
+    half = slice(rank * B // 2, (rank + 1) * B // 2)
+    net = torch.nn.parallel.DistributedDataParallel(model)
+    step = _time_steps(net, x[half], y[half], warmup, steps, sync=dist.barrier)
+    buf = torch.zeros(sum(p.numel() for p in model.parameters()))
+    reduce = []
+    for k in range(warmup + 3 * steps):
+        dist.barrier()
+        t0 = time.perf_counter()
+        dist.all_reduce(buf)
+        if k >= warmup:
+            reduce.append(time.perf_counter() - t0)
+    return {"step": statistics.median(step), "allreduce": statistics.median(reduce), "numel": buf.numel()}
 
 
 def data_parallel(size, warmup, steps) -> dict:
