@@ -77,9 +77,11 @@ def int8_gemm_path(isa) -> str:
     return "no AVX2: onnxruntime's portable int8 kernel"
 
 
-def fingerprint(cpuinfo: str | Path = "/proc/cpuinfo", cgroup: str | Path = "/sys/fs/cgroup") -> dict:
+def fingerprint(cpuinfo: str | Path = "/proc/cpuinfo", cgroup: str | Path = "/sys/fs/cgroup", *,
+                process: bool = True) -> dict:
     """{"cpu": {model, isa, machine}, "cores": {logical, affinity, quota, usable}, "versions": {...},
-    "ort_providers": [...], "threads": core.threads.in_force(), "platform": "Linux-..."}."""
+    "ort_providers": [...], "threads": core.threads.in_force(), "platform": "Linux-..."}. `process=False`
+    leaves out "threads", this process's settings: an export's metadata stays the same bytes on one machine."""
     affinity = threads.affinity_cores()
     quota = threads.cgroup_quota(cgroup)
     cpu = cpu_info(cpuinfo)
@@ -87,7 +89,8 @@ def fingerprint(cpuinfo: str | Path = "/proc/cpuinfo", cgroup: str | Path = "/sy
     return {"cpu": cpu,
             "cores": {"logical": os.cpu_count(), "affinity": affinity, "quota": quota,
                       "usable": threads.usable_cores(affinity, quota, read_quota=False)},
-            "versions": dict(versions()), "ort_providers": ort_providers(), "threads": threads.in_force(),
+            "versions": dict(versions()), "ort_providers": ort_providers(),
+            **({"threads": threads.in_force()} if process else {}),
             "platform": f"{platform.system()}-{platform.release()}"}
 
 

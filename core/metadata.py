@@ -24,7 +24,7 @@ KEYS = {
     "seq_len": "unrolled only: the static sequence length",
     "batch_size": "unrolled only: the static batch size",
     "accuracy": "JSON: float16/int8 exports: loss against the float32 model on the validation set",
-    "validated_on": "JSON: the machine the export's validation ran on (core/machine.fingerprint)",
+    "validated_on": "JSON: the machine the export's validation ran on (core/machine.fingerprint, process=False)",
     "probe": "true if the model also outputs the gate traces probe.l{layer}.d{direction}.{trace} (docs/gates.md)",
 }
 JSON_KEYS = {"config", "normalization", "feature_names", "target_names", "io", "stateful", "seq_len",

@@ -311,7 +311,7 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
         accuracy = accuracy_loss(ckpt, float_model, model)
         _annotate(model, ckpt, options, check_opset(options.opset), checkpoint_sha256, accuracy)
     if validate:
-        for key, value in metadata.encode({"validated_on": fingerprint()}).items():
+        for key, value in metadata.encode({"validated_on": fingerprint(process=False)}).items():
             model.metadata_props.add(key=key, value=value)
     with atomic_path(out) as tmp:
         onnx.save(model, tmp)
