@@ -27,6 +27,7 @@ help:
 	@echo "make test-gpu GPU tests (need CUDA + onnxruntime-gpu)"
 	@echo "make bench    runner x form x threads benchmark -> $(ART)/bench/ (table, JSON, PNG)"
 	@echo "make bench-train  one training step of PeepholeLSTM (compiled and pure PyTorch) vs nn.LSTM"
+	@echo "make bench-contention  default threads vs 1/2 x active/passive waiting, idle and with a busy process"
 	@echo "make bench-ddp    data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread"
 	@echo "make bench-data   check-data on a 1M-row and a 20,000-column CSV (goal: 30 s each)"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
@@ -101,6 +102,12 @@ bench: $(VENV)/.installed
 bench-train: $(VENV)/.installed
 	mkdir -p $(ART)
 	$(PY) -m benchmarks.bench_train --runs 9 --json $(ART)/bench_train.json $(BENCH_TRAIN_ARGS)
+
+# The default thread settings against 1/2 threads x active/passive waiting, idle and next to one spinning process.
+.PHONY: bench-contention
+bench-contention: $(VENV)/.installed
+	mkdir -p $(ART)
+	$(PY) -m benchmarks.bench_contention --json $(ART)/bench_contention.json $(BENCH_CONTENTION_ARGS)
 
 # Data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread (DDP, gloo) at bench-train's sizes.
 .PHONY: bench-ddp

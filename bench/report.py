@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lstm_onnx.bench.run import BenchResult, Row
 from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.core.machine import summary
 from lstm_onnx.core.tables import grid
 
 HEAD = ["case", "BxS", "runner", "form", "thr", "median ms", "p99 ms", "seq/s", "GFLOP/s", "GEMM GFLOP/s",
@@ -51,7 +52,7 @@ def placement_warnings(result: BenchResult) -> list[str]:
 
 
 def to_table(result: BenchResult, markdown: bool = False) -> str:
-    lines = grid(HEAD, [_cells(r) for r in result.rows], markdown)
+    lines = [summary(result.machine), ""] + grid(HEAD, [_cells(r) for r in result.rows], markdown)
     lines += [f"skipped {k}: {v}" for k, v in result.skipped.items()]
     if result.peaks:
         lines += ["", "GEMM peaks: the fastest run of the LSTM's own GEMM shapes and a large square one, the max "

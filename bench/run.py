@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lstm_onnx.bench import peak
 from lstm_onnx.bench.cases import DEFAULT_CASES, Case, lstm_flops
+from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.exporters.forms import FORMS
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -59,10 +60,11 @@ class BenchResult:
     rows: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     peaks: dict[str, dict] = field(default_factory=dict)  # bench.peak.run_peaks
+    machine: dict = field(default_factory=fingerprint)  # where it ran (core/machine.py)
 
     def to_dict(self) -> dict:
         return {"config": self.config, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
-                "peaks": self.peaks}
+                "peaks": self.peaks, "machine": self.machine}
 
 
 def _forms(config: BenchConfig) -> list[str]:

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 
-import torch
+from lstm_onnx.core import threads as thread_policy
+
+thread_policy.apply_wait_policy()  # before torch loads OpenMP, as the CLI does
+
+import torch  # noqa: E402
+
+from lstm_onnx.core.machine import fingerprint, summary  # noqa: E402
 
 SIZES = [  # (batch, seq, input, hidden)
     (32, 100, 16, 128),
@@ -143,10 +148,17 @@ def main(argv=None) -> int:
         import tempfile
 
         baseline = fastpath.build_variant(args.baseline_src, tempfile.mkdtemp(prefix="bench-train-baseline-"))
-    results = []
+    from lstm_onnx.pipeline import kernel_choice
+
+    results, picked = [], {}
     for B, S, I, H in sizes:
         results += bench_size(B, S, I, H, args.warmup, args.runs, {"compiled": have, "baseline": baseline})
+        choice = kernel_choice.choose(B, I, H, threads=args.threads)  # what `train` picks at this size
+        picked[f"{B},{S},{I},{H}"] = {"kernel": choice.kernel, "threads": choice.threads, "reason": choice.reason}
+    torch.set_num_threads(args.threads)
+    machine = fingerprint()
 
+    print(summary(machine))
     print(f"threads={args.threads} runs={args.runs} (median) torch={torch.__version__} "
           f"compiled={'yes' if have else 'no (' + str(fastpath.unavailable_reason()) + ')'} "
           f"brgemm={'yes' if have and fastpath._brgemm_active() else 'no'} load={load_s:.1f}s")
@@ -159,12 +171,16 @@ def main(argv=None) -> int:
         print(f"{size:<20} {r['name']:<28} {r['median_ms']:>10.1f} {r['ratio_vs_nn_lstm']:>9.2f}x "
               f"{r['min_ms']:>9.1f} {r['min_ratio_vs_nn_lstm']:>8.2f}x {r['paired_ratio_vs_nn_lstm']:>8.2f}x")
     print("paired x: median over runs of (row time / nn.LSTM time in the same run), the least noise-sensitive.")
+    for size, p in picked.items():
+        print(f"train picks at {size}, {args.threads} thread(s): {p['kernel']} ({p['reason']})")
     if args.json:
         meta = {"threads": args.threads, "runs": args.runs, "warmup": args.warmup, "torch": torch.__version__,
                 "compiled_available": have, "unavailable_reason": fastpath.unavailable_reason(),
-                "brgemm": bool(have and fastpath._brgemm_active()), "machine": platform.processor() or platform.machine()}
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"meta": meta, "results": results}, fh, indent=2)
+                "brgemm": bool(have and fastpath._brgemm_active()), "machine": machine}
+        from lstm_onnx.core.fileio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"meta": meta, "results": results, "picked": picked}, indent=2))
     return 0
 
 

@@ -27,6 +27,7 @@ import time
 import httpx
 import numpy as np
 
+from lstm_onnx.core.machine import fingerprint, summary
 from lstm_onnx.serving.loadgen import Connection, v2_http_body
 from lstm_onnx.serving.tritonserver import free_port  # stdlib only: no server deps at import
 
@@ -233,6 +234,8 @@ def main() -> None:
         results.update(measure_ray(args, targets or ["v1"], n))
     if "triton" in engines:
         results.update(measure_triton(args, targets))
+    machine = fingerprint()
+    print(summary(machine))
     print(f"{args.clients} clients x {args.seconds:g} s, 1 sequence of {args.seq} steps per request, loopback, "
           f"{args.workers} inference thread(s) x {args.threads} onnxruntime thread(s)")
     print(f"{'mode':14} {'target':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9} "
@@ -248,7 +251,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "results": {f"{m} / {t}": r for (m, t), r in results.items()},
-                       "speedup": speedup}, fh, indent=2)
+                       "speedup": speedup, "machine": machine}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def cli(ctx, quiet):
 @click.option("--epochs", type=int, help="Override train.epochs (with --resume: the new total).")
 @click.option("--seed", type=int, help="Override train.seed and data.seed.")
 @click.option("--no-peephole", is_flag=True, help="Train a plain LSTM (no peepholes).")
-@click.option("--threads", type=int, help="Override train.threads (torch CPU threads; 0 = torch's default).")
+@click.option("--threads", type=int, help="Override train.threads (torch CPU threads; 0: picked by measuring).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.state (config from there unless --config).")
 @click.option("--nproc", type=click.IntRange(min=1),
               help="Train data-parallel in N processes on this machine (torchrun; docs/training.md).")
@@ -602,6 +602,21 @@ def convert(obj, model, out, level, as_json):
     except ConversionError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(done.to_dict(), indent=2) if as_json else done.summary())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the fingerprint and the checks as JSON.")
+def doctor(as_json):
+    """This machine: CPU, ISA, usable cores, versions; where an LSTM with P runs, int8, threads."""
+    from lstm_onnx.core.machine import fingerprint
+    from lstm_onnx.runtimes.doctor import checks, render
+
+    fp = fingerprint()
+    found = checks(fp)
+    if as_json:
+        click.echo(json.dumps({"machine": fp, "checks": {c.name: c.result for c in found}}, indent=2))
+        return
+    click.echo(render(fp, found))
 
 
 # serve's options: (flag, ServeSettings field, help). The defaults are ServeSettings' own; CHOICES fixes the values

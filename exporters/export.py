@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 
 from lstm_onnx.core import __version__, metadata
 from lstm_onnx.core.fileio import atomic_path
+from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.exporters.errors import ExportError
 from lstm_onnx.exporters.forms import AUTO, FORMS, Form, having
 from lstm_onnx.exporters.graph import FLOAT, GraphBuilder, final_features
@@ -320,6 +321,9 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, options: ExportOptions 
         accuracy = accuracy_loss(ckpt, float_model, model)
         _annotate(model, ckpt, options, check_opset(options.opset), checkpoint_sha256, accuracy,
                   INT8_SETTINGS.to_metadata() if options.quantize == "int8" else None)
+    if validate:
+        for key, value in metadata.encode({"validated_on": fingerprint(process=False)}).items():
+            model.metadata_props.add(key=key, value=value)
     with atomic_path(out) as tmp:
         onnx.save(model, tmp)
     return model

@@ -140,8 +140,14 @@ def _compiled_kernel():
     return _compiled[0]
 
 
+def use_kernel(name: str) -> None:
+    """Route this process's CPU training through "compiled" (when it loads) or "python"
+    (pipeline/kernel_choice.py decides which)."""
+    _compiled[:] = [_load_compiled() if name == "compiled" else None]
+
+
 def _load_compiled():
-    if os.environ.get("LSTM_PIPELINE_NO_EXT") == "1":
+    if os.environ.get("LSTM_PIPELINE_NO_EXT") == "1" or os.environ.get("LSTM_PIPELINE_KERNEL") == "python":
         return None
     try:
         from lstm_onnx.pipeline import fastpath

@@ -125,7 +125,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
     seed: int = 0
-    threads: int = 0  # torch intra-op threads; 0: leave torch's default
+    threads: int = 0  # torch intra-op threads; 0: chosen by measuring (pipeline/kernel_choice.py)
     patience: int = 0  # early stopping: epochs without a val improvement; 0: never stop early
     min_delta: float = 0.0  # an improvement must lower val loss by more than this
     schedule: str = "none"  # none | cosine (to lr * min_lr_factor over `epochs`) | plateau (halve)

@@ -40,7 +40,8 @@ _ext = None
 _reason: str | None = None
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """The compiled kernel's cache folder (and kernel_choice.json's)."""
     env = os.environ.get("LSTM_PIPELINE_EXT_DIR")
     if env:
         return Path(env).expanduser()
@@ -132,7 +133,7 @@ def _build_or_load():
 
     cflags, ldflags, native = _flags()
     name = _build_name(cflags, ldflags, native)
-    root = _cache_root()
+    root = cache_root()
     final = root / name
     so_name = f"{name}.so"
     if (final / _OK_MARK).is_file() and (final / so_name).is_file():

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lstm_onnx.core import threads as thread_policy
+from lstm_onnx.pipeline import cell, kernel_choice
 from lstm_onnx.pipeline import device as devices
 from lstm_onnx.pipeline import distributed
 from lstm_onnx.pipeline.checkpoint import Checkpoint, save_torch
@@ -266,9 +268,6 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
     where = devices.resolve(config.train.device, world)
     devices.use(where)
     seed_everything(config.train.seed)
-    threads = distributed.threads_for(world, config.train.threads) if world.distributed else config.train.threads
-    if threads:
-        torch.set_num_threads(threads)
     if not world.main:
         def log(*_):
             pass
@@ -276,8 +275,16 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
     check_fit(config, data)
     if len(data.train.x) < world.size:
         raise ValueError(f"{len(data.train.x)} training sequence(s) cannot be shared among {world.size} processes")
+    threads = distributed.threads_for(world, config.train.threads) if world.distributed else config.train.threads
     if where.type == "cpu":  # on a GPU the step is the pure-PyTorch path: the compiled kernel is CPU-only
         distributed.build_kernel_once(world)
+        choice = kernel_choice.choose(batch, config.model.input_size, config.model.hidden_size, threads=threads,
+                                      dtype=torch.get_default_dtype(), measure=not world.distributed)
+        if kernel_choice.mode() == "auto":
+            cell.use_kernel(choice.kernel)
+        threads = choice.threads
+        log(f"training step: {choice.kernel} kernel, {threads} thread(s); {choice.reason}")
+    torch.set_num_threads(threads or thread_policy.threads())
     run = _Run(config, SequenceModel(config.model), world, where, batch)
     if world.rank:
         torch.manual_seed(distributed.rank_seed(config.train.seed, world.rank))  # this rank's dropout stream

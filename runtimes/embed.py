@@ -80,10 +80,10 @@ class Predictor:
             for k, v in by_series.items()}
 
     @classmethod
-    def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool = True, *,
+    def load(cls, path, provider: str = "cpu", threads: int = 0, spinning: bool | None = None, *,
              allow_tf32: bool = False, provider_options: dict | None = None, warn: bool = True) -> "Predictor":
-        """`threads`: intra-op threads (0: onnxruntime's default). `spinning=False` stops idle worker threads
-        from busy-waiting, which a server running several sessions next to an event loop wants.
+        """`threads`: intra-op threads (0: the usable cores). `spinning=False` stops idle worker threads
+        from busy-waiting (None: only under OMP_WAIT_POLICY=ACTIVE), which a server running several sessions next to an event loop wants.
         `allow_tf32`: let CUDA use TF32 (results shift by about 2.5e-4). Where a node runs on another provider
         than requested (a native LSTM with P under CUDA runs on the CPU), `placement_problems` says so, and
         `warn` issues each as a PlacementWarning. An unknown or missing provider raises runtimes.base.RunnerError."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lstm_onnx.core import threads as thread_policy
 from lstm_onnx.runtimes.base import RunnerError, RunnerUnavailable
 from lstm_onnx.runtimes.placement import NodePlacement, fallback_warnings, fallbacks, parse_profile, summarize
 from lstm_onnx.runtimes.providers import INSTALL_HINTS, PROVIDERS, provider_chain, provider_chain_tf32
@@ -56,10 +57,11 @@ class OrtSession:
 
 
 def open_session(model, provider: str = "cpu", *, provider_options: dict | None = None, session_options=None,
-                 threads: int | None = None, spinning: bool = True, allow_tf32: bool = False,
+                 threads: int | None = None, spinning: bool | None = None, allow_tf32: bool = False,
                  check_placement: bool = True, name: str | None = None) -> OrtSession:
-    """`model`: a path or serialized bytes. `threads`: intra-op threads (0/None: ORT's default).
-    `spinning=False` stops idle worker threads from busy-waiting. Raises RunnerError (unknown provider),
+    """`model`: a path or serialized bytes. `threads`: intra-op threads (0/None: the usable cores, from
+    core/threads.py). `spinning=False` stops idle worker threads from busy-waiting (None: the wait policy's
+    choice, no spinning unless OMP_WAIT_POLICY=ACTIVE). Raises RunnerError (unknown provider),
     RunnerUnavailable (provider missing or failed to load) or SessionLoadError."""
     import onnxruntime as ort
 
@@ -71,10 +73,10 @@ def open_session(model, provider: str = "cpu", *, provider_options: dict | None 
     # A warm-up run outside IOBinding would capture a CUDA graph on the wrong buffers.
     check_placement = check_placement and str(options.get("enable_cuda_graph", "0")) != "1"
     so = session_options or ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
+    if threads or not so.intra_op_num_threads:
+        so.intra_op_num_threads = thread_policy.threads(threads)
         so.inter_op_num_threads = 1
-    if not spinning:
+    if not (thread_policy.spinning() if spinning is None else spinning):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
         session = _create(ort, model, so, chain, tmp if check_placement else None)

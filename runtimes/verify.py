@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_onnx.core.machine import fingerprint, summary
 from lstm_onnx.core.probe import is_probe
 from lstm_onnx.core.tables import grid
 from lstm_onnx.runtimes import registry
@@ -71,6 +72,7 @@ class VerifyReport:
     strict_placement: bool = False
     uncounted_errors: dict[str, str] = field(default_factory=dict)  # runner in parity.errors -> why it does not count
     localisation: dict = field(default_factory=dict)  # failing runner -> runtimes/localise.py's finding
+    machine: dict = field(default_factory=fingerprint)  # where it ran (core/machine.py)
 
     @property
     def counted_errors(self) -> dict[str, str]:
@@ -114,7 +116,8 @@ class VerifyReport:
         d.update(passed=self.passed, status=self.status, exit_code=self.exit_code, failures=self.failures(),
                  uncounted_errors=self.uncounted_errors, strict_placement=self.strict_placement,
                  placement={r: {"summary": summarize(p), "nodes": to_dicts(p)} for r, p in self.placements.items()},
-                 placement_problems=self.placement_problems, localisation=self.localisation)
+                 placement_problems=self.placement_problems, localisation=self.localisation,
+                 machine=self.machine)
         return d
 
     def to_json(self) -> str:
@@ -129,7 +132,7 @@ class VerifyReport:
     def _render(self, markdown: bool) -> str:
         p = self.parity
         h2, h3 = ("## ", "### ") if markdown else ("", "")
-        out = [f"{h2}parity against {p.reference}  (inputs {p.inputs})"]
+        out = [f"{h2}parity against {p.reference}  (inputs {p.inputs})", summary(self.machine)]
         for output in dict.fromkeys(r.output for r in p.rows):
             rows = [[r.runner, *row_cells(r)] for r in p.rows if r.output == output]
             out += ["", f"{h3}output {output}"]

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.serving import openapi
 from lstm_onnx.serving.auth import BearerCheck
 from lstm_onnx.serving.batcher import Batcher, Item, QueueFull
@@ -172,6 +173,7 @@ class Server:
                 "batching": self.batching,
                 "inputs": io(p.session.get_inputs()), "outputs": io(p.session.get_outputs()),
                 "io": meta.get("io"), "providers": p.session.get_providers(), "placement": p.placement,
+                "machine": fingerprint(),
                 "limits": {k: getattr(s, k) for k in ("max_batch", "max_wait_ms", "max_queue", "max_items",
                                                          "max_seq_len", "max_body_bytes", "session_ttl_s",
                                                          "max_sessions", "workers", "max_header_bytes",

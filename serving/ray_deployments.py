@@ -9,6 +9,7 @@ from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.runtimes.embed import PredictorError, range_problem
 from lstm_onnx.serving import state_token
 from lstm_onnx.serving.app import UNAUTHORIZED, api_error, batching_policy, check_servable, http_error, internal_error
@@ -67,6 +68,7 @@ class Model:
                 "hidden_size": p.hidden_size if p.stateful else None, "lengths_input": p.has_lengths,
                 "meta": {k: p.meta.get(k) for k in ("form", "version", "opset", "feature_names", "target_names")},
                 "safe_abs": p.safe_abs, "batching": self.batching, "providers": p.session.get_providers(),
+                "machine": fingerprint(),
                 "y_width": y_width(p)}
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)  # replaced from the settings in __init__
@@ -238,7 +240,7 @@ class Ingress(V2Routes):
         return {"path": self.settings.model, **info["meta"], "head": info["head"],
                 "num_features": info["num_features"], "stateful": info["stateful"],
                 "lengths_input": info["lengths_input"], "batching": info["batching"],
-                "providers": info["providers"], "engine": "ray", "sessions": "state travels in session_id",
+                "providers": info["providers"], "machine": info["machine"], "engine": "ray", "sessions": "state travels in session_id",
                 "limits": {k: getattr(self.settings, k) for k in ("max_batch", "max_wait_ms", "max_items",
                                                                    "max_seq_len", "max_body_bytes")}}
 

@@ -13,7 +13,7 @@
   const PREFIX = 'lstm_onnx.';
   // The keys stored as JSON text (x-encoding json in core/model_metadata.schema.json; a test keeps them equal).
   const JSON_KEYS = ['accuracy', 'batch_size', 'columns', 'config', 'feature_names', 'int8', 'io', 'normalization',
-    'probe', 'seq_len', 'series_normalization', 'stateful', 'target_names'];
+    'probe', 'seq_len', 'series_normalization', 'stateful', 'target_names', 'validated_on'];
 
   function readVarint(buf, pos) {
     let value = 0, shift = 0, byte;

@@ -6,6 +6,7 @@ import pytest
 from lstm_onnx.bench.cases import Case, lstm_flops, parse_case
 from lstm_onnx.bench.report import headline, to_table, write_all
 from lstm_onnx.bench.run import BenchConfig, run_bench
+from lstm_onnx.core.machine import fingerprint, summary
 
 
 def test_flops_formula():
@@ -37,7 +38,9 @@ def test_tiny_bench_end_to_end(tmp_path):
     assert any("% of ORT GEMM peak" in line for line in headline(result))
     assert any("PyTorch peephole module" in line for line in headline(result))
     paths = write_all(result, tmp_path)
-    assert json.loads(paths["json"].read_text())["rows"]
+    written = json.loads(paths["json"].read_text())
+    assert written["rows"] and written["machine"]["cpu"] == fingerprint()["cpu"]
+    assert summary(fingerprint()) in to_table(result).splitlines()
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "onnxruntime-cpu" in to_table(result)
 

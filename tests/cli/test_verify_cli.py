@@ -35,6 +35,8 @@ def test_checkpoint_then_model_still_works(files):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["reference"] == "torch" and data["passed"]
+    here = json.loads(run("doctor", "--json").output)["machine"]
+    assert (data["machine"]["cpu"], data["machine"]["cores"]) == (here["cpu"], here["cores"])  # where it ran
 
 
 def test_checkpoint_then_model_markdown(files):

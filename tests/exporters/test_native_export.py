@@ -71,3 +71,8 @@ def test_metadata_travels(tmp_path):
     assert meta["form"] == "native" and meta["stateful"] is True
     assert meta["config"]["model"]["hidden_size"] == 8 and meta["feature_names"] == ["f0", "f1", "f2"]
     assert set(meta["normalization"]) == {"input_mean", "input_std", "target_mean", "target_std"}
+    from lstm_onnx.core.machine import fingerprint
+
+    assert meta["validated_on"]["cpu"] == fingerprint()["cpu"]  # where its validation ran
+    export_checkpoint(make_checkpoint(), tmp_path / "n.onnx", ExportOptions(), validate=False)
+    assert "validated_on" not in metadata.read(str(tmp_path / "n.onnx"))

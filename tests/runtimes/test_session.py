@@ -136,3 +136,20 @@ def test_a_model_that_cannot_run_one_step_is_still_placed(capfd):
     opened = open_session(model.SerializeToString(), "cpu")
     assert opened.problems == [] and [p.node for p in opened.placements] == ["conv"]
     assert "Invalid input shape" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("policy, threads, want_threads, want_spin", [
+    ("PASSIVE", None, 3, "0"), ("ACTIVE", None, 3, None), ("PASSIVE", 1, 1, "0")])
+def test_sessions_take_threads_and_spinning_from_the_thread_policy(native, monkeypatch, policy, threads,
+                                                                   want_threads, want_spin):
+    from lstm_onnx.core import threads as thread_policy
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    monkeypatch.setattr(thread_policy, "usable_cores", lambda *a, **k: 3)
+    so = open_session(native, "cpu", threads=threads, check_placement=False).session.get_session_options()
+    assert so.intra_op_num_threads == want_threads and so.inter_op_num_threads == 1
+    if want_spin is None:  # never set: onnxruntime's default, spinning
+        with pytest.raises(RuntimeError, match="allow_spinning"):
+            so.get_session_config_entry("session.intra_op.allow_spinning")
+    else:
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == want_spin

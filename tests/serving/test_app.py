@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.runtimes.embed import Predictor
 from lstm_onnx.runtimes.tolerances import default_tolerance
 from lstm_onnx.serving.app import create_app
@@ -209,6 +210,7 @@ def test_model_health_and_metrics(app):
     assert info["num_features"] == models.F and info["stateful"] and info["lengths_input"]
     assert "CPUExecutionProvider" in info["providers"]
     assert {i["name"] for i in info["inputs"]} == {"x", "lengths", "h0", "c0"}
+    assert info["machine"]["cpu"] == fingerprint()["cpu"] and info["machine"]["cores"]["usable"] >= 1
     assert app.get("/healthz").json() == {"status": "ok"}
     assert app.get("/readyz").json()["status"] == "ready"
     app.post("/v1/predict", json={"inputs": [GOOD]})
