@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_onnx.core import machine
 from lstm_onnx.runtimes import capabilities as cap
 from lstm_onnx.runtimes import registry
 from lstm_onnx.runtimes.base import RunnerRefused, RunnerUnavailable, error_message
@@ -46,19 +47,13 @@ VERSION_OF = {"onnxruntime-cpu": ("onnxruntime", "onnxruntime"), "onnxruntime-cu
 INT8_ISAS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2")
 
 
-def int8_isa(cpuinfo: str | None = None) -> str:
-    """The instruction-set extension this CPU's int8 GEMMs run on (INT8_ISAS, best first), from the
-    /proc/cpuinfo flags; the machine type where there are none (not x86, or not Linux)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines()
-                  if line.startswith("flags") and ":" in line), None)
-    if flags is None:
+def int8_isa(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The instruction-set extension this CPU's int8 GEMMs run on (INT8_ISAS, best first), from the flags
+    core/machine.py reads; the machine type where there are none and it is not x86."""
+    isa = machine.cpu_info(cpuinfo)["isa"]
+    if not isa and platform.machine() not in ("x86_64", "AMD64", "i686", "i386"):
         return platform.machine() or "unknown"
-    return next((isa for isa in INT8_ISAS if isa in flags), "no avx2")
+    return next((f for f in INT8_ISAS if f in isa), "no avx2")
 
 
 def installed_version(key: str) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lstm_onnx.core import machine
+
 from lstm_onnx.runtimes.base import Runner
 
 ISAS = ("vnni", "avx2")
@@ -25,14 +27,10 @@ _ROWS_PER_CHUNK = 256  # bounds the [rows, K/2, N] pair-sum buffer
 def host_isa(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     """Which path onnxruntime's u8*s8 GEMM takes on this CPU: "vnni" (VNNI or AMX: exact), "avx2", or None
     where the flags cannot be read (not Linux on x86)."""
-    try:
-        text = open(cpuinfo).read()
-    except OSError:
-        return None
-    flags = set(next((line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")), "").split())
-    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+    isa = set(machine.cpu_info(cpuinfo)["isa"])
+    if isa & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         return "vnni"
-    return "avx2" if "avx2" in flags else None
+    return "avx2" if isa & {"avx2", "avx512bw"} else None
 
 
 def pair_sums_saturated(a_u8: np.ndarray, b_s8: np.ndarray) -> np.ndarray:

@@ -16,13 +16,15 @@ VNNI = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n"
 @pytest.mark.parametrize("cpuinfo, isa", [(AVX2_ONLY, "avx2"), (VNNI, "avx512_vnni"),
                                           (AVX2_ONLY.replace("avx2", "avx2 avx_vnni"), "avx_vnni"),
                                           ("processor\t: 0\nflags\t\t: fpu sse2\n", "no avx2")])
-def test_the_int8_instruction_set_is_read_from_the_cpu_flags(cpuinfo, isa):
-    assert mc.int8_isa(cpuinfo) == isa
+def test_the_int8_instruction_set_is_read_from_the_cpu_flags(tmp_path, cpuinfo, isa):
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert mc.int8_isa(tmp_path / "cpuinfo") == isa
 
 
-def test_without_x86_flags_the_machine_type_is_named(monkeypatch):
+def test_without_x86_flags_the_machine_type_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(mc.platform, "machine", lambda: "aarch64")
-    assert mc.int8_isa("processor\t: 0\nFeatures\t: fp asimd\n") == "aarch64"
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nFeatures\t: fp asimd\n")
+    assert mc.int8_isa(tmp_path / "cpuinfo") == "aarch64"
 
 
 @pytest.fixture(scope="module")
