@@ -58,11 +58,20 @@ def provider_checks() -> list[Check]:
     return out
 
 
+def int8_exports() -> str:
+    """Whether `export --quantize int8`'s settings can saturate an int16 pair sum, on any x86 path."""
+    from lstm_onnx.runtimes.int8_gemm import INT16_MAX
+
+    widest = 2 * 255 * 64  # u8 activations times reduce_range's 7-bit s8 weights, |w| <= 64, a pair at a time
+    return (f"export --quantize int8 (s8, reduce_range) cannot saturate: a pair sums to at most {widest} <= "
+            f"{INT16_MAX}; `inspect` checks an older file's weights")
+
+
 def checks(fp: dict) -> list[Check]:
     t = fp["threads"]
     found = provider_checks() if fp["ort_providers"] else [Check("onnxruntime", "not installed")]
     return found + [
-        Check("int8", f"this CPU's int8 GEMM path: {machine.int8_gemm_path(fp['cpu']['isa'])}"),
+        Check("int8", f"this CPU's int8 GEMM path: {machine.int8_gemm_path(fp['cpu']['isa'])}; {int8_exports()}"),
         Check("threads", f"{t['default_threads']} intra-op thread(s) by default ({t['usable_cores']} usable "
                          f"core(s): affinity {fp['cores']['affinity']}, cgroup quota "
                          f"{fp['cores']['quota'] or 'none'}); OMP_WAIT_POLICY={t['omp_wait_policy']} "
