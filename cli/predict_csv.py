@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_onnx.core.series import is_number
+
 
 class CSVInputError(ValueError):
     """The CSV cannot feed the model; the message starts with the file and, where it can, the line and column."""
@@ -37,7 +39,7 @@ def read_table(path: Path, columns: list[str] | None = None,
     header = None
     if columns:
         header = list(columns)
-    elif rows and not any(_is_number(f.strip()) for f in rows[0][1]):
+    elif rows and not any(is_number(f.strip()) for f in rows[0][1]):
         header, rows = [f.strip() for f in rows[0][1]], rows[1:]
     if header is not None:
         ragged = next(((line, row) for line, row in rows if len(row) != len(header)), None)
@@ -95,14 +97,6 @@ def table_text(columns: dict[str, list]) -> str:
 def _rows(reader):
     for row in reader:
         yield reader.line_num, row
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _numbers(path: Path, line: int, row: list[str], names: list[str]) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
@@ -31,7 +31,7 @@ def parse_times(texts) -> np.ndarray | None:
 def is_date_column(texts) -> bool:
     """Every non-empty value is an ISO date or time (and not a number): a timestamp column, not a feature."""
     present = [t for t in texts if str(t).strip()]
-    return bool(present) and not _is_number(str(present[0])) and parse_times(present) is not None
+    return bool(present) and not is_number(str(present[0])) and parse_times(present) is not None
 
 
 def format_time(seconds: float, iso: bool) -> str:
