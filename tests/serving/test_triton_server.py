@@ -188,3 +188,19 @@ def test_a_broken_repository_fails_in_one_line_with_the_log(install, tmp_path):
     with pytest.raises(TritonServerError, match="tritonserver exited with code") as err:
         TritonServer(tmp_path, install, ready_timeout=60).start()
     assert "\n" not in str(err.value) and "not_a_field" in str(err.value)
+
+
+@pytest.mark.parametrize("protocol, model, chunks", [("http", "serve", 0), ("grpc", "serve", 0),
+                                                     ("http", "serve_streams", 3), ("grpc", "serve_streams", 3)])
+def test_loadtest_runs_against_tritonserver_and_checks_its_answers(server, predictors, protocol, model, chunks):
+    """`lstm-pipeline loadtest` pointed at Triton itself, over HTTP and gRPC, stateless and sequences (Triton's
+    sequence batcher): no errors, and a sample of Triton's answers equal to one Predictor pass."""
+    pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the triton extra)")
+    from lstm_onnx.serving.loadgen import LoadSpec, sweep
+
+    url = server.http_url if protocol == "http" else f"127.0.0.1:{server.grpc_port}"
+    spec = LoadSpec(url=url, model_name=model, protocol=protocol, steps=5, chunks=chunks, seconds=0.6,
+                    check_every=2)
+    (step,) = sweep(spec, concurrencies=[4], predictor=predictors[model])["steps"]
+    assert step["requests"] > 0 and step["errors"] == 0, step
+    assert step["checked"] > 0 and step["wrong"] == 0, step
