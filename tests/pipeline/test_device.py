@@ -258,7 +258,7 @@ def _nccl_rank(rank, world, port, out):
     try:
         run(on("cuda"), torch.float64, out)
     finally:
-        torch.distributed.destroy_process_group()
+        distributed.shutdown()  # collects train's DDP module, then leaves the group
 
 
 @pytest.mark.gpu

@@ -71,7 +71,7 @@ def _rank(rank, world, port, kernel, runs):
             if rank == 0:  # which kernel the ranks really ran
                 Path(str(out) + ".kernel").write_text("compiled" if cell._compiled[0] else "pytorch")
     finally:
-        torch.distributed.destroy_process_group()
+        distributed.shutdown()  # collects train's DDP module first: gloo's threads must not die at exit
 
 
 def free_port() -> int:
