@@ -92,3 +92,16 @@ def test_cli_starts_our_server(serve_model):
                                  "--steps", "4", "--sequence-chunks", "2"])
     assert r.exit_code == 0, r.output
     assert "wrong" in r.output
+
+
+def test_a_sequence_head_stream_checks_against_the_steps_it_answered(tmp_path):
+    """A sequence head answers y for the request's steps only; the check compares them with the same steps of
+    one pass over the whole prefix (it compared the whole prefix, and failed every chunk after the first)."""
+    from tests import models
+
+    path = models.export(models.checkpoint(head="sequence", seed=3), tmp_path / "seq.onnx", stateful=True)
+    with Live(ServeSettings(model=str(path), model_name="s", max_wait_ms=1.0)) as server:
+        spec = LoadSpec(url=f"http://127.0.0.1:{server.port}", model_name="s", steps=4, chunks=3, seconds=0.4,
+                        check_every=1)
+        (step,) = sweep(spec, concurrencies=[2], predictor=Predictor.load(path))["steps"]
+    assert step["errors"] == 0 and step["checked"] > 3 and step["wrong"] == 0, step
