@@ -19,8 +19,6 @@ import asyncio
 import io
 import json
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -28,8 +26,8 @@ import httpx
 import numpy as np
 
 from lstm_onnx.core.machine import fingerprint, summary
+from lstm_onnx.serving import loadgen
 from lstm_onnx.serving.loadgen import Connection, v2_http_body
-from lstm_onnx.serving.tritonserver import free_port  # stdlib only: no server deps at import
 
 MODES = {"batching on": ["--max-batch", "64", "--max-wait-ms", "2"],
          "batching off": ["--max-batch", "1", "--max-wait-ms", "0"]}
@@ -49,37 +47,25 @@ def v1_request(x: np.ndarray, name: str, body: str = "json") -> tuple[str, bytes
     return "/v1/predict", raw, {"Content-Type": content_type}
 
 
-def v2_request(x: np.ndarray, name: str, binary: bool) -> tuple[str, bytes, dict]:
-    return v2_http_body(x, name, binary)
-
-
-TARGETS = {"v1": v1_request, "v2": lambda x, name, body="json": v2_request(x, name, False),
-           "v2-binary": lambda x, name, body="json": v2_request(x, name, True)}
+TARGETS = {"v1": v1_request, "v2": lambda x, name, body="json": v2_http_body(x, name, False),
+           "v2-binary": lambda x, name, body="json": v2_http_body(x, name, True)}
 
 
 def num_features(base: str, name: str) -> int:
     """From the v2 model metadata (x [-1, -1, F]); our server, Triton and the Ray ingress all answer it."""
-    meta = httpx.get(f"{base}/v2/models/{name}", timeout=10).json()
-    return int(next(i for i in meta["inputs"] if i["name"] == "x")["shape"][-1])
+    try:
+        return asyncio.run(loadgen.num_features(loadgen.LoadSpec(url=base, model_name=name)))
+    except loadgen.LoadTestError as exc:
+        raise SystemExit(str(exc)) from None
 
 
-def start_server(model: str, port: int, extra: list[str], ready_s: float = 60) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "lstm_onnx.cli", "-q", "serve", model, "--port", str(port), *extra]
-    # stderr to a file, not a pipe nobody reads: Ray's logging fills a pipe and the server then blocks on it.
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    deadline = time.monotonic() + ready_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"server exited: {log.read()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"server did not become ready in {ready_s:g} s")
+def started(model: str, extra: list[str], **options) -> loadgen.StartedServer:
+    """`lstm-pipeline serve MODEL` on a free port for a `with` block; its failure to start ends the benchmark."""
+    server = loadgen.StartedServer(model, extra, **options)
+    try:
+        return server.__enter__()
+    except loadgen.LoadTestError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 async def run_clients(host: str, port: int, request: tuple, clients: int, seconds: float, max_requests: int) -> dict:
@@ -157,20 +143,12 @@ def measure_triton(args, targets: list) -> dict:
 def measure_ray(args, targets: list, replicas: int) -> dict:
     """The targets against `lstm-pipeline serve --engine ray --replicas N` (serving/ray_app.py), stopped with
     SIGINT, which shuts its Ray Serve and local Ray cluster down."""
-    port = free_port()
-    proc = start_server(args.model, port, ["--engine", "ray", "--replicas", str(replicas), *MODES["batching on"],
-                                           "--threads", str(args.threads), "--model-name", args.model_name],
-                        ready_s=120)
-    try:
+    server = started(args.model, ["--engine", "ray", "--replicas", str(replicas), *MODES["batching on"],
+                                  "--threads", str(args.threads), "--model-name", args.model_name],
+                     ready_s=120, stop_signal=signal.SIGINT)
+    with server:
         return {(f"ray x{replicas}", t): r
-                for t, r in measure(f"http://127.0.0.1:{port}", targets, args.model_name, args).items()}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+                for t, r in measure(f"http://127.0.0.1:{server.port}", targets, args.model_name, args).items()}
 
 
 ENGINES = ("triton", "ray")  # --target names that start another engine rather than pick a protocol
@@ -217,19 +195,14 @@ def main() -> None:
         for t, r in measure(args.url.rstrip("/"), targets, args.model_name, args).items():
             results[("external", t)] = r
     for mode in modes if not args.url and targets else ():
-        port = free_port()
-        proc = start_server(args.model, port, MODES[mode] + ["--threads", str(args.threads), "--workers",
-                                                             str(args.workers), "--model-name", args.model_name])
-        base = f"http://127.0.0.1:{port}"
-        try:
+        with started(args.model, MODES[mode] + ["--threads", str(args.threads), "--workers", str(args.workers),
+                                               "--model-name", args.model_name]) as server:
+            base = f"http://127.0.0.1:{server.port}"
             for t, r in measure(base, targets, args.model_name, args).items():
                 results[(mode, t)] = r
             runs_so_far = sum(r["requests"] for (m, _), r in results.items() if m == mode)
             for t in targets:  # one batch histogram per server: the mean over its targets
                 results[(mode, t)]["mean_batch"] = mean_batch(base, runs_so_far)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
     for n in ray_replicas if not args.url else ():
         results.update(measure_ray(args, targets or ["v1"], n))
     if "triton" in engines:

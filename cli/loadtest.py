@@ -1,6 +1,7 @@
 """`lstm-pipeline loadtest`: load any v2 server (ours, Triton, Ray Serve) over HTTP or gRPC (serving/loadgen.py)."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
@@ -61,14 +62,14 @@ def loadtest(url, start_model, serve_args, model_name, protocol, encoding, concu
         except PredictorError as exc:
             raise click.ClickException(str(exc)) from None
     try:
-        if start_model:
-            with StartedServer(start_model, [*serve_args, "--model-name", model_name], grpc=protocol == "grpc") as srv:
+        with contextlib.ExitStack() as stack:
+            where = url
+            if start_model:
+                srv = stack.enter_context(StartedServer(start_model, [*serve_args, "--model-name", model_name],
+                                                        grpc=protocol == "grpc"))
                 where = f"127.0.0.1:{srv.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{srv.port}"
-                result = _run(where, model_name, protocol, encoding, steps, batch, sequence_chunks, seconds,
-                              concurrencies, rates, predictor)
-        else:
-            result = _run(url, model_name, protocol, encoding, steps, batch, sequence_chunks, seconds, concurrencies,
-                          rates, predictor)
+            result = _run(where, model_name, protocol, encoding, steps, batch, sequence_chunks, seconds,
+                          concurrencies, rates, predictor)
     except LoadTestError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(table(result))

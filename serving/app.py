@@ -54,6 +54,7 @@ class Server:
                                       settings.max_sessions) if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
         self.v2, self.grpc_port = None, 0  # the v2 routes (create_app), the gRPC port once started
+        self.machine = fingerprint()  # what /v1/model reports; it does not change while the process runs
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -173,7 +174,7 @@ class Server:
                 "batching": self.batching,
                 "inputs": io(p.session.get_inputs()), "outputs": io(p.session.get_outputs()),
                 "io": meta.get("io"), "providers": p.session.get_providers(), "placement": p.placement,
-                "machine": fingerprint(),
+                "machine": self.machine,
                 "limits": {k: getattr(s, k) for k in ("max_batch", "max_wait_ms", "max_queue", "max_items",
                                                          "max_seq_len", "max_body_bytes", "session_ttl_s",
                                                          "max_sessions", "workers", "max_header_bytes",

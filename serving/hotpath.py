@@ -47,7 +47,7 @@ async def respond(send, status: int, payload, headers: dict | None = None, encod
     else:
         body, media = dumps(payload), b"application/json"
     raw = []
-    if encoding:
+    if encoding and len(body) >= COMPRESS_MIN_BYTES:
         body = compress(body, encoding)
         raw.append((b"content-encoding", encoding.encode()))
     raw += [(b"content-type", media), (b"content-length", str(len(body)).encode())]
@@ -77,6 +77,9 @@ def header(scope, name: bytes) -> str:
     return ""
 
 
+# Below this a reply goes uncompressed whatever Accept-Encoding says: httpx and requests ask for gzip by default,
+# and deflating a small JSON reply costs the server's one thread more than the bytes it saves.
+COMPRESS_MIN_BYTES = 1024
 # Content-Encoding -> zlib's wbits: gzip's wrapper, or zlib's (what HTTP's "deflate" means, and tritonclient sends)
 ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 

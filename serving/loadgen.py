@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -340,14 +341,15 @@ class StartedServer:
     """`lstm-pipeline serve MODEL` on a free loopback port for the length of a `with` (stderr to a temp file:
     a pipe nobody reads would block it)."""
 
-    def __init__(self, model: str, extra: list[str], grpc: bool = False, ready_s: float = 60):
+    def __init__(self, model: str, extra: list[str], grpc: bool = False, ready_s: float = 60,
+                 stop_signal: int = signal.SIGTERM):  # --engine ray: SIGINT, which shuts its local Ray down
         from lstm_onnx.serving.tritonserver import free_port
 
         self.port, self.grpc_port = free_port(), free_port() if grpc else 0
         self.cmd = [sys.executable, "-m", "lstm_onnx.cli", "-q", "serve", model, "--port", str(self.port), *extra]
         if grpc:
             self.cmd += ["--grpc-port", str(self.grpc_port)]
-        self.ready_s = ready_s
+        self.ready_s, self.stop_signal = ready_s, stop_signal
 
     def __enter__(self) -> "StartedServer":
         self.log = tempfile.TemporaryFile(mode="w+")
@@ -375,7 +377,7 @@ class StartedServer:
             return False
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
+        self.proc.send_signal(self.stop_signal)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:

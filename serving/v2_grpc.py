@@ -22,6 +22,7 @@ from lstm_onnx.serving.v2_protocol import (
     DTYPES,
     INPUTS,
     OUTPUTS,
+    UNSUPPORTED,
     InferRequest,
     bad,
     check_lengths,
@@ -53,7 +54,7 @@ def parse_request(request: pb.ModelInferRequest, num_features: int, max_items: i
             raise bad(f"input {name!r} is given twice")
         if tensor.datatype != want:
             raise bad(f"input {name!r} has datatype {tensor.datatype!r}", want)
-        if any(p in tensor.parameters for p in ("shared_memory_region", "classification")):
+        if any(p in tensor.parameters for p in UNSUPPORTED):
             raise bad(f"input {name!r} asks for shared memory, which this server does not offer", "data in the request")
         shape = check_shape(list(tensor.shape), name, num_features, max_items, max_steps)
         count = math.prod(shape)

@@ -123,7 +123,7 @@ class V2:
         """The ModelConfig that `deploy triton` writes for this model, as Triton's HTTP API gives it."""
         self.check_model(name, version)
         if self._config is None:
-            self._config = triton_model_config(self.srv.settings, self.name)
+            self._config = triton_model_config(self.srv.settings, self.name, self.srv.batching["max_batch"])
         return self._config
 
     async def model_stats(self, name: str = "", version: str = ""):
@@ -141,9 +141,8 @@ class V2:
 
     async def model_ready(self, name: str, version: str = ""):
         self.check_model(name, version)
-        if not self.srv.batcher.running:
-            return JSONResponse({"error": "not ready: batcher not running"}, 503)
-        return {"name": name, "ready": True}
+        reply = await self.ready()
+        return reply if isinstance(reply, JSONResponse) else {"name": name, **reply}
 
 
 def package_version() -> str:
@@ -184,13 +183,14 @@ def install(app, srv) -> V2:
     return v2
 
 
-def triton_model_config(settings, name: str) -> dict:
-    """`deploy triton`'s ModelConfig (ONNX Runtime backend) for the served model with the server's batching."""
+def triton_model_config(settings, name: str, max_batch: int) -> dict:
+    """`deploy triton`'s ModelConfig (ONNX Runtime backend) for the served model with the server's batching
+    (`max_batch`: what the batcher really takes, 1 for an int8 model whatever --max-batch says)."""
     from lstm_onnx.serving.triton_config import config_json
     from lstm_onnx.serving.triton_graph import TritonModelError, triton_model
     from lstm_onnx.serving.triton_options import TritonOptions
 
-    options = TritonOptions(name=name, max_batch_size=settings.max_batch,
+    options = TritonOptions(name=name, max_batch_size=max_batch,
                             max_queue_delay_us=round(settings.max_wait_ms * 1000), max_queue_size=settings.max_queue)
     try:
         _, spec = triton_model(settings.model)
