@@ -118,7 +118,9 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, npr
     from lstm_onnx.pipeline import device as devices
     from lstm_onnx.pipeline import distributed
     from lstm_onnx.pipeline.config import RunConfig, load_run_config
+    from lstm_onnx.pipeline.csv_run import config_path as toml_path
     from lstm_onnx.pipeline.csv_run import csv_config, write_config
+    from lstm_onnx.pipeline.data import CSVError
     from lstm_onnx.pipeline.metrics import summary
     from lstm_onnx.pipeline.train import load_state_config, state_path
     from lstm_onnx.pipeline.train import train as run_train
@@ -129,8 +131,11 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, npr
     if csv_path and (config_path or resume):
         _fail(f"--csv builds the config from the data: leave out {'--config' if config_path else '--resume'} "
               f"(`train --csv` writes the config it used next to the checkpoint; --config repeats the run)")
-    if csv_path and Path(out).suffix == ".toml":
-        _fail(f"-o {out}: the checkpoint needs another suffix than .toml (its config goes to OUT with .toml)")
+    if csv_path:
+        try:
+            toml = toml_path(out)
+        except CSVError as exc:
+            _fail(str(exc))
     if given and not csv_path:
         _fail(f"{given[0]} goes with --csv (with --config, set it in the config's [data])")
     try:
@@ -200,7 +205,7 @@ def train(obj, config_path, out, epochs, seed, no_peephole, threads, resume, npr
         return
     wrote = f"wrote {out}"
     if csv_path:
-        wrote += f" and {write_config(config, Path(out).with_suffix('.toml'))} (train --config repeats the run)"
+        wrote += f" and {write_config(config, toml)} (train --config repeats the run)"
     m = ckpt.metrics
     click.echo(f"best val loss {m['best_val_loss']:.5f} (epoch {m['best_epoch']}), test {summary(m['test'])}, "
                f"{m['train_seconds']:.1f}s; {wrote}")  # the result line, -q or not

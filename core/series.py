@@ -49,8 +49,8 @@ def groups(labels, rows: int) -> list[tuple[str, np.ndarray]]:
         return [("", np.arange(rows))]
     labels = np.asarray(labels, dtype=str)
     names, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    return [(str(names[k]), np.flatnonzero(inverse == k)) for k in order]
+    rows_of = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])  # one pass
+    return [(str(names[k]), rows_of[k]) for k in np.argsort(first)]
 
 
 def windows(series: np.ndarray, target_cols: list[int], window: int, horizon: int, stride: int):

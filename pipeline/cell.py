@@ -147,7 +147,9 @@ def use_kernel(name: str) -> None:
 
 
 def _load_compiled():
-    if os.environ.get("LSTM_PIPELINE_NO_EXT") == "1" or os.environ.get("LSTM_PIPELINE_KERNEL") == "python":
+    from lstm_onnx.pipeline.kernel_choice import mode  # the one reading of LSTM_PIPELINE_KERNEL
+
+    if os.environ.get("LSTM_PIPELINE_NO_EXT") == "1" or mode() == "python":
         return None
     try:
         from lstm_onnx.pipeline import fastpath

@@ -43,6 +43,14 @@ def csv_config(csv: str | os.PathLike, targets: list[str], *, features: list[str
     return config
 
 
+def config_path(out: str | Path) -> Path:
+    """Where a run built from a table writes its config: OUT with .toml, which must not be OUT itself."""
+    out = Path(out)
+    if out.suffix == ".toml":
+        raise CSVError(f"-o {out}: the checkpoint needs another suffix than .toml (its config goes to OUT with .toml)")
+    return out.with_suffix(".toml")
+
+
 def write_config(config: RunConfig, path: str | Path) -> Path:
     """The run config as TOML at `path` (atomically); data.csv relative to the file's folder, as
     pipeline.config.load_run_config reads it back."""

@@ -2,6 +2,7 @@
 2-D numpy array), the way `train --csv` does: the same config resolution, data checks, seeding and loop."""
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from lstm_onnx.pipeline.checkpoint import Checkpoint
 from lstm_onnx.pipeline.config import RunConfig, run_config_from_dict
-from lstm_onnx.pipeline.csv_run import checked_dataset, csv_config, write_config
+from lstm_onnx.pipeline.csv_run import checked_dataset, config_path, csv_config, write_config
 
 
 def table_rows(data, columns: list[str] | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -62,7 +63,12 @@ def fit(data, target: str | list[str], *, features: list[str] | None = None, tim
         csv = data
     else:
         header, body = table_rows(data, columns)
-    base = config if isinstance(config, RunConfig) else run_config_from_dict(dict(config or {}))
+    toml = None
+    if out is not None:
+        import tomli_w  # noqa: F401 - the [train] extra's; missing, it must stop fit before training, not after
+
+        toml = config_path(out)
+    base = copy.deepcopy(config) if isinstance(config, RunConfig) else run_config_from_dict(dict(config or {}))
     run = csv_config(csv, [target] if isinstance(target, str) else list(target), features=features,
                      time_column=time_column, series_column=series_column, window=window, horizon=horizon,
                      normalize=normalize, base=base, header=header, body=body)
@@ -74,6 +80,6 @@ def fit(data, target: str | list[str], *, features: list[str] | None = None, tim
     quiet = log is None
     dataset = checked_dataset(run, warn=(lambda _: None) if quiet else log, header=header, body=body)
     ckpt = train(run, out, progress=progress, dataset=dataset, log=(lambda *_: None) if quiet else log)
-    if out is not None:
-        write_config(run, Path(out).with_suffix(".toml"))
+    if toml is not None:
+        write_config(run, toml)
     return ckpt

@@ -280,8 +280,7 @@ def train(config: RunConfig, out: str | Path | None = None, progress: bool = Tru
         distributed.build_kernel_once(world)
         choice = kernel_choice.choose(batch, config.model.input_size, config.model.hidden_size, threads=threads,
                                       dtype=torch.get_default_dtype(), measure=not world.distributed)
-        if kernel_choice.mode() == "auto":
-            cell.use_kernel(choice.kernel)
+        cell.use_kernel(choice.kernel)  # forced or measured: an earlier run in this process may have chosen another
         threads = choice.threads
         log(f"training step: {choice.kernel} kernel, {threads} thread(s); {choice.reason}")
     torch.set_num_threads(threads or thread_policy.threads())

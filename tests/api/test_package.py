@@ -62,3 +62,16 @@ def test_fit_refuses_like_train(tmp_path):
     with pytest.raises(ValueError, match="model.input_size is 3 but the data has 1 input feature"):
         lstm_onnx.fit({"a": list(range(80))}, target="a", window=4, features=["a"],
                       config={"model": {"input_size": 3}, "train": {"epochs": 1}})
+    with pytest.raises(ValueError, match="another suffix than .toml"):  # the config would overwrite the checkpoint
+        lstm_onnx.fit({"a": list(range(80))}, target="a", window=4, out=tmp_path / "m.toml")
+    assert not (tmp_path / "m.toml").exists()
+
+
+def test_fit_leaves_the_callers_run_config_alone():
+    from lstm_onnx.pipeline.config import RunConfig, TrainConfig
+
+    mine = RunConfig(train=TrainConfig(epochs=1))
+    before = repr(mine)
+    lstm_onnx.fit({"a": np.sin(np.arange(80) / 5), "b": np.cos(np.arange(80) / 5)}, target="b", window=4,
+                  config=mine)
+    assert repr(mine) == before
