@@ -66,15 +66,23 @@ def ort_providers() -> list[str]:
     return list(_providers())
 
 
-def int8_gemm_path(isa) -> str:
-    """How this CPU's onnxruntime u8 x s8 GEMM adds products: exactly with VNNI, else in int16 pairs that
-    saturate (VPMADDUBSW on AVX2 / AVX-512BW)."""
+def int8_path(isa) -> str | None:
+    """Which path onnxruntime's u8 x s8 GEMM takes on a CPU with these ISA flags: "vnni" (VNNI or AMX: products
+    summed exactly in int32), "avx2" (AVX2 / AVX-512BW: summed in pairs in saturating int16), or None."""
     isa = set(isa)
     if isa & {"avx512_vnni", "avx_vnni", "amx_int8"}:
-        return "VNNI: u8 x s8 products summed exactly in int32"
-    if isa & {"avx2", "avx512bw"}:
-        return "AVX2/AVX-512BW: u8 x s8 products summed in pairs in saturating int16, then int32"
-    return "no AVX2: onnxruntime's portable int8 kernel"
+        return "vnni"
+    return "avx2" if isa & {"avx2", "avx512bw"} else None
+
+
+INT8_PATHS = {"vnni": "VNNI: u8 x s8 products summed exactly in int32",
+              "avx2": "AVX2/AVX-512BW: u8 x s8 products summed in pairs in saturating int16, then int32",
+              None: "no AVX2: onnxruntime's portable int8 kernel"}
+
+
+def int8_gemm_path(isa) -> str:
+    """int8_path in words, as doctor prints it."""
+    return INT8_PATHS[int8_path(isa)]
 
 
 def fingerprint(cpuinfo: str | Path = "/proc/cpuinfo", cgroup: str | Path = "/sys/fs/cgroup", *,

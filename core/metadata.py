@@ -4,6 +4,7 @@ Every key starts with `lstm_onnx.`; values are strings, JSON where structured.
 """
 from __future__ import annotations
 
+import functools
 import json
 from importlib.resources import files
 
@@ -13,9 +14,14 @@ PREFIX = "lstm_onnx."
 SCHEMA_FILE = "model_metadata.schema.json"
 
 
+@functools.cache
+def _schema_text() -> str:
+    return files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+
+
 def schema() -> dict:
-    """The JSON Schema of decoded metadata (a fresh copy)."""
-    return json.loads(files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+    """The JSON Schema of decoded metadata (a fresh copy; the file is read once)."""
+    return json.loads(_schema_text())
 
 
 _PROPERTIES = schema()["properties"]

@@ -28,6 +28,7 @@ from lstm_onnx.exporters.opsets import check_opset
 from lstm_onnx.exporters.torch_onnx import _quiet
 from lstm_onnx.exporters.validate import ValidationError, check_symbolic_dims
 from lstm_onnx.pipeline.model import PeepholeLSTM
+from lstm_onnx.runtimes.base import error_message
 from lstm_onnx.runtimes.compare import Tolerances
 from lstm_onnx.runtimes.ort import OnnxRuntimeRunner
 from lstm_onnx.runtimes.parity import run_parity
@@ -57,7 +58,7 @@ def load_module(spec: str, state_dict: str | os.PathLike | None = None) -> nn.Mo
     try:
         module = factory if isinstance(factory, nn.Module) else factory()
     except Exception as exc:  # the user's own code: any error, reported in one line
-        raise ExportError(f"--module {spec}: {attr}() raised {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ExportError(f"--module {spec}: {attr}() raised {error_message(exc)}") from None
     if not isinstance(module, nn.Module):
         raise ExportError(f"--module {spec}: {attr}() returned a {type(module).__name__}, not a torch.nn.Module")
     if state_dict is not None:
@@ -130,7 +131,7 @@ def build_module_model(module: nn.Module, input_shape: tuple[int, int, int], ops
                                         input_names=["x"], output_names=names, opset_version=opset,
                                         verbose=False, optimize=True)
     except Exception as exc:  # torch.export's many error types; the first line says what it could not trace
-        raise ExportError(f"torch.onnx.export could not export the module: {_first_line(exc)}") from None
+        raise ExportError(f"torch.onnx.export could not export the module: {error_message(exc)}") from None
     model = program.model_proto
     _name_axes(model)
     model.producer_name = "lstm-onnx-pipeline (torch.onnx, --module)"
@@ -150,10 +151,6 @@ def _outputs(result) -> list[torch.Tensor]:
         raise ExportError("the module must return a tensor or a tuple of tensors (return the LSTM's state "
                           "tensors, not the (h, c) pair nested inside)")
     return items
-
-
-def _first_line(exc: BaseException) -> str:
-    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
 
 
 def _name_axes(model: onnx.ModelProto) -> None:

@@ -147,9 +147,8 @@ def use_kernel(name: str) -> None:
 
 
 def _load_compiled():
-    from lstm_onnx.pipeline.kernel_choice import mode  # the one reading of LSTM_PIPELINE_KERNEL
-
-    if os.environ.get("LSTM_PIPELINE_NO_EXT") == "1" or mode() == "python":
+    # LSTM_PIPELINE_KERNEL is kernel_choice's to read: train installs what it chose through use_kernel
+    if os.environ.get("LSTM_PIPELINE_NO_EXT") == "1":
         return None
     try:
         from lstm_onnx.pipeline import fastpath

@@ -25,12 +25,9 @@ _ROWS_PER_CHUNK = 256  # bounds the [rows, K/2, N] pair-sum buffer
 
 
 def host_isa(cpuinfo: str = "/proc/cpuinfo") -> str | None:
-    """Which path onnxruntime's u8*s8 GEMM takes on this CPU: "vnni" (VNNI or AMX: exact), "avx2", or None
-    where the flags cannot be read (not Linux on x86)."""
-    isa = set(machine.cpu_info(cpuinfo)["isa"])
-    if isa & {"avx512_vnni", "avx_vnni", "amx_int8"}:
-        return "vnni"
-    return "avx2" if isa & {"avx2", "avx512bw"} else None
+    """Which path onnxruntime's u8*s8 GEMM takes on this CPU: "vnni" (exact), "avx2", or None where the flags
+    cannot be read (not Linux on x86)."""
+    return machine.int8_path(machine.cpu_info(cpuinfo)["isa"])
 
 
 def pair_sums_saturated(a_u8: np.ndarray, b_s8: np.ndarray) -> np.ndarray:

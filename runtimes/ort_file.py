@@ -2,7 +2,10 @@
 reader of a model file (verify, Predictor's stepper, the CLI's loading) asks. Writing .ort: runtimes/ort_format.py."""
 from __future__ import annotations
 
-from lstm_onnx.runtimes.base import error_message
+import numpy as np
+
+from lstm_onnx.runtimes.base import RunnerError, error_message
+from lstm_onnx.runtimes.session import numpy_dtype
 
 ORT_MAGIC = b"ORTM"  # the flatbuffer file identifier, bytes 4-8 of every .ort file
 
@@ -14,9 +17,6 @@ def is_ort_format(path) -> bool:
             return f.read(8)[4:8] == ORT_MAGIC
     except OSError:
         return False
-
-
-_ORT_TYPES = {"tensor(float)": 1, "tensor(int32)": 6, "tensor(int64)": 7, "tensor(float16)": 10, "tensor(double)": 11}
 
 
 def interface_model(path):
@@ -33,9 +33,11 @@ def interface_model(path):
     def infos(args):
         out = []
         for a in args:
-            if a.type not in _ORT_TYPES:
-                raise ValueError(f"{path}: {a.name} has type {a.type}, which verify cannot feed")
-            out.append(helper.make_tensor_value_info(a.name, _ORT_TYPES[a.type], list(a.shape)))
+            try:
+                element = helper.np_dtype_to_tensor_dtype(np.dtype(numpy_dtype(a.type)))
+            except RunnerError:
+                raise ValueError(f"{path}: {a.name} has type {a.type}, which verify cannot feed") from None
+            out.append(helper.make_tensor_value_info(a.name, element, list(a.shape)))
         return out
 
     graph = helper.make_graph([], "ort_format", infos(session.get_inputs()), infos(session.get_outputs()))
