@@ -43,6 +43,13 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def affine(norm: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift), float32: x_n = (x - mean) / std as one multiply-add, x * scale + shift, computed the same
+    way for the global statistics and each series' so that both normalize a value to the same bits."""
+    scale = (1.0 / np.asarray(norm["input_std"], np.float32)).astype(np.float32)
+    return scale, (-np.asarray(norm["input_mean"], np.float32) * scale).astype(np.float32)
+
+
 class Predictor:
     def __init__(self, session, meta: dict, model_path=None):
         """`session`: what runtimes.session.open_session returns (Predictor.load's way), or a bare
@@ -67,16 +74,12 @@ class Predictor:
         norm = meta.get("normalization")
         self._norm = {k: np.asarray(v, np.float32) for k, v in norm.items()} if norm else None
         if self._norm is not None:
-            # x_n = (x - mean) / std as one multiply-add: x * scale + shift.
-            self._scale = (1.0 / self._norm["input_std"]).astype(np.float32)
-            self._shift = (-self._norm["input_mean"] * self._scale).astype(np.float32)
+            self._scale, self._shift = affine(self._norm)
         self.safe_abs = self._safe_abs()
         by_series = meta.get("series_normalization") or {}
         # series id -> (input scale, input shift, target std, target mean): data.normalize = "series"
         self.series_normalization = {
-            k: ((1.0 / np.asarray(v["input_std"], np.float32)).astype(np.float32),
-                (-np.asarray(v["input_mean"], np.float32) / np.asarray(v["input_std"], np.float32)).astype(np.float32),
-                np.asarray(v["target_std"], np.float32), np.asarray(v["target_mean"], np.float32))
+            k: (*affine(v), np.asarray(v["target_std"], np.float32), np.asarray(v["target_mean"], np.float32))
             for k, v in by_series.items()}
 
     @classmethod
