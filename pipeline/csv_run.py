@@ -74,6 +74,8 @@ def checked_dataset(config: RunConfig, warn=print, header: list[str] | None = No
     data = config.data
     if data.task != "csv":
         return None
+    if header is None:  # read once, for the loader and the checks alike
+        header, body = csv_body(data)
     # the loader's own refusals first (missing values, text, overflow, too few rows), in its words
     dataset = csv_dataset(data, read_table(data, header, body))
     report = check_csv(data, header, body)
