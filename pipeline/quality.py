@@ -138,32 +138,29 @@ def check_csv(cfg: DataConfig, header: list[str] | None = None, body: list | Non
         found += more
         views.append((values, lines, _split(values, cfg)))
         if table.series is not None:
-            found += _column_findings(part, values, lines, views[-1][2], roles, series=True)
+            found += _column_findings(part, values, lines, views[-1][2], roles, series=True)[0]
         found += _leakage(values, table.names, inputs, targets, cfg)
         findings += [Finding(f.severity, f.check, f.column, f.message, label) for f in found]
     values = np.concatenate([v[0] for v in views])
     lines = np.concatenate([v[1] for v in views])
     splits = {s: np.concatenate([v[2][s] for v in views]) for s in SPLITS}
-    if table.series is None:
-        findings += _column_findings(table, values, lines, splits, roles)
-    else:  # across series: a target that never changes in any of them
-        findings += [f for f in _column_findings(table, values, lines, splits, roles) if f.check == "constant"]
+    found, stats = _column_findings(table, values, lines, splits, roles)
+    # across series, only a target that never changes in any of them: the rest was found per series
+    findings += found if table.series is None else [f for f in found if f.check == "constant"]
     columns = []
     for j, name in enumerate(table.names):
         col = values[:, j]
-        drift = {s: _ks_statistic(splits["train"][:, j], splits[s][:, j]) for s in ("val", "test")
-                 if len(splits["train"]) and len(splits[s])}
-        finite = col[np.isfinite(col)]
+        outliers, drift = stats[name]
         columns.append(ColumnStats(name, roles[name], int(np.isnan(table.raw[:, j]).sum()),
-                                   *_moments(finite), _outliers(col)[0], drift))
+                                   *_moments(col[np.isfinite(col)]), outliers, drift))
     return QualityReport(str(cfg.csv), len(table.raw), columns, findings, splits)
 
 
 def _column_findings(table: _Table, values: np.ndarray, lines: np.ndarray, splits: dict, roles: dict,
-                     series: bool = False) -> list[Finding]:
-    """Outliers, constant columns and drift; in one series of many (`series`), a constant target is a warning
-    (the series teaches nothing, the others may)."""
-    findings = []
+                     series: bool = False) -> tuple[list[Finding], dict]:
+    """Outliers, constant columns and drift, and per column (outlier count, drift) for its ColumnStats; in one
+    series of many (`series`), a constant target is a warning (the series teaches nothing, the others may)."""
+    findings, stats = [], {}
     for j, name in enumerate(table.names):
         col = values[:, j]
         out, worst = _outliers(col)
@@ -176,7 +173,8 @@ def _column_findings(table: _Table, values: np.ndarray, lines: np.ndarray, split
                  if len(splits["train"]) and len(splits[s])}
         findings += [Finding("warning", "drift", name, f"train vs {s}: KS statistic {d:.3f} > {DRIFT_KS}; the "
                              f"{s} split comes from another distribution") for s, d in drift.items() if d > DRIFT_KS]
-    return findings
+        stats[name] = (out, drift)
+    return findings, stats
 
 
 def _read(cfg: DataConfig, header: list[str] | None = None, body: list | None = None) -> _Table:
