@@ -85,6 +85,17 @@ def test_simple_grpc_infer_client(live, predictor, tmp_path):
     assert rc == 0 and out.count("y = ") == 2 and "PASS: infer" in out, out
 
 
+def test_simple_grpc_async_infer_client(live, predictor, tmp_path):
+    rc, out = run_example("simple_grpc_async_infer_client.py", grpc_url(live), infer_expected(predictor), tmp_path)
+    # Without an answer in 10 s it exits 0 saying nothing: the PASS line is the verdict.
+    assert rc == 0 and out.count("y = ") == 1 and "PASS: Async infer" in out, out
+
+
+def test_simple_http_async_infer_client(live, predictor, tmp_path):
+    rc, out = run_example("simple_http_async_infer_client.py", http_url(live), infer_expected(predictor), tmp_path)
+    assert rc == 0 and out.count("y = ") == 2, out  # no PASS line: both requests' checks ran
+
+
 def test_simple_http_health_metadata(live, tmp_path):
     rc, out = run_example("simple_http_health_metadata.py", http_url(live), {}, tmp_path)
     # It prints no PASS line (and exits 0 when it cannot connect): its last line is the model's metadata.
