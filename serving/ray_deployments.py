@@ -19,6 +19,7 @@ from lstm_onnx.serving.app import UNAUTHORIZED, api_error, batching_policy, chec
 from lstm_onnx.serving.auth import BearerCheck
 from lstm_onnx.serving.hotpath import answer, encoded
 from lstm_onnx.serving.inputs import ApiError
+from lstm_onnx.serving.protocols.base import Router
 from lstm_onnx.serving.request_core import RETRY_AFTER_S, RequestCore, model_facts, model_name
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import bad
@@ -72,9 +73,9 @@ class RayCore(RequestCore):
     as a signed token in its session_id, and v2 sequences are refused: a sequence_id names server-side state,
     which replicas without affinity do not share."""
 
-    def __init__(self, model, settings: ServeSettings, key: bytes, info: dict | None = None):
+    def __init__(self, model, settings: ServeSettings, key: bytes):
         self.model, self.settings, self.key = model, settings, key
-        self._facts, self.name, self.memo = info, model_name(settings), {}
+        self.name, self.memo = model_name(settings), {}
 
     async def facts(self) -> dict:
         if self._facts is None:
@@ -141,11 +142,12 @@ class RayCore(RequestCore):
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
-    """Every path goes to the registered protocols' router, over RayCore; the bearer check is our server's."""
+    """Every path goes to the router of `registered` (the driver's protocols.PROTOCOLS), over RayCore; the bearer
+    check is our server's."""
 
-    def __init__(self, model, settings: ServeSettings, key: bytes, info: dict | None = None):
-        self.core = RayCore(model, settings, key, info)
-        self.router = protocols.router(self.core.extensions)
+    def __init__(self, model, settings: ServeSettings, key: bytes, registered: tuple):
+        self.core = RayCore(model, settings, key)
+        self.router = Router(registered, self.core.extensions)
         self.auth = BearerCheck(settings.auth_token) if settings.auth_token is not None else None
 
     @api.api_route("/{path:path}", methods=METHODS)
@@ -173,4 +175,4 @@ def application(settings: ServeSettings, key: bytes, model_options: dict):
                           **model_options).bind(settings)
     # The ingress only parses and forwards: it asks for no CPU of its own, so N replicas fit on N cores.
     return Ingress.options(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=4 * settings.max_batch,
-                           max_queued_requests=settings.max_queue).bind(model, settings, key)
+                           max_queued_requests=settings.max_queue).bind(model, settings, key, protocols.PROTOCOLS)
