@@ -153,7 +153,7 @@ class Ingress:
     @api.api_route("/{path:path}", methods=METHODS)
     async def serve_any(self, path: str, request: Request):
         scope = request.scope
-        path = scope["path"]
+        path = scope["path"]  # the whole path, where `path` lacks its leading "/"
         if self.auth is not None and not self.auth.allows(scope):
             reply = UNAUTHORIZED.status, self.router.error_body(UNAUTHORIZED, path), UNAUTHORIZED.headers
         else:
@@ -168,6 +168,7 @@ class Ingress:
         status, payload, headers = reply
         body, media = encoded(payload)
         return Response(body, status, {k: str(v) for k, v in (headers or {}).items()}, media.decode())
+
 
 def application(settings: ServeSettings, key: bytes, model_options: dict):
     # Ray's default of 5 ongoing requests per replica would cap a batch at 5: let a whole batch be in flight.

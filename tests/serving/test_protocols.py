@@ -100,3 +100,13 @@ def test_a_toy_protocol_is_served_by_the_app_with_its_error_shape(with_toy, serv
         assert "/toy/m/run" not in json.dumps(app.get("/openapi.json").json()["paths"])  # hot: not FastAPI's
     assert json.loads(refusal(ApiError(431, "headers_too_large", "big"), "/toy/m/run").partition(b"\r\n\r\n")[2]) \
         == {"toy_error": "headers_too_large", "status": 431}
+
+
+def test_the_bearer_check_refuses_in_the_toy_protocols_shape(with_toy, serve_model):
+    settings = ServeSettings(model=str(serve_model), model_name="m", auth_token="t0ken")
+    with TestClient(create_app(settings)) as app:
+        for method, path in (("POST", "/toy/m/run"), ("GET", "/toy/m")):
+            r = app.request(method, path, content=b"{}")
+            assert (r.status_code, r.json()) == (401, {"toy_error": "unauthorized", "status": 401})
+        r = app.get("/toy/m", headers={"authorization": "Bearer t0ken"})
+        assert r.status_code == 200, r.text
