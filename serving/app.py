@@ -3,30 +3,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lstm_onnx.core.machine import fingerprint
-from lstm_onnx.serving import openapi
+from lstm_onnx.serving import openapi, protocols
 from lstm_onnx.serving.auth import BearerCheck
 from lstm_onnx.serving.batcher import Batcher, Item, QueueFull
-from lstm_onnx.serving.bodies import predict_arrays, step_array
-from lstm_onnx.serving.hotpath import PREDICT, STEP, V2_INFER, HotRoutes, respond, route_of
+from lstm_onnx.serving.hotpath import HotRoutes, call_of, encoded, respond
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.metrics import Metrics
 from lstm_onnx.serving.model_stats import ModelStats
 from lstm_onnx.serving.parse_pool import ParsePool
+from lstm_onnx.serving.protocols.base import Reply
+from lstm_onnx.serving.request_core import (
+    NOT_STATEFUL,
+    RETRY_AFTER_S,
+    RequestCore,
+    model_facts,
+    model_name,
+    overloaded,
+)
 from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
-from lstm_onnx.serving.v2_protocol import error_body
-from lstm_onnx.serving.v2_routes import install as install_v2
-from lstm_onnx.serving.v2_routes import shaped
+from lstm_onnx.serving.v2_protocol import bad
 
-RETRY_AFTER_S = "1"
 # Quantizations whose results depend on what else shares a run, and why: such models get no cross-request
 # batching, so that a request's numbers never depend on its batch-mates.
 BATCH_DEPENDENT = {"int8": "int8 dynamic quantization takes one activation scale for all the sequences in a run, "
@@ -34,27 +40,33 @@ BATCH_DEPENDENT = {"int8": "int8 dynamic quantization takes one activation scale
 UNAUTHORIZED = ApiError(401, "unauthorized", "missing or wrong bearer token",
                         "an Authorization: Bearer <token> header with the token the server was started with",
                         {"WWW-Authenticate": "Bearer"})
+NOT_READY = ApiError(503, "not_ready", "batcher not running", "a started server")
 log = logging.getLogger("uvicorn.error")  # uvicorn's own log, where its startup lines go
 
 
-class Server:
-    """What the routes share: settings, predictor, batcher, sessions, metrics; and the routes' work."""
+class Server(RequestCore):
+    """The request core on this process (serving/request_core.py): settings, predictor, batcher, sessions,
+    metrics."""
 
     def __init__(self, settings: ServeSettings, predictor):
         self.settings, self.predictor = settings, predictor
+        self.name, self.memo = model_name(settings), {}
+        self.extensions = ("binary_tensor_data", "model_configuration", "statistics", "model_repository",
+                           *(("sequence",) if predictor.stateful else ()))
         self.batching = batching_policy(predictor, settings.max_batch)
-        self.stats = ModelStats()
+        self.model_stats = ModelStats()
         self.batcher = Batcher(predictor, self.batching["max_batch"], settings.max_wait_ms, settings.max_queue,
                                settings.workers, on_batch=lambda n: self.metrics.batch_size.observe(n),
-                               on_run=self.stats.run)
+                               on_run=self.model_stats.run)
         self.parser = ParsePool()
         if "why" in self.batching and settings.max_batch > 1:
             log.info("batching: %s", self.batching["why"])
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,
                                       settings.max_sessions) if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
-        self.v2, self.grpc_port = None, 0  # the v2 routes (create_app), the gRPC port once started
+        self.grpc_port = 0  # once started
         self.machine = fingerprint()  # what /v1/model reports; it does not change while the process runs
+        self._facts = model_facts(predictor, self.batching, self.machine)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -62,10 +74,10 @@ class Server:
         sweeper = asyncio.create_task(self.sessions.sweep_forever()) if self.sessions else None
         grpc_server = None
         if self.settings.grpc_port:
-            from lstm_onnx.serving.v2_grpc import start
+            from lstm_onnx.serving.protocols.v2_grpc import start
 
             s = self.settings
-            grpc_server, self.grpc_port = await start(self.v2, s.host, s.grpc_port, s.max_body_bytes)
+            grpc_server, self.grpc_port = await start(self, s.host, s.grpc_port, s.max_body_bytes)
             log.info("Open Inference Protocol over gRPC on %s:%d", s.host, self.grpc_port)
         yield
         if grpc_server is not None:
@@ -75,7 +87,17 @@ class Server:
         await self.batcher.stop()
         self.parser.close()
 
-    async def run(self, items: list[Item]) -> list[dict]:
+    # -- the request core
+    async def facts(self) -> dict:
+        return self._facts
+
+    async def parse(self, parse, *args):
+        return await self.parser.run(parse, *args)
+
+    async def run(self, xs: list) -> list[dict]:
+        return await self.submit([Item(x) for x in xs])
+
+    async def submit(self, items: list[Item]) -> list[dict]:
         start, ok = time.perf_counter_ns(), False
         try:
             results = await self.batcher.submit(items)
@@ -83,58 +105,38 @@ class Server:
             return results
         except QueueFull as exc:
             self.metrics.rejected.inc(reason="queue_full")
-            raise ApiError(503, "overloaded", str(exc), "retry after the Retry-After header's seconds",
-                           {"Retry-After": RETRY_AFTER_S}) from None
+            raise overloaded(str(exc)) from None
         finally:
-            self.stats.request(len(items), time.perf_counter_ns() - start, ok)
+            self.model_stats.request(len(items), time.perf_counter_ns() - start, ok)
+
+    async def stream(self, sid: str):
+        return self.session(sid)
 
     def session(self, sid: str):
         if self.sessions is None:
-            raise ApiError(409, "not_stateful", "this model has no h0/c0 inputs, so it cannot stream",
-                           "a model exported with --stateful")
+            raise NOT_STATEFUL
         try:
             return self.sessions.get(sid)
         except UnknownSession:
             raise ApiError(404, "unknown_session", f"no session {sid!r} (never created, deleted or expired "
                            f"after {self.settings.session_ttl_s:g} s idle)", "an id from POST /v1/sessions") from None
 
-    def check_range(self, x, where: str) -> None:
-        """Per request, before batching: one request's overflow must not fail its batch-mates."""
-        problem = self.predictor.range_problem(x)
-        if problem:
-            raise ApiError(422, "out_of_range", f"{where}: {problem}", "values the model can normalize")
-
-    # -- the hot routes (serving/hotpath.py): (body, params, media type) -> payload
-    async def predict(self, body, params, media: str) -> dict:
-        s = self.settings
-        xs = await self.parser.run(predict_arrays, await body(), media, self.predictor.num_features, s.max_items,
-                              s.max_seq_len)
-        for k, x in enumerate(xs):
-            self.check_range(x, f"inputs[{k}]")
-        results = await self.run([Item(x) for x in xs])
-        return {"outputs": [r["y"].tolist() for r in results]}
-
-    async def step(self, body, params, media: str) -> dict:
-        session = self.session(params["sid"])
-        x = await self.parser.run(step_array, await body(), media, self.predictor.num_features,
-                             self.settings.max_seq_len)
-        self.check_range(x, "inputs")
+    async def step_stream(self, session, x) -> tuple[dict, dict]:
         result = await self.advance(session, x)
-        return {"outputs": result["y"].tolist(), "steps": session.steps}
+        return result, {"steps": session.steps}
 
     async def advance(self, session, x) -> dict:
         """Run raw x [S, F] on from the session's h/c and keep the new state (one step at a time per session)."""
         async with session.lock:
-            (result,) = await self.run([Item(x, (session.h, session.c))])
+            (result,) = await self.submit([Item(x, (session.h, session.c))])
             session.h, session.c = result["hn"], result["cn"]
             session.steps += len(x)
             session.last_used = self.sessions.clock()
         return result
 
-    # -- the FastAPI routes
-    async def open_session(self):
+    async def open_stream(self) -> dict:
         if self.sessions is None:
-            self.session("")  # raises the 409
+            raise NOT_STATEFUL
         session = self.new_session()
         return {"session_id": session.id, "ttl_s": self.settings.session_ttl_s}
 
@@ -146,24 +148,44 @@ class Server:
             raise ApiError(503, "too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
                            f"sessions", {"Retry-After": RETRY_AFTER_S}) from None
 
-    async def end_session(self, sid: str):
+    async def end_stream(self, sid: str) -> None:
         self.session(sid)
         self.sessions.delete(sid)
-        return {"deleted": sid}
 
-    async def model(self):
-        return self.model_info()
+    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
+        """v2 sequence ids are session keys `v2/<int|str>/<id>` in the one SessionStore (v1 ids never hold "/")."""
+        key, start, end = sequence
+        if self.sessions is None:
+            raise bad("this model has no h0/c0 inputs, so it takes no sequence_id", "a model exported with --stateful")
+        if len(xs) != 1:
+            raise bad(f"a sequence request carries one stream, got a batch of {len(xs)}", "x shaped [1, steps, F]")
+        shown = key.split("/", 2)[2]
+        if start:
+            session = self.new_session(key)
+        else:
+            try:
+                session = self.sessions.get(key)
+            except UnknownSession:
+                raise bad(f"sequence {shown} is not open: start it with sequence_start (it may have ended, or "
+                          f"expired after {self.settings.session_ttl_s:g} s idle)") from None
+        try:
+            result = await self.advance(session, xs[0])
+        finally:
+            if end:
+                with contextlib.suppress(UnknownSession):
+                    self.sessions.delete(key, session)
+        return [result]
 
-    async def readyz(self):
-        if not self.batcher.running:
-            refusal = ApiError(503, "not_ready", "batcher not running", "a started server").body()
-            return JSONResponse({"status": "not ready", "reason": "batcher not running", **refusal}, 503)
-        return {"status": "ready", "queue_depth": self.batcher.depth}
+    async def not_ready(self) -> ApiError | None:
+        return None if self.batcher.running else NOT_READY
 
-    async def render_metrics(self):
-        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+    def load(self) -> dict:
+        return {"queue_depth": self.batcher.depth}
 
-    def model_info(self) -> dict:
+    def stats(self, name: str, version: str) -> dict:
+        return self.model_stats.json(name, version)
+
+    async def model_info(self) -> dict:
         p, s = self.predictor, self.settings
         meta = p.meta
         io = lambda vs: [{"name": v.name, "shape": v.shape, "type": v.type} for v in vs]  # noqa: E731
@@ -181,6 +203,9 @@ class Server:
                                                          "header_timeout_s", "body_timeout_s",
                                                          "graceful_timeout_s")}}
 
+    async def render_metrics(self):
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
 
 def batching_policy(predictor, max_batch: int) -> dict:
     """How the batcher may combine sequences, as /v1/model reports it."""
@@ -193,7 +218,8 @@ def batching_policy(predictor, max_batch: int) -> dict:
 
 
 class ServingApp(FastAPI):
-    """FastAPI, with the bearer check and the hot routes (serving/hotpath.py) in front of its middleware stack."""
+    """FastAPI, with the bearer check and the protocols' hot routes (serving/hotpath.py) in front of its
+    middleware stack."""
 
     hot: HotRoutes | None = None
     auth: BearerCheck | None = None
@@ -203,9 +229,9 @@ class ServingApp(FastAPI):
         if scope["type"] == "http":
             if self.auth is not None and not self.auth.allows(scope):
                 self.on_refused()
-                return await respond(send, UNAUTHORIZED.status, shaped(UNAUTHORIZED, scope["path"]),
+                return await respond(send, UNAUTHORIZED.status, protocols.error_body(UNAUTHORIZED, scope["path"]),
                                      UNAUTHORIZED.headers)
-            found = route_of(scope["path"]) if self.hot is not None else None
+            found = self.hot.match(scope["path"]) if self.hot is not None else None
             if found is not None:
                 return await self.hot(scope, receive, send, *found)
         return await super().__call__(scope, receive, send)
@@ -264,20 +290,46 @@ def check_servable(predictor, model: str) -> None:
 
 
 async def api_error(request, exc: ApiError):
-    return JSONResponse(shaped(exc, request.url.path), exc.status, headers=exc.headers)
+    return JSONResponse(protocols.error_body(exc, request.url.path), exc.status, headers=exc.headers)
 
 
 async def http_error(request, exc: StarletteHTTPException):
-    return JSONResponse(shaped(ApiError(exc.status_code, "http", str(exc.detail)), request.url.path),
+    return JSONResponse(protocols.error_body(ApiError(exc.status_code, "http", str(exc.detail)), request.url.path),
                         exc.status_code, headers=exc.headers)  # 405's Allow
 
 
 async def internal_error(request, exc: Exception):
-    return JSONResponse(shaped(ApiError(500, "internal", f"{type(exc).__name__}: {exc}"), request.url.path), 500)
+    error = ApiError(500, "internal", f"{type(exc).__name__}: {exc}")
+    return JSONResponse(protocols.error_body(error, request.url.path), 500)
 
 
-async def healthz():
-    return {"status": "ok"}
+def mount(app: FastAPI, router, core, limit: int) -> None:
+    """The router's routes that are not hot, as FastAPI routes (its middleware, /openapi.json), over `core`."""
+    for route in router.routes:
+        if route.hot:
+            continue
+        endpoint = fastapi_endpoint(route, core, limit)
+        for method in route.methods:
+            app.add_api_route(route.path, endpoint, methods=[method], status_code=route.status,
+                              include_in_schema=route.in_schema and method != "HEAD")
+
+
+def fastapi_endpoint(route, core, limit: int):
+    """An endpoint that hands the request to the route's handler. Its signature names the path parameters, so
+    FastAPI extracts them and documents them."""
+    async def endpoint(request: Request, **params):
+        reply = await route.handler(core, call_of(request.scope, request.receive, params, limit))
+        if not isinstance(reply, Reply):
+            return reply
+        body, media = encoded(reply.payload)
+        return Response(body, reply.status, reply.headers, media.decode())
+
+    names = [part[1:-1] for part in route.path.split("/") if part[:1] == "{"]
+    endpoint.__signature__ = inspect.Signature(
+        [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
+        + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=str) for n in names])
+    endpoint.__name__ = route.handler.__name__  # FastAPI's summary and operationId
+    return endpoint
 
 
 def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
@@ -292,23 +344,16 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         app.add_exception_handler(kind, handler)
     if settings.grpc_port:
         try:
-            import lstm_onnx.serving.v2_grpc  # noqa: F401 - the service classes come from tritonclient
+            import lstm_onnx.serving.protocols.v2_grpc  # noqa: F401 - the service classes come from tritonclient
         except ImportError as exc:
             raise ValueError(f"--grpc-port needs tritonclient[grpc] ({exc.name} missing): pip install "
                              "'lstm-onnx-pipeline[triton]'") from None
-    v2 = srv.v2 = install_v2(app, srv)
-    app.hot = HotRoutes({PREDICT: srv.predict, STEP: srv.step, V2_INFER: v2.infer}, srv.metrics,
-                        settings.max_body_bytes, {V2_INFER: error_body})
+    router = protocols.router(srv.extensions)
+    app.hot = HotRoutes(router, srv, srv.metrics, settings.max_body_bytes)
     if settings.auth_token is not None:
         app.auth = BearerCheck(settings.auth_token)
         app.on_refused = lambda: srv.metrics.rejected.inc(reason="unauthorized")
-    app.post("/v1/sessions", status_code=201)(srv.open_session)
-    app.delete("/v1/sessions/{sid}")(srv.end_session)
-    app.get("/v1/model")(srv.model)
-    app.get("/healthz")(healthz)
-    app.get("/readyz")(srv.readyz)
-    app.head("/healthz", include_in_schema=False)(healthz)  # probes that only read the status
-    app.head("/readyz", include_in_schema=False)(srv.readyz)
+    mount(app, router, srv, settings.max_body_bytes)
     app.get("/metrics", response_class=PlainTextResponse)(srv.render_metrics)
     install_openapi(app, predictor, settings)
     return app

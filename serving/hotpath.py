@@ -1,9 +1,10 @@
-"""The two hot routes, predict and session step, as plain ASGI handlers answered in front of FastAPI.
+"""The protocols' hot routes as plain ASGI, answered in front of FastAPI, and what every route reads a request
+with: the body within its limit and Content-Encoding, the media type, and replies with optional compression.
 
 Under load the server's one Python thread is the bottleneck, and a py-spy profile at 64 clients put a third
 of its time in the framework's layers (error middleware, telemetry, body limit, exception middleware, exit
-stack, router, Request) around these two routes. They parse and check their own bodies and shape their own
-errors, so they skip those layers; every other route stays a normal FastAPI route.
+stack, router, Request) around /v1/predict and the session step. The hot routes (Route.hot) parse and check their
+own bodies and shape their own errors, so they skip those layers; every other route stays a FastAPI route.
 """
 from __future__ import annotations
 
@@ -13,26 +14,10 @@ import logging
 import zlib
 
 from lstm_onnx.serving.inputs import ApiError, orjson
+from lstm_onnx.serving.protocols.base import Call, Reply
+from lstm_onnx.serving.request_core import RETRY_AFTER_S
 
 log = logging.getLogger("uvicorn.error")
-
-PREDICT, STEP = "/v1/predict", "/v1/sessions/{sid}/step"
-V2_INFER = "/v2/models/{name}/infer"  # also /v2/models/{name}/versions/{version}/infer, as Triton takes it
-
-
-def route_of(path: str) -> tuple[str, dict] | None:
-    """(route template, path params) for the hot routes, None for any other path."""
-    if path == PREDICT:
-        return PREDICT, {}
-    if path.startswith("/v1/sessions/") and path.endswith("/step"):
-        sid = path[len("/v1/sessions/"):-len("/step")]
-        if sid and "/" not in sid:
-            return STEP, {"sid": sid}
-    if path.startswith("/v2/models/") and path.endswith("/infer"):
-        name, versioned, version = path[len("/v2/models/"):-len("/infer")].partition("/versions/")
-        if name and "/" not in name and "/" not in version and (version or not versioned):
-            return V2_INFER, {"name": name, "version": version}
-    return None
 
 
 def dumps(payload: dict) -> bytes:
@@ -42,10 +27,7 @@ def dumps(payload: dict) -> bytes:
 async def respond(send, status: int, payload, headers: dict | None = None, encoding: str = "") -> None:
     """`payload`: a dict sent as JSON, or bytes sent as they are (application/octet-stream); `encoding`: gzip or
     deflate to compress the body with (see accepted_encoding), "" for none."""
-    if isinstance(payload, bytes):
-        body, media = payload, b"application/octet-stream"
-    else:
-        body, media = dumps(payload), b"application/json"
+    body, media = encoded(payload)
     raw = []
     if encoding and len(body) >= COMPRESS_MIN_BYTES:
         body = compress(body, encoding)
@@ -56,8 +38,15 @@ async def respond(send, status: int, payload, headers: dict | None = None, encod
     await send({"type": "http.response.body", "body": body})
 
 
+def encoded(payload) -> tuple[bytes, bytes]:
+    """(body, media type): bytes go as they are, anything else as JSON."""
+    if isinstance(payload, bytes):
+        return payload, b"application/octet-stream"
+    return dumps(payload), b"application/json"
+
+
 SHUT_DOWN = ApiError(503, "shutting_down", "the server stopped before this request finished",
-                     "retry on a running server", {"Retry-After": "1"})
+                     "retry on a running server", {"Retry-After": RETRY_AFTER_S})
 
 
 class Disconnected(Exception):
@@ -145,20 +134,48 @@ async def read_body(scope, receive, limit: int) -> bytes:
     return decoded(chunks[0] if len(chunks) == 1 else b"".join(chunks), header(scope, b"content-encoding"), limit)
 
 
+def call_of(scope, receive, params: dict, limit: int) -> Call:
+    return Call(scope["method"], params, scope["headers"], media_type(scope), lambda: read_body(scope, receive, limit))
+
+
+async def answer(router, core, scope, receive, route, params: dict, limit: int) -> tuple | None:
+    """(status, payload, headers) for a request that `router` matched to `route`, errors in the shape of the
+    protocol that owns the path; None when the client went away. Any server, any backend."""
+    shape = lambda exc: router.error_body(exc, scope["path"])  # noqa: E731
+    try:
+        if scope["method"] not in route.methods:
+            allowed = ", ".join(route.methods)
+            raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route.path}", allowed,
+                           {"Allow": allowed})
+        reply = await route.handler(core, call_of(scope, receive, params, limit))
+        if not isinstance(reply, Reply):
+            return route.status, reply, None
+        return reply.status, reply.payload, reply.headers
+    except ApiError as exc:
+        return exc.status, shape(exc), exc.headers
+    except Disconnected:
+        return None
+    except asyncio.CancelledError:  # uvicorn cancels what still runs when the shutdown grace is over
+        return 503, shape(SHUT_DOWN), SHUT_DOWN.headers
+    except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
+        log.exception("%s %s failed", scope["method"], scope["path"])
+        return 500, shape(ApiError(500, "internal", f"{type(exc).__name__}: {exc}")), None
+
+
 class HotRoutes:
-    """handlers: route template -> async (body, params, media_type) -> payload or (payload, headers), where
-    `await body()` reads the request body (a handler may refuse before reading it) and params["headers"] holds
-    the request's ASGI headers. error_bodies: route -> ApiError -> payload, for routes whose protocol shapes
-    errors otherwise than ApiError.body (the v2 routes)."""
+    """The router's hot routes over `core`, counted in `metrics` under their route template."""
 
-    def __init__(self, handlers: dict, metrics, max_body_bytes: int, error_bodies: dict | None = None):
-        self.handlers, self.metrics, self.limit = handlers, metrics, max_body_bytes
-        self.error_bodies = error_bodies or {}
+    def __init__(self, router, core, metrics, max_body_bytes: int):
+        self.router, self.core, self.metrics, self.limit = router, core, metrics, max_body_bytes
 
-    async def __call__(self, scope, receive, send, route: str, params: dict) -> None:
+    def match(self, path: str) -> tuple | None:
+        found = self.router.match(path)
+        return found if found is not None and found[0].hot else None
+
+    async def __call__(self, scope, receive, send, route, params: dict) -> None:
         start, status = self.metrics.started(), 499  # nginx's "client closed request": counted, not answered
         try:
-            reply = await self.answer(scope, receive, route, params)
+            reply = await answer(self.router, self.core, scope, receive, route, params, self.limit)
             if reply is not None:
                 status = reply[0]
                 await respond(send, *reply, accepted_encoding(scope))
@@ -166,25 +183,4 @@ class HotRoutes:
             status = 500  # the send itself failed; the ASGI server closes the connection and logs it
             raise
         finally:
-            self.metrics.finished(start, route, scope["method"], status)
-
-    async def answer(self, scope, receive, route: str, params: dict) -> tuple | None:
-        """(status, payload, headers) to send, or None when the client went away."""
-        shape = self.error_bodies.get(route, ApiError.body)
-        try:
-            if scope["method"] != "POST":
-                raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route}", "POST",
-                               {"Allow": "POST"})
-            body = lambda: read_body(scope, receive, self.limit)  # noqa: E731
-            params["headers"] = scope["headers"]
-            reply = await self.handlers[route](body, params, media_type(scope))
-            return (200, *reply) if isinstance(reply, tuple) else (200, reply, None)
-        except ApiError as exc:
-            return exc.status, shape(exc), exc.headers
-        except Disconnected:
-            return None
-        except asyncio.CancelledError:  # uvicorn cancels what still runs when the shutdown grace is over
-            return 503, shape(SHUT_DOWN), SHUT_DOWN.headers
-        except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
-            log.exception("%s %s failed", scope["method"], scope["path"])
-            return 500, shape(ApiError(500, "internal", f"{type(exc).__name__}: {exc}")), None
+            self.metrics.finished(start, route.path, scope["method"], status)

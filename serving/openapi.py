@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi.openapi.utils import get_openapi
 
 from lstm_onnx.serving.auth import OPEN_PATHS
-from lstm_onnx.serving.hotpath import PREDICT, STEP
+from lstm_onnx.serving.protocols.v1 import PREDICT, STEP
 from lstm_onnx.serving.inputs import FLOAT32_ROUNDS_TO_INF
 from lstm_onnx.serving.npy_body import MEDIA_TYPE as NPY
 

@@ -12,7 +12,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from lstm_onnx.serving.hotpath import dumps
 from lstm_onnx.serving.inputs import ApiError
-from lstm_onnx.serving.v2_routes import shaped
+from lstm_onnx.serving.protocols import error_body
 
 
 class HeadTooLarge(Exception):
@@ -21,7 +21,7 @@ class HeadTooLarge(Exception):
 
 def refusal(error: ApiError, path: str = "") -> bytes:
     """The refusal in the error shape of the protocol `path` speaks (v1's when the path is not in yet)."""
-    body = dumps(shaped(error, path))
+    body = dumps(error_body(error, path))
     head = [STATUS_LINE[error.status], b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body), b"connection: close\r\n"]
     head += [f"{k.lower()}: {v}\r\n".encode("latin-1") for k, v in error.headers.items()]

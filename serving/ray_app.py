@@ -1,13 +1,14 @@
-"""Ray Serve: a FastAPI ingress with the /v1 routes in front of N model replicas around the torch-free Predictor.
+"""Ray Serve: a FastAPI ingress serving the protocols (/v1, v2) in front of N model replicas (the Predictor).
 
     lstm-pipeline serve MODEL --engine ray --replicas 2          # or --max-replicas 4: autoscaling from --replicas
     serve run lstm_onnx.serving.ray_app:app_builder model=artifacts/model-serve.onnx replicas=2
 
-Two deployments: `Ingress` parses and checks each request exactly as our server does (serving/bodies.py, inputs.py:
-the same 4xx JSON), then calls `Model`, whose replicas batch with @serve.batch (max_batch, max_wait_ms) and run
-Predictor.run_ragged. Ray Serve routes each call to any replica, so a stream's h/c travels with the client as a
-signed token (serving/state_token.py). A replica that dies mid-request turns into a 503 with Retry-After, never
-a wrong number. Ray is imported only here, lazily: serving imports without it.
+Two deployments: `Ingress` mounts the same protocol modules as our server (serving/protocols/: /v1, v2 over HTTP)
+over a Ray backend of the request core (RayCore), so it parses, checks and refuses each request as our server does,
+then calls `Model`, whose replicas batch with @serve.batch (max_batch, max_wait_ms) and run Predictor.run_ragged.
+Ray Serve routes each call to any replica, so a stream's h/c travels with the client as a signed token
+(serving/state_token.py). A replica that dies mid-request turns into a 503 with Retry-After, never a wrong number.
+Ray is imported only here, lazily: serving imports without it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Open Inference Protocol (KServe v2, as Triton speaks it) tensors: an infer body -> checked arrays, and y ->
 a response body, JSON or with Triton's binary tensor extension (a JSON header of Inference-Header-Content-Length
-bytes, then each binary tensor's raw little-endian bytes in order). Errors are {"error": "<one line>"}."""
+bytes, then each binary tensor's raw little-endian bytes in order). Errors are {"error": "<one line>"}.
+Outside serving/protocols/ because both v2 transports use it: over HTTP (protocols/v2_rest.py) and gRPC
+(protocols/v2_grpc.py, which takes the checks and the error line from here)."""
 from __future__ import annotations
 
 import math

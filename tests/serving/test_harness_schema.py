@@ -13,7 +13,7 @@ from schemathesis.checks import negative_data_rejection, not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
 
 from lstm_onnx.serving.app import create_app
-from lstm_onnx.serving.hotpath import PREDICT, STEP
+from lstm_onnx.serving.protocols.v1 import PREDICT, STEP
 from lstm_onnx.serving.settings import ServeSettings
 from tests.harness import record
 from tests.serving.harness_tools import LogWatch, problem

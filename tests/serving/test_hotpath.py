@@ -6,9 +6,27 @@ import json
 
 import pytest
 
-from lstm_onnx.serving.hotpath import PREDICT, STEP, HotRoutes, route_of
+from lstm_onnx.serving import protocols
+from lstm_onnx.serving.hotpath import HotRoutes
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.metrics import Metrics
+from lstm_onnx.serving.protocols.base import Protocol, Route, Router
+from lstm_onnx.serving.protocols.v1 import PREDICT, STEP
+
+
+def route_of(path):
+    found = HotRoutes(protocols.router(), None, None, 0).match(path)
+    return None if found is None else (found[0].path, found[1])
+
+
+def hot_routes(handler, metrics, limit):
+    """HotRoutes over one hot route at PREDICT whose handler takes (body, params, media)."""
+    route = Route(("POST",), PREDICT, lambda core, call: handler(call.body, call.params, call.media), hot=True)
+    return HotRoutes(Router([Protocol("v1", "", ApiError.body, (route,))]), None, metrics, limit)
+
+
+def run_hot(hot, scope, receive, send):
+    return hot(scope, receive, send, *hot.match(scope["path"]))
 
 
 @pytest.mark.parametrize("path, found", [
@@ -32,9 +50,9 @@ def call(chunks, send=None, method="POST", limit=1000):
     async def record(message):
         sent.append(message)
 
-    hot = HotRoutes({PREDICT: echo}, metrics, limit)
+    hot = hot_routes(echo, metrics, limit)
     scope = {"type": "http", "method": method, "path": PREDICT, "headers": []}
-    asyncio.run(hot(scope, receive, send or record, PREDICT, {}))
+    asyncio.run(run_hot(hot, scope, receive, send or record))
     return sent, metrics.render()
 
 
@@ -73,10 +91,10 @@ def test_a_failed_send_is_left_to_the_server_and_counted_as_500():
             raise OSError("connection reset")
 
     metrics = Metrics(lambda: 0, lambda: 0)
-    hot = HotRoutes({PREDICT: lambda body, params, media: asyncio.sleep(0, {"ok": 1})}, metrics, 100)
+    hot = hot_routes(lambda body, params, media: asyncio.sleep(0, {"ok": 1}), metrics, 100)
     scope = {"type": "http", "method": "POST", "path": PREDICT, "headers": []}
     with pytest.raises(OSError):  # left to the ASGI server, which closes the connection
-        asyncio.run(hot(scope, None, breaks_on_body, PREDICT, {}))
+        asyncio.run(run_hot(hot, scope, None, breaks_on_body))
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"], sent
     text = metrics.render()
     assert 'status="500"' in text and 'status="200"' not in text
@@ -92,7 +110,7 @@ def test_handler_errors_become_json():
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": PREDICT, "headers": []}
-    asyncio.run(HotRoutes({PREDICT: refuses}, metrics, 100)(scope, None, record, PREDICT, {}))
+    asyncio.run(run_hot(hot_routes(refuses, metrics, 100), scope, None, record))
     assert sent[0]["status"] == 409
     assert json.loads(sent[1]["body"]) == {"error": {"code": "nope", "message": "refused", "expected": "something else"}}
 
@@ -109,7 +127,7 @@ def test_a_request_cancelled_at_the_end_of_the_grace_gets_a_503_not_a_traceback(
 
     async def main():
         scope = {"type": "http", "method": "POST", "path": PREDICT, "headers": []}
-        task = asyncio.create_task(HotRoutes({PREDICT: hangs}, metrics, 100)(scope, None, record, PREDICT, {}))
+        task = asyncio.create_task(run_hot(hot_routes(hangs, metrics, 100), scope, None, record))
         await asyncio.sleep(0.01)
         task.cancel()
         await task  # ends without raising

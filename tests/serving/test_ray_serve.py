@@ -1,6 +1,7 @@
 """Ray Serve with 2 model replicas on loopback: parity with Predictor, a stream whose steps land on different
-replicas, signed state tokens, the same 4xx JSON as our server, and a replica killed under load. One Ray cluster
-and one Serve app for the whole module (ray.init costs seconds)."""
+replicas, signed state tokens, the same 4xx JSON as our server, a replica killed under load, and the toy protocol
+(tests/serving/toy_protocol.py) served by the same ingress once registered. One Ray cluster and one Serve app for
+the whole module (ray.init costs seconds)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -40,18 +41,30 @@ def replica_actors() -> list[str]:
                   if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{APP}#Model#"))
 
 
-@pytest.fixture(scope="module")
-def cluster(serve_model):
-    from lstm_onnx.serving.ray_app import build
+def settings_for(serve_model):
     from lstm_onnx.serving.settings import ServeSettings
 
+    return ServeSettings(model=str(serve_model), replicas=2, max_wait_ms=1.0, max_body_bytes=50_000)
+
+
+@pytest.fixture(scope="module")
+def cluster(serve_model):
+    from ray import cloudpickle
+
+    from lstm_onnx.serving import protocols
+    from lstm_onnx.serving.ray_app import build
+    from tests.serving import toy_protocol
+
+    cloudpickle.register_pickle_by_value(toy_protocol)  # the replicas need not import the tests
     ray.init(num_cpus=2, include_dashboard=False, namespace=f"lstm-test-{uuid.uuid4().hex[:8]}",
              log_to_driver=False, configure_logging=False)
     port = free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        settings = ServeSettings(model=str(serve_model), replicas=2, max_wait_ms=1.0)
-        serve.run(build(settings), name=APP, route_prefix="/")
+        with pytest.MonkeyPatch.context() as patch:  # the registry line, in the driver that builds the app
+            patch.setattr(protocols, "PROTOCOLS", (*protocols.PROTOCOLS, toy_protocol.PROTOCOL))
+            app = build(settings_for(serve_model))
+        serve.run(app, name=APP, route_prefix="/")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             yield client
     finally:
@@ -188,3 +201,59 @@ def test_v2_infer_with_tritonclient_equals_predictor(cluster, predictor, binary)
     r = cluster.post(f"/v2/models/{name}/infer", json={"inputs": [{"name": "x", "shape": [1, 1, 1],
                                                                    "datatype": "FP32", "data": [1.0]}]})
     assert r.status_code == 400 and isinstance(r.json()["error"], str)  # the protocol's error shape
+
+
+def test_the_toy_protocol_is_served_on_ray_with_its_error_shape(cluster, predictor):
+    x = np.random.default_rng(4).normal(size=(1, 5, predictor.num_features)).astype(np.float32)
+    r = cluster.post("/toy/serve/run", json={"x": x[0].tolist()})
+    assert r.status_code == 200, r.text
+    close(r.json()["y"], predictor.predict(x)[0])
+    assert r.headers["x-replica-id"]
+    assert cluster.get("/toy/serve").json() == {"model": "serve", "features": predictor.num_features}
+    r = cluster.post("/toy/other/run", json={"x": x[0].tolist()})
+    assert (r.status_code, r.json()) == (404, {"toy_error": "no_such_model", "status": 404})
+    r = cluster.post("/toy/serve/run", content=b"{")
+    assert (r.status_code, r.json()) == (400, {"toy_error": "bad_json", "status": 400})
+
+
+# (method, path, body, headers): refused by the request core or a protocol's decoding. Not an unknown session: its
+# id is a key on our server and a signed token on Ray, and each 404 says which it expected.
+BAD_REQUESTS = [
+    ("POST", "/v1/predict", b'{"inputs": [[[1.0]]]}', {}),
+    ("POST", "/v1/predict", b"{", {}),
+    ("POST", "/v1/predict", b'{"inputs": [[[1e39, 1, 1]]]}', {}),
+    ("POST", "/v1/predict", b"[" * 60_000, {}),
+    ("POST", "/v1/predict", b"x", {"content-encoding": "br"}),
+    ("POST", "/v1/predict", b"not gzip", {"content-encoding": "gzip"}),
+    ("POST", "/v1/predict", b"\x93NUMPY", {"content-type": "application/x-npy"}),
+    ("GET", "/v1/predict", b"", {}),
+    ("GET", "/nothing/here", b"", {}),
+    ("POST", "/v2/models/nope/infer", b"{}", {}),
+    ("POST", "/v2/models/serve/versions/7/infer", b"{}", {}),
+    ("POST", "/v2/models/serve/infer", b"{", {}),
+    ("POST", "/v2/models/serve/infer", b'{"inputs": [{"name": "x", "shape": [1, 1, 1], "datatype": "FP32", '
+                                       b'"data": [1.0]}]}', {}),
+    ("POST", "/v2/models/serve/infer", b"{}", {"inference-header-content-length": "x"}),
+    ("GET", "/v2/models/nope", b"", {}),
+    ("GET", "/v2/models/nope/ready", b"", {}),
+    ("GET", "/v2/nothing", b"", {}),
+    ("POST", "/toy/serve/run", b'{"x": [[1.0]]}', {}),
+    ("GET", "/toy/serve/run", b"", {}),
+]
+
+
+def test_the_ingress_and_our_server_answer_the_same_4xx(cluster, serve_model, monkeypatch):
+    """One protocol layer: the same bad request gets the same status and body from both servers."""
+    from fastapi.testclient import TestClient
+
+    from lstm_onnx.serving import protocols
+    from lstm_onnx.serving.app import create_app
+    from tests.serving import toy_protocol
+
+    monkeypatch.setattr(protocols, "PROTOCOLS", (*protocols.PROTOCOLS, toy_protocol.PROTOCOL))
+    with TestClient(create_app(settings_for(serve_model))) as local:
+        for method, path, body, headers in BAD_REQUESTS:
+            ours = local.request(method, path, content=body, headers=headers)
+            theirs = cluster.request(method, path, content=body, headers=headers)
+            assert 400 <= ours.status_code < 500, (path, body, ours.text)
+            assert (theirs.status_code, theirs.json()) == (ours.status_code, ours.json()), (method, path, body)

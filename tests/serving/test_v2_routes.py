@@ -10,7 +10,7 @@ import pytest
 
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.sessions import SessionStore
-from lstm_onnx.serving.v2_routes import V2
+from lstm_onnx.serving.app import Server
 from tests.harness import record
 
 pytestmark = pytest.mark.harness
@@ -18,12 +18,14 @@ KEY = "v2/int/7"
 
 
 class HeldServer:
-    """What V2.sequence_step uses of serving.app.Server; advance() waits until released."""
+    """What Server.sequence_step uses of serving.app.Server; advance() waits until released."""
 
     def __init__(self):
         self.settings = SimpleNamespace(model_name="m", model="m.onnx", session_ttl_s=300.0)
         self.sessions = SessionStore(1, 2, ttl_s=300.0, max_sessions=8)
         self.release = None  # an asyncio.Event made inside the running loop
+
+    sequence_step = Server.sequence_step
 
     def new_session(self, key):
         return self.sessions.create(key)
@@ -38,7 +40,7 @@ class HeldServer:
 def test_a_stale_sequence_end_does_not_close_a_restarted_sequence():
     async def scenario():
         srv = HeldServer()
-        v2 = V2(srv)
+        v2 = srv
         x = np.ones((3, 2), np.float32)
         await v2.sequence_step((KEY, True, False), [x])  # started before
         srv.release = asyncio.Event()

@@ -1,6 +1,8 @@
 """The Open Inference Protocol over gRPC (KServe v2's inference.GRPCInferenceService, with the service classes
-tritonclient ships), beside the HTTP routes on the same event loop: requests go through the same V2.execute,
-so the range check, batcher, sequences and statistics are those of /v1 and v2 HTTP.
+tritonclient ships), beside the HTTP routes on the same event loop: requests go through the same request core
+and v2 model operations (serving/protocols/v2_rest.py: check_model, execute, metadata), so the range check,
+batcher, sequences and statistics are those of /v1 and v2 HTTP. Not in the HTTP registry
+(serving/protocols/__init__.py): it is its own listener, which the local server starts (serve --grpc-port).
 
 Tensors: x as FP32 [batch, steps, features] (raw_input_contents or fp32_contents), lengths as INT32 [batch]
 optional, y back in raw_output_contents. Sequences (parameters sequence_id / sequence_start / sequence_end) go
@@ -31,7 +33,8 @@ from lstm_onnx.serving.v2_protocol import (
     error_body,
     sequence_of,
 )
-from lstm_onnx.serving.v2_routes import PLATFORM, VERSION
+from lstm_onnx.serving.protocols import v2_rest
+from lstm_onnx.serving.protocols.v2_rest import PLATFORM, VERSION
 
 # HTTP status of an ApiError -> gRPC status, as Triton maps its errors
 CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
@@ -96,21 +99,23 @@ def message(exc: ApiError) -> str:
 
 
 class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """Every call answers from the same V2 object as the HTTP routes; errors are a gRPC status with the line
-    the HTTP transport would send."""
+    """Every call answers through the same request core and v2 operations as the HTTP routes; errors are a gRPC
+    status with the line the HTTP transport would send."""
 
-    def __init__(self, v2):
-        self.v2, self.srv = v2, v2.srv
+    def __init__(self, core):
+        self.core = core
 
     async def _abort(self, context, exc: ApiError):
         await context.abort(CODES.get(exc.status, grpc.StatusCode.INTERNAL), message(exc))
 
     async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        s = self.srv.settings
-        self.v2.check_model(request.model_name, request.model_version)
+        core, s = self.core, self.core.settings
+        v2_rest.check_model(core, request.model_name, request.model_version)
+        facts = await core.facts()
         # no parse process here: grpc has decoded the message already, and raw contents are one frombuffer
-        req = parse_request(request, self.srv.predictor.num_features, s.max_items, s.max_seq_len)
-        return response(self.v2.name, req.id, await self.v2.execute(req))
+        req = parse_request(request, facts["num_features"], s.max_items, s.max_seq_len)
+        y, _ = await v2_rest.execute(core, req)
+        return response(core.name, req.id, y)
 
     async def ModelInfer(self, request, context):
         try:
@@ -130,49 +135,49 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=self.srv.batcher.running)
+        return pb.ServerReadyResponse(ready=await self.core.not_ready() is None)
 
     async def ModelReady(self, request, context):
-        known = request.name == self.v2.name and request.version in ("", VERSION)
-        return pb.ModelReadyResponse(ready=known and self.srv.batcher.running)
+        known = request.name == self.core.name and request.version in ("", VERSION)
+        return pb.ModelReadyResponse(ready=known and await self.core.not_ready() is None)
 
     async def ServerMetadata(self, request, context):
-        return pb.ServerMetadataResponse(**await self.v2.server_metadata())
+        return pb.ServerMetadataResponse(**await v2_rest.server_metadata(self.core))
 
     async def ModelMetadata(self, request, context):
         try:
-            self.v2.check_model(request.name, request.version)
+            v2_rest.check_model(self.core, request.name, request.version)
         except ApiError as exc:
             await self._abort(context, exc)
-        meta = self.v2.metadata()
+        meta = await v2_rest.metadata(self.core)
         tensors = lambda entries: [pb.ModelMetadataResponse.TensorMetadata(**t) for t in entries]  # noqa: E731
         return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=PLATFORM,
                                         inputs=tensors(meta["inputs"]), outputs=tensors(meta["outputs"]))
 
     async def ModelConfig(self, request, context):
         try:
-            config = await self.v2.model_config(request.name, request.version)
+            config = await v2_rest.model_config(self.core, name=request.name, version=request.version)
         except ApiError as exc:
             await self._abort(context, exc)
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def ModelStatistics(self, request, context):
         try:
-            stats = await self.v2.model_stats(request.name, request.version)
+            stats = await v2_rest.model_stats(self.core, name=request.name, version=request.version)
         except ApiError as exc:
             await self._abort(context, exc)
         return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
 
     async def RepositoryIndex(self, request, context):
-        models = [pb.RepositoryIndexResponse.ModelIndex(**m) for m in await self.v2.repository_index()]
+        models = [pb.RepositoryIndexResponse.ModelIndex(**m) for m in await v2_rest.repository_index(self.core)]
         return pb.RepositoryIndexResponse(models=models)
 
 
-async def start(v2, host: str, port: int, max_message_bytes: int) -> tuple[grpc.aio.Server, int]:
+async def start(core, host: str, port: int, max_message_bytes: int) -> tuple[grpc.aio.Server, int]:
     """The gRPC server on host:port (0: any free port), started on the running event loop; (server, port)."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
                                       ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(v2), server)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(core), server)
     bound = server.add_insecure_port(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
     if not bound:
         raise ValueError(f"cannot listen on {host}:{port} for gRPC")

@@ -1,0 +1,119 @@
+"""The request core: what every protocol's handlers share, behind one interface with two backends, the local
+server (serving/app.py's Server: batcher, SessionStore, ModelStats) and Ray Serve's ingress
+(serving/ray_deployments.py's RayCore: the Model deployment, stream state as signed tokens).
+
+Handlers (serving/protocols/) call only this interface: the model's facts, parsing off the event loop, the range
+and stateful checks, runs (batching, back-pressure), streams (v1 sessions, v2 sequences) and readiness. The body
+limit, Content-Encoding and media type are read once for every route by serving/hotpath.py (`Call`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lstm_onnx.runtimes.embed import range_problem
+from lstm_onnx.serving.inputs import ApiError
+
+RETRY_AFTER_S = "1"  # every refusal that asks for a retry: overload, session cap, shutdown, a replica gone
+
+
+def overloaded(message: str) -> ApiError:
+    return ApiError(503, "overloaded", message, "retry after the Retry-After header's seconds",
+                    {"Retry-After": RETRY_AFTER_S})
+
+
+NOT_STATEFUL = ApiError(409, "not_stateful", "this model has no h0/c0 inputs, so it cannot stream",
+                        "a model exported with --stateful")
+
+
+def model_name(settings) -> str:
+    """The model's name where a protocol names it (v2 routes, gRPC)."""
+    return settings.model_name or Path(settings.model).stem or "lstm"
+
+
+def y_width(predictor) -> int:
+    """The output's last dimension, -1 where the graph leaves it symbolic."""
+    out = predictor.session.get_outputs()[predictor.output_names.index("y")].shape
+    return out[-1] if isinstance(out[-1], int) else -1
+
+
+def model_facts(predictor, batching: dict, machine: dict) -> dict:
+    """What the handlers need of the model, the same on every backend (Ray's ingress gets it from a replica)."""
+    p = predictor
+    return {"num_features": p.num_features, "stateful": p.stateful, "head": p.head,
+            "num_states": p.num_states if p.stateful else None,
+            "hidden_size": p.hidden_size if p.stateful else None, "lengths_input": p.has_lengths,
+            "meta": {k: p.meta.get(k) for k in ("form", "version", "opset", "feature_names", "target_names")},
+            "safe_abs": p.safe_abs, "batching": batching, "providers": p.session.get_providers(),
+            "machine": machine, "y_width": y_width(p)}
+
+
+class RequestCore:
+    """The interface; a backend sets `settings`, `name`, `extensions` and implements the methods that raise."""
+
+    settings = None
+    name = "lstm"
+    # the v2 extensions the backend offers; a route with `needs` is mounted only where its extension is here
+    extensions: tuple[str, ...] = ("binary_tensor_data",)
+    _facts: dict | None = None
+    memo: dict  # what a handler computes once per server (the Triton model config)
+
+    async def facts(self) -> dict:
+        """model_facts() of the served model."""
+        raise NotImplementedError
+
+    async def parse(self, parse, *args):
+        """parse(*args), off the event loop where the backend has a place for it."""
+        return parse(*args)
+
+    def check_range(self, x, where: str) -> None:
+        """Per request, before batching: one request's overflow must not fail its batch-mates. After facts()."""
+        problem = range_problem(x, self._facts["safe_abs"])
+        if problem:
+            raise ApiError(422, "out_of_range", f"{where}: {problem}", "values the model can normalize")
+
+    async def require_stateful(self) -> dict:
+        facts = await self.facts()
+        if not facts["stateful"]:
+            raise NOT_STATEFUL
+        return facts
+
+    async def run(self, xs: list) -> list[dict]:
+        """Raw x [S, F] per sequence -> {"y", ...} per sequence, batched with other requests'; 503 when full."""
+        raise NotImplementedError
+
+    async def stream(self, sid: str):
+        """The v1 stream `sid` (409 for a model without state, 404 for an unknown one)."""
+        raise NotImplementedError
+
+    async def open_stream(self) -> dict:
+        """A new v1 stream: the POST /v1/sessions reply."""
+        raise NotImplementedError
+
+    async def step_stream(self, stream, x) -> tuple[dict, dict]:
+        """Run x on from the stream's state: (result, the reply's fields besides "outputs")."""
+        raise NotImplementedError
+
+    async def end_stream(self, sid: str) -> None:
+        raise NotImplementedError
+
+    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
+        """A v2 sequence request: (key, start, end) from v2_protocol.sequence_of, one stream in xs."""
+        raise NotImplementedError
+
+    async def not_ready(self) -> ApiError | None:
+        raise NotImplementedError
+
+    def load(self) -> dict:
+        """What a ready probe reports besides its status."""
+        return {}
+
+    def reply_headers(self, results: list[dict]) -> dict:
+        """Headers a reply carries about the runs behind it."""
+        return {}
+
+    async def model_info(self) -> dict:
+        """GET /v1/model."""
+        raise NotImplementedError
+
+    def stats(self, name: str, version: str) -> dict:
+        """Triton's statistics of the model (extension "statistics")."""
+        raise NotImplementedError

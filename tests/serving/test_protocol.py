@@ -1,0 +1,105 @@
+"""The seam between serving/protocol.py and uvicorn: LimitedProtocol subclasses uvicorn's private
+HttpToolsProtocol, so pyproject pins uvicorn to the minor version tested here, and this test fails, naming the
+name, when an upgrade moves what it overrides or reads."""
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("httptools")
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+from packaging.requirements import Requirement  # noqa: E402
+from uvicorn.protocols.http import httptools_impl  # noqa: E402
+
+from lstm_onnx.serving.protocol import protocol_for  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERRIDDEN = ("connection_made", "connection_lost", "data_received", "on_headers_complete", "on_message_complete",
+              "shutdown")
+CALLED = ("_unset_keepalive_if_required", "_should_upgrade", "handle_websocket_upgrade",
+          "_unsupported_upgrade_warning")
+READ = ("parser", "loop", "logger", "transport", "flow", "url", "headers", "cycle")  # instance attributes
+CYCLE = ("response_started", "response_complete", "disconnected", "message_event")
+
+
+def changed(what: str) -> str:
+    return (f"uvicorn {uvicorn.__version__} changed {what}, which serving/protocol.py relies on: adapt "
+            "LimitedProtocol to it, then move the pin in pyproject.toml's serve extra")
+
+
+def test_the_installed_uvicorn_is_the_pinned_one():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (pin,) = [Requirement(r) for r in extras["serve"] if Requirement(r).name == "uvicorn"]
+    assert pin.specifier and metadata.version("uvicorn") in pin.specifier, (
+        f"uvicorn {metadata.version('uvicorn')} is installed, pyproject pins {pin}: run this test file on the "
+        "version you pin")
+
+
+def test_the_private_names_we_override_and_call_are_there():
+    base = httptools_impl.HttpToolsProtocol
+    for name in OVERRIDDEN + CALLED:
+        assert callable(getattr(base, name, None)), changed(f"HttpToolsProtocol.{name}")
+    for status in (400, 408, 431, 503):
+        assert httptools_impl.STATUS_LINE[status].startswith(b"HTTP/1.1 %d " % status), changed("STATUS_LINE")
+
+
+class Transport:
+    def __init__(self):
+        self.written, self.closed = [], False
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def write(self, data):
+        self.written.append(data)
+
+    def close(self):
+        self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+def test_a_request_still_sending_its_body_is_refused_at_shutdown_through_the_seam():
+    """Drives LimitedProtocol as uvicorn would: the attributes it reads exist, and its refusal is written."""
+    async def app(scope, receive, send):
+        await receive()  # waits for a body that never comes
+
+    async def scenario():
+        settings = SimpleNamespace(max_header_bytes=4096, header_timeout_s=5.0, body_timeout_s=5.0)
+        limited = protocol_for(settings)
+        config = uvicorn.Config(app, http=limited, ws="none", lifespan="off", proxy_headers=False)
+        protocol = limited(config=config, server_state=uvicorn.server.ServerState(), app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")
+        for name in READ:
+            assert hasattr(protocol, name), changed(f"HttpToolsProtocol's attribute {name!r}")
+        assert protocol.url == b"/v2/models/m/infer", changed("HttpToolsProtocol.url")
+        for name in CYCLE:
+            assert hasattr(protocol.cycle, name), changed(f"RequestResponseCycle's attribute {name!r}")
+        protocol.shutdown()
+        await asyncio.sleep(0.01)  # the app's task sees the disconnect and ends
+        protocol.connection_lost(None)
+        return transport
+
+    transport = asyncio.run(scenario())
+    reply = b"".join(transport.written)
+    assert reply.startswith(b"HTTP/1.1 503 ") and transport.closed, reply
+    assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {"error": "the server is shutting down (expected retry "
+                                                                     "on a running server)"}  # v2's shape
