@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.serving import openapi, protocols
-from lstm_onnx.serving.auth import BearerCheck
+from lstm_onnx.serving.auth import UNAUTHORIZED, BearerCheck
 from lstm_onnx.serving.batcher import Batcher, Item, QueueFull
 from lstm_onnx.serving.hotpath import HotRoutes, call_of, encoded, respond
 from lstm_onnx.serving.inputs import ApiError
@@ -25,6 +25,7 @@ from lstm_onnx.serving.request_core import (
     NOT_STATEFUL,
     RETRY_AFTER_S,
     RequestCore,
+    check_sequence,
     model_facts,
     model_name,
     overloaded,
@@ -37,9 +38,6 @@ from lstm_onnx.serving.v2_protocol import bad
 # batching, so that a request's numbers never depend on its batch-mates.
 BATCH_DEPENDENT = {"int8": "int8 dynamic quantization takes one activation scale for all the sequences in a run, "
                            "so a sequence's result would depend on the sequences sharing its batch"}
-UNAUTHORIZED = ApiError(401, "unauthorized", "missing or wrong bearer token",
-                        "an Authorization: Bearer <token> header with the token the server was started with",
-                        {"WWW-Authenticate": "Bearer"})
 NOT_READY = ApiError(503, "not_ready", "batcher not running", "a started server")
 log = logging.getLogger("uvicorn.error")  # uvicorn's own log, where its startup lines go
 
@@ -155,10 +153,7 @@ class Server(RequestCore):
     async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
         """v2 sequence ids are session keys `v2/<int|str>/<id>` in the one SessionStore (v1 ids never hold "/")."""
         key, start, end = sequence
-        if self.sessions is None:
-            raise bad("this model has no h0/c0 inputs, so it takes no sequence_id", "a model exported with --stateful")
-        if len(xs) != 1:
-            raise bad(f"a sequence request carries one stream, got a batch of {len(xs)}", "x shaped [1, steps, F]")
+        check_sequence(self.sessions is not None, xs)
         shown = key.split("/", 2)[2]
         if start:
             session = self.new_session(key)

@@ -7,7 +7,12 @@ import ipaddress
 import os
 from pathlib import Path
 
+from lstm_onnx.serving.inputs import ApiError
+
 TOKEN_ENV = "LSTM_PIPELINE_TOKEN"
+UNAUTHORIZED = ApiError(401, "unauthorized", "missing or wrong bearer token",
+                        "an Authorization: Bearer <token> header with the token the server was started with",
+                        {"WWW-Authenticate": "Bearer"})
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})  # probes: orchestrators call them without credentials
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lstm_onnx.runtimes.embed import range_problem
 from lstm_onnx.serving.inputs import ApiError
+from lstm_onnx.serving.v2_protocol import bad
 
 RETRY_AFTER_S = "1"  # every refusal that asks for a retry: overload, session cap, shutdown, a replica gone
 
@@ -22,6 +23,14 @@ def overloaded(message: str) -> ApiError:
 
 NOT_STATEFUL = ApiError(409, "not_stateful", "this model has no h0/c0 inputs, so it cannot stream",
                         "a model exported with --stateful")
+
+
+def check_sequence(stateful: bool, xs: list) -> None:
+    """What a v2 sequence request must be on every backend: a model with state, one stream."""
+    if not stateful:
+        raise bad("this model has no h0/c0 inputs, so it takes no sequence_id", "a model exported with --stateful")
+    if len(xs) != 1:
+        raise bad(f"a sequence request carries one stream, got a batch of {len(xs)}", "x shaped [1, steps, F]")
 
 
 def model_name(settings) -> str:
@@ -98,6 +107,11 @@ class RequestCore:
     async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
         """A v2 sequence request: (key, start, end) from v2_protocol.sequence_of, one stream in xs."""
         raise NotImplementedError
+
+    def for_stream(self) -> "RequestCore":
+        """The core one gRPC stream (ModelStreamInfer) uses for its life: a backend whose requests have no
+        affinity keeps that stream's sequences in it."""
+        return self
 
     async def not_ready(self) -> ApiError | None:
         raise NotImplementedError

@@ -19,6 +19,7 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
+from lstm_onnx.serving.auth import UNAUTHORIZED, BearerCheck
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.v2_protocol import (
     DTYPES,
@@ -37,9 +38,10 @@ from lstm_onnx.serving.protocols import v2_rest
 from lstm_onnx.serving.protocols.v2_rest import PLATFORM, VERSION
 
 # HTTP status of an ApiError -> gRPC status, as Triton maps its errors
-CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
-         409: grpc.StatusCode.FAILED_PRECONDITION, 413: grpc.StatusCode.INVALID_ARGUMENT,
-         422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
+CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+         404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.FAILED_PRECONDITION,
+         413: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+         501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE}
 CONTENTS = {"FP32": "fp32_contents", "INT32": "int_contents"}
 
 
@@ -98,79 +100,129 @@ def message(exc: ApiError) -> str:
     return error_body(exc)["error"]
 
 
-class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """Every call answers through the same request core and v2 operations as the HTTP routes; errors are a gRPC
-    status with the line the HTTP transport would send."""
+def status_of(exc: ApiError) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status (code, details) of an ApiError, on every binding."""
+    return CODES.get(exc.status, grpc.StatusCode.INTERNAL), message(exc)
+
+
+# the RPCs whose bearer rule is a probe's (serving/auth.py's OPEN_PATHS): open, as orchestrators call them
+PROBES = {"ServerLive": "/v2/health/live", "ServerReady": "/v2/health/ready"}
+UNARY = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelConfig",
+         "ModelStatistics", "RepositoryIndex", "ModelInfer")
+
+
+def check_token(auth: BearerCheck | None, rpc: str, metadata) -> None:
+    """UNAUTHORIZED unless `rpc` is a probe or the call's metadata ((key, value) pairs) carries
+    `authorization: Bearer <token>`."""
+    if auth is None:
+        return
+    headers = [(k.lower().encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1"))
+               for k, v in metadata or ()]
+    if not auth.allows({"path": PROBES.get(rpc, ""), "headers": headers}):
+        raise UNAUTHORIZED
+
+
+async def infer(core, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    s = core.settings
+    # the HTTP body limit; a binding's transport may hold the message to it already (grpc.aio does)
+    if request.ByteSize() > s.max_body_bytes:
+        raise ApiError(413, "body_too_large", f"the message is {request.ByteSize()} bytes, more than the limit "
+                       f"{s.max_body_bytes}", f"at most {s.max_body_bytes} bytes")
+    v2_rest.check_model(core, request.model_name, request.model_version)
+    facts = await core.facts()
+    # no parse process here: grpc has decoded the message already, and raw contents are one frombuffer
+    req = parse_request(request, facts["num_features"], s.max_items, s.max_seq_len)
+    y, _ = await v2_rest.execute(core, req)
+    return response(core.name, req.id, y)
+
+
+class Service:
+    """The service's RPCs over the request core, transport-neutral: `unary(rpc, request, metadata)` gives the
+    response proto or raises ApiError (the token check included); `stream` answers ModelStreamInfer. A binding
+    (Servicer below; Ray's proxy: serving/ray_grpc.py) turns an ApiError into its transport's status."""
 
     def __init__(self, core):
         self.core = core
+        token = core.settings.auth_token
+        self.auth = BearerCheck(token) if token is not None else None
 
-    async def _abort(self, context, exc: ApiError):
-        await context.abort(CODES.get(exc.status, grpc.StatusCode.INTERNAL), message(exc))
+    async def unary(self, rpc: str, request, metadata):
+        check_token(self.auth, rpc, metadata)
+        return await getattr(self, rpc)(request)
 
-    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        core, s = self.core, self.core.settings
-        v2_rest.check_model(core, request.model_name, request.model_version)
-        facts = await core.facts()
-        # no parse process here: grpc has decoded the message already, and raw contents are one frombuffer
-        req = parse_request(request, facts["num_features"], s.max_items, s.max_seq_len)
-        y, _ = await v2_rest.execute(core, req)
-        return response(core.name, req.id, y)
-
-    async def ModelInfer(self, request, context):
-        try:
-            return await self.infer(request)
-        except ApiError as exc:
-            await self._abort(context, exc)
-
-    async def ModelStreamInfer(self, request_iterator, context):
-        async for request in request_iterator:
+    async def stream(self, requests, metadata):
+        """Each request's ModelStreamInferResponse, in order; a failed request is its response's
+        error_message and the stream goes on. Sequences go through the core's stream core (for_stream)."""
+        check_token(self.auth, "ModelStreamInfer", metadata)
+        core = self.core.for_stream()
+        async for request in requests:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await self.infer(request))
+                yield pb.ModelStreamInferResponse(infer_response=await infer(core, request))
             except ApiError as exc:
                 yield pb.ModelStreamInferResponse(error_message=message(exc),
                                                   infer_response=pb.ModelInferResponse(id=request.id))
 
-    async def ServerLive(self, request, context):
+    async def ModelInfer(self, request):
+        return await infer(self.core, request)
+
+    async def ServerLive(self, request):
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request, context):
+    async def ServerReady(self, request):
         return pb.ServerReadyResponse(ready=await self.core.not_ready() is None)
 
-    async def ModelReady(self, request, context):
+    async def ModelReady(self, request):
         known = request.name == self.core.name and request.version in ("", VERSION)
         return pb.ModelReadyResponse(ready=known and await self.core.not_ready() is None)
 
-    async def ServerMetadata(self, request, context):
+    async def ServerMetadata(self, request):
         return pb.ServerMetadataResponse(**await v2_rest.server_metadata(self.core))
 
-    async def ModelMetadata(self, request, context):
-        try:
-            v2_rest.check_model(self.core, request.name, request.version)
-        except ApiError as exc:
-            await self._abort(context, exc)
+    async def ModelMetadata(self, request):
+        v2_rest.check_model(self.core, request.name, request.version)
         meta = await v2_rest.metadata(self.core)
         tensors = lambda entries: [pb.ModelMetadataResponse.TensorMetadata(**t) for t in entries]  # noqa: E731
         return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=PLATFORM,
                                         inputs=tensors(meta["inputs"]), outputs=tensors(meta["outputs"]))
 
-    async def ModelConfig(self, request, context):
-        try:
-            config = await v2_rest.model_config(self.core, name=request.name, version=request.version)
-        except ApiError as exc:
-            await self._abort(context, exc)
+    async def ModelConfig(self, request):
+        config = await v2_rest.model_config(self.core, name=request.name, version=request.version)
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
-    async def ModelStatistics(self, request, context):
-        try:
-            stats = await v2_rest.model_stats(self.core, name=request.name, version=request.version)
-        except ApiError as exc:
-            await self._abort(context, exc)
+    async def ModelStatistics(self, request):
+        stats = await v2_rest.model_stats(self.core, name=request.name, version=request.version)
         return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
 
-    async def RepositoryIndex(self, request, context):
+    async def RepositoryIndex(self, request):
         models = [pb.RepositoryIndexResponse.ModelIndex(**m) for m in await v2_rest.repository_index(self.core)]
         return pb.RepositoryIndexResponse(models=models)
+
+
+def _unary(rpc: str):
+    async def method(self, request, context):
+        try:
+            return await self.service.unary(rpc, request, context.invocation_metadata())
+        except ApiError as exc:
+            await context.abort(*status_of(exc))
+
+    method.__name__ = rpc
+    return method
+
+
+class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """grpc.aio's binding of Service, for the local server: an ApiError aborts the call with its status."""
+
+    def __init__(self, core):
+        self.service = Service(core)
+
+    locals().update({rpc: _unary(rpc) for rpc in UNARY})
+
+    async def ModelStreamInfer(self, request_iterator, context):
+        try:
+            async for reply in self.service.stream(request_iterator, context.invocation_metadata()):
+                yield reply
+        except ApiError as exc:  # only the token check: a request's error is its response's error_message
+            await context.abort(*status_of(exc))
 
 
 async def start(core, host: str, port: int, max_message_bytes: int) -> tuple[grpc.aio.Server, int]:

@@ -3,6 +3,7 @@ every call of the service, answers equal to Predictor, sequences interleaved ove
 bad messages as a gRPC status with a reason."""
 from __future__ import annotations
 
+import contextlib
 import queue
 import numpy as np
 import pytest
@@ -187,3 +188,35 @@ def test_a_bad_request_on_a_stream_is_its_error_and_the_stream_goes_on(live, pre
     assert error is not None and "sequence 4242 is not open" in error.message()
     assert ok is None and result.get_response().id == "b"
     close(result.as_numpy("y"), predictor.predict(x))
+
+
+TOKEN = "t0ken-for-the-grpc-bearer-test-0123"
+
+
+@pytest.fixture(scope="module")
+def guarded(serve_model):
+    settings = ServeSettings(model=str(serve_model), model_name=NAME, grpc_port=free_port(), max_wait_ms=5.0,
+                             auth_token=TOKEN)
+    with Live(settings) as server:
+        yield server
+
+
+def test_a_token_guards_every_call_but_the_probes(guarded, predictor):
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{guarded.settings.grpc_port}")
+    x = np.stack(models.raw_inputs(np.random.default_rng(7), [4]))
+    assert c.is_server_live() and c.is_server_ready()  # open, as the HTTP probes are
+    for headers in (None, {"authorization": f"Bearer {TOKEN}x"}, {"authorization": TOKEN}):
+        with pytest.raises(InferenceServerException, match="missing or wrong bearer token") as err:
+            c.infer(NAME, [x_input(x)], headers=headers)
+        assert err.value.status() == "StatusCode.UNAUTHENTICATED"
+    with pytest.raises(InferenceServerException, match="missing or wrong bearer token"):
+        c.get_model_metadata(NAME)
+    close(c.infer(NAME, [x_input(x)], headers={"authorization": f"Bearer {TOKEN}"}).as_numpy("y"),
+          predictor.predict(x))
+    q = queue.Queue()  # a stream without the token ends with the status, having answered nothing
+    c.start_stream(callback=lambda result, error: q.put((result, error)))
+    with contextlib.suppress(InferenceServerException):  # raised here when the refusal came first
+        c.async_stream_infer(NAME, [x_input(x)])
+    result, error = q.get(timeout=10)
+    assert result is None and "missing or wrong bearer token" in str(error)
+    c.close()
