@@ -11,7 +11,6 @@ from pathlib import Path
 
 from lstm_onnx.runtimes.embed import range_problem
 from lstm_onnx.serving.inputs import ApiError
-from lstm_onnx.serving.v2_protocol import bad
 
 RETRY_AFTER_S = "1"  # every refusal that asks for a retry: overload, session cap, shutdown, a replica gone
 
@@ -28,9 +27,11 @@ NOT_STATEFUL = ApiError(409, "not_stateful", "this model has no h0/c0 inputs, so
 def check_sequence(stateful: bool, xs: list) -> None:
     """What a v2 sequence request must be on every backend: a model with state, one stream."""
     if not stateful:
-        raise bad("this model has no h0/c0 inputs, so it takes no sequence_id", "a model exported with --stateful")
+        raise ApiError(400, "bad_request", "this model has no h0/c0 inputs, so it takes no sequence_id",
+                       "a model exported with --stateful")
     if len(xs) != 1:
-        raise bad(f"a sequence request carries one stream, got a batch of {len(xs)}", "x shaped [1, steps, F]")
+        raise ApiError(400, "bad_request", f"a sequence request carries one stream, got a batch of {len(xs)}",
+                       "x shaped [1, steps, F]")
 
 
 def model_name(settings) -> str:
