@@ -5,6 +5,8 @@ The ingress mounts the same protocol modules as our server (serving/protocols/),
 that hands each request to the same router and hot-path code with RayCore as the core: the same checks, limits
 and error shapes. No `from __future__ import annotations`: FastAPI must see `Request` itself in the signature."""
 
+import copy
+
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -15,18 +17,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.runtimes.embed import PredictorError
 from lstm_onnx.serving import protocols, state_token
-from lstm_onnx.serving.app import UNAUTHORIZED, api_error, batching_policy, check_servable, http_error, internal_error
-from lstm_onnx.serving.auth import BearerCheck
+from lstm_onnx.serving.app import api_error, batching_policy, check_servable, http_error, internal_error
+from lstm_onnx.serving.auth import UNAUTHORIZED, BearerCheck
 from lstm_onnx.serving.hotpath import answer, encoded
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.protocols.base import Router
-from lstm_onnx.serving.request_core import RETRY_AFTER_S, RequestCore, model_facts, model_name
+from lstm_onnx.serving.ray_grpc import GrpcRoutes, register_protos
+from lstm_onnx.serving.request_core import RETRY_AFTER_S, RequestCore, check_sequence, model_facts, model_name
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import bad
 
 REPLICA_HEADER = "X-Replica-Id"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 GONE = (ActorDiedError, ActorUnavailableError, RayActorError)
+# a unary sequence request, over HTTP or gRPC: its sequence_id names state that replicas without affinity do not share
+NO_AFFINITY = bad("the sequence extension is not served on Ray Serve (no session affinity)",
+                  "no sequence_id; stream through /v1/sessions, whose session_id carries the state, or send a "
+                  "sequence's requests on one gRPC ModelStreamInfer stream")
 
 
 def replica_unavailable(why: str) -> ApiError:
@@ -70,8 +77,12 @@ class Model:
 
 class RayCore(RequestCore):
     """The request core on Ray Serve: runs go to the Model deployment (batched there), a v1 stream's h/c travels
-    as a signed token in its session_id, and v2 sequences are refused: a sequence_id names server-side state,
-    which replicas without affinity do not share."""
+    as a signed token in its session_id, and v2 sequences are refused (a sequence_id names server-side state,
+    which replicas without affinity do not share) but on a gRPC stream, which stays on one ingress replica for
+    its life: its core (for_stream) keeps the stream's sequences."""
+
+    extensions = ("binary_tensor_data", "model_configuration", "model_repository")
+    sequences: dict | None = None  # key -> (h, c) of a gRPC stream's open sequences; None: not a stream's core
 
     def __init__(self, model, settings: ServeSettings, key: bytes):
         self.model, self.settings, self.key = model, settings, key
@@ -114,9 +125,35 @@ class RayCore(RequestCore):
     async def end_stream(self, sid: str) -> None:
         await self.stream(sid)  # nothing to delete: the state lives in the token
 
+    def for_stream(self) -> "RayCore":
+        core = copy.copy(self)
+        core.sequences = {}
+        return core
+
     async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
-        raise bad("the sequence extension is not served on Ray Serve (no session affinity)",
-                  "no sequence_id; stream through /v1/sessions, whose session_id carries the state")
+        """As app.Server's, with the stream's sequences in place of the SessionStore, at most --max-sessions."""
+        if self.sequences is None:
+            raise NO_AFFINITY
+        key, start, end = sequence
+        facts = await self.facts()
+        check_sequence(facts["stateful"], xs)
+        shown, cap = key.split("/", 2)[2], self.settings.max_sessions
+        if start:
+            if key not in self.sequences and len(self.sequences) >= cap:
+                raise ApiError(503, "too_many_sessions", f"this stream has {len(self.sequences)} open sequences",
+                               f"at most {cap} per stream; end one with sequence_end")
+            zeros = np.zeros((facts["num_states"], facts["hidden_size"]), np.float32)
+            self.sequences[key] = (zeros, zeros)
+        elif key not in self.sequences:
+            raise bad(f"sequence {shown} is not open on this stream: start it with sequence_start (it may have "
+                      "ended, or been started on another stream)")
+        try:
+            (result,) = await self.call([(xs[0], self.sequences[key])])
+            self.sequences[key] = (result["hn"], result["cn"])
+        finally:
+            if end:
+                self.sequences.pop(key, None)
+        return [result]
 
     async def not_ready(self) -> ApiError | None:
         try:
@@ -124,6 +161,10 @@ class RayCore(RequestCore):
         except ApiError as exc:
             return exc
         return None
+
+    def stats(self, name: str, version: str) -> dict:
+        raise ApiError(501, "not_implemented", "statistics are not served on Ray Serve: each model replica counts "
+                       "its own runs and no replica sees the others'", "Ray Serve's metrics")
 
     def reply_headers(self, results: list[dict]) -> dict:
         return {REPLICA_HEADER: ",".join(dict.fromkeys(r["replica"] for r in results))}
@@ -141,14 +182,15 @@ class RayCore(RequestCore):
 
 @serve.deployment
 @serve.ingress(api)
-class Ingress:
+class Ingress(GrpcRoutes):
     """Every path goes to the router of `registered` (the driver's protocols.PROTOCOLS), over RayCore; the bearer
-    check is our server's."""
+    check is our server's. Ray's gRPC proxy calls the methods of GrpcRoutes (serving/ray_grpc.py)."""
 
     def __init__(self, model, settings: ServeSettings, key: bytes, registered: tuple):
         self.core = RayCore(model, settings, key)
         self.router = Router(registered, self.core.extensions)
         self.auth = BearerCheck(settings.auth_token) if settings.auth_token is not None else None
+        register_protos()  # gRPC requests arrive pickled (serving/ray_grpc.py)
 
     @api.api_route("/{path:path}", methods=METHODS)
     async def serve_any(self, path: str, request: Request):

@@ -24,6 +24,9 @@ def serve(settings: ServeSettings, log_level: str = "info") -> None:
     if settings.engine == "ray":
         from lstm_onnx.serving.ray_app import serve as serve_on_ray
 
+        if settings.grpc_port:  # Ray's proxy binds [::]:port in its actor, where a port in use is only a log line
+            listen("0.0.0.0", settings.grpc_port).close()
+
         return serve_on_ray(settings)
     import uvicorn
 
