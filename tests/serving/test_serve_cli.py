@@ -105,3 +105,24 @@ def test_an_address_it_cannot_listen_on_is_one_line(serve_model, monkeypatch, ho
         r = run(str(serve_model), "--host", host, "--port", str(taken.getsockname()[1]))
     assert r.exit_code == 1 and r.output.startswith("Error: ") and words in r.output, r.output
     assert r.output.count("\n") == 1 and "Traceback" not in r.output
+
+
+def test_ray_grpc_port_in_use_is_one_line_before_ray_starts(serve_model, monkeypatch):
+    import socket
+
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        r = run(str(serve_model), "--engine", "ray", "--grpc-port", str(taken.getsockname()[1]))
+    assert r.exit_code == 1 and "cannot listen on 0.0.0.0:" in r.output, r.output
+    assert r.output.count("\n") == 1 and "Traceback" not in r.output
+
+
+def test_ray_app_builder_refuses_grpc_port_with_where_to_set_it():
+    from lstm_onnx.serving.ray_app import app_builder
+
+    with pytest.raises(ValueError, match="serve start --grpc-port N --grpc-servicer-functions "
+                                         "lstm_onnx.serving.ray_grpc.add_servicer"):
+        app_builder({"model": "m.onnx", "grpc_port": "9001"})
