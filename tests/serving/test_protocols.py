@@ -46,7 +46,7 @@ def test_the_router_matches_every_protocols_routes(path, found):
 
 def test_routes_a_core_does_not_offer_are_not_mounted():
     assert matched("/v2/models/m/config")[0] == "/v2/models/{name}/config"
-    assert matched("/v2/models/m/config", ("binary_tensor_data",)) is None  # Ray's core
+    assert matched("/v2/models/m/config", ("binary_tensor_data",)) is None
     assert matched("/v2/models/stats", ("binary_tensor_data",))[0] == "/v2/models/{name}"  # an unknown model there
 
 

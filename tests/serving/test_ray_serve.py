@@ -1,10 +1,11 @@
 """Ray Serve with 2 model replicas on loopback: parity with Predictor, a stream whose steps land on different
-replicas, signed state tokens, the same 4xx JSON as our server, a replica killed under load, and the toy protocol
-(tests/serving/toy_protocol.py) served by the same ingress once registered. One Ray cluster and one Serve app for
-the whole module (ray.init costs seconds)."""
+replicas, signed state tokens, the same 4xx JSON as our server, a replica killed under load, the toy protocol
+(tests/serving/toy_protocol.py) served by the same ingress once registered, and v2 over gRPC through Ray's gRPC
+proxy. One Ray cluster and one Serve app for the whole module (ray.init costs seconds)."""
 from __future__ import annotations
 
 import concurrent.futures
+import importlib.util
 import json
 import socket
 import time
@@ -44,15 +45,21 @@ def replica_actors() -> list[str]:
 def settings_for(serve_model):
     from lstm_onnx.serving.settings import ServeSettings
 
-    return ServeSettings(model=str(serve_model), replicas=2, max_wait_ms=1.0, max_body_bytes=50_000)
+    return ServeSettings(model=str(serve_model), replicas=2, max_wait_ms=1.0, max_body_bytes=50_000, max_sessions=2)
 
 
 @pytest.fixture(scope="module")
-def cluster(serve_model):
+def grpc_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def cluster(serve_model, grpc_port):
     from ray import cloudpickle
 
     from lstm_onnx.serving import protocols
-    from lstm_onnx.serving.ray_app import build
+    from lstm_onnx.serving.ray_app import build, grpc_options
+    from lstm_onnx.serving.settings import ServeSettings
     from tests.serving import toy_protocol
 
     cloudpickle.register_pickle_by_value(toy_protocol)  # the replicas need not import the tests
@@ -60,7 +67,10 @@ def cluster(serve_model):
              log_to_driver=False, configure_logging=False)
     port = free_port()
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # gRPC needs tritonclient[grpc]; without it the module's HTTP tests still run
+        grpc = {} if importlib.util.find_spec("tritonclient") is None else grpc_options(
+            ServeSettings(grpc_port=grpc_port))
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, **grpc)
         with pytest.MonkeyPatch.context() as patch:  # the registry line, in the driver that builds the app
             patch.setattr(protocols, "PROTOCOLS", (*protocols.PROTOCOLS, toy_protocol.PROTOCOL))
             app = build(settings_for(serve_model))
@@ -257,3 +267,159 @@ def test_the_ingress_and_our_server_answer_the_same_4xx(cluster, serve_model, mo
             theirs = cluster.request(method, path, content=body, headers=headers)
             assert 400 <= ours.status_code < 500, (path, body, ours.text)
             assert (theirs.status_code, theirs.json()) == (ours.status_code, ours.json()), (method, path, body)
+
+
+# -- KServe v2 over Ray Serve's gRPC proxy (serving/ray_grpc.py), driven by tritonclient.grpc
+
+@pytest.fixture(scope="module")
+def grpc_client(cluster, grpc_port):
+    grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the triton extra)")
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    yield c
+    c.close()
+
+
+def x_input(x: np.ndarray):
+    import tritonclient.grpc as grpcclient
+
+    return grpcclient.InferInput("x", list(x.shape), "FP32").set_data_from_numpy(x)
+
+
+def served_name(cluster) -> str:
+    return Path(cluster.get("/v1/model").json()["path"]).stem
+
+
+def grpc_error(call) -> tuple[str, str]:
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as err:
+        call()
+    return err.value.status(), err.value.message()
+
+
+def stream(grpc_port, send) -> list[tuple]:
+    """Opens a ModelStreamInfer stream, lets send(client) queue requests, and returns (result, error) per
+    request, in the order they were answered."""
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    answers = queue.Queue()
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    c.start_stream(callback=lambda result, error: answers.put((result, error)))
+    count = send(c)
+    c.stop_stream()  # waits until every answer has come back
+    c.close()
+    got = [answers.get(timeout=30) for _ in range(count)]
+    assert answers.empty()
+    return got
+
+
+def test_grpc_health_metadata_config(cluster, grpc_client, predictor):
+    name = served_name(cluster)
+    assert grpc_client.is_server_live() and grpc_client.is_server_ready() and grpc_client.is_model_ready(name)
+    assert not grpc_client.is_model_ready("other")
+    assert grpc_client.get_server_metadata(as_json=True)["name"] == "lstm-onnx-pipeline"
+    meta = grpc_client.get_model_metadata(name, as_json=True)
+    assert meta["name"] == name and [t["name"] for t in meta["inputs"]] == ["x", "lengths"]
+    assert meta["inputs"][0]["shape"] == ["-1", "-1", str(predictor.num_features)]
+    assert grpc_client.get_model_config(name, as_json=True)["config"]["name"] == name
+    assert grpc_client.get_model_repository_index(as_json=True)["models"] == [
+        {"name": name, "version": "1", "state": "READY"}]
+    status, text = grpc_error(lambda: grpc_client.get_model_metadata("other"))
+    assert status == "StatusCode.NOT_FOUND" and "Request for unknown model: 'other'" in text
+    status, text = grpc_error(lambda: grpc_client.get_inference_statistics(name))
+    assert status == "StatusCode.UNIMPLEMENTED" and "each model replica counts its own runs" in text
+
+
+def test_grpc_infer_raw_and_typed_equal_predictor(cluster, grpc_client, grpc_port, predictor):
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc
+
+    name = served_name(cluster)
+    x = np.random.default_rng(4).normal(size=(3, 6, predictor.num_features)).astype(np.float32)
+    # the same ONNX model under the same onnxruntime: only batching differs, which moves float32 sums by
+    # rounding, so the float32 default tolerance (the other tests' too) holds
+    close(grpc_client.infer(name, [x_input(x)]).as_numpy("y"), predictor.predict(x))
+    typed = pb.ModelInferRequest(model_name=name, id="typed", inputs=[pb.ModelInferRequest.InferInputTensor(
+        name="x", datatype="FP32", shape=list(x.shape), contents=pb.InferTensorContents(fp32_contents=x.ravel()))])
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        reply = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(typed, timeout=30)
+    want = predictor.predict(x)
+    assert reply.id == "typed" and list(reply.outputs[0].shape) == list(want.shape)
+    close(np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(want.shape), want)
+
+
+def test_grpc_bad_request_is_invalid_argument_with_the_reason(cluster, grpc_client, predictor):
+    from lstm_onnx.serving.inputs import ApiError
+    from lstm_onnx.serving.protocols.v2_grpc import message
+
+    x = np.ones((1, 2, predictor.num_features + 1), np.float32)  # one feature too many
+    with pytest.raises(ApiError) as expected:
+        from lstm_onnx.serving.v2_protocol import check_shape
+
+        check_shape(list(x.shape), "x", predictor.num_features, 256, 1024)
+    status, text = grpc_error(lambda: grpc_client.infer(served_name(cluster), [x_input(x)]))
+    assert (status, text) == ("StatusCode.INVALID_ARGUMENT", message(expected.value))
+    # a sequence needs the replica that holds its state; unary calls have no affinity
+    x = np.ones((1, 2, predictor.num_features), np.float32)
+    status, text = grpc_error(lambda: grpc_client.infer(served_name(cluster), [x_input(x)], sequence_id=7,
+                                                        sequence_start=True))
+    assert status == "StatusCode.INVALID_ARGUMENT"
+    assert "the sequence extension is not served on Ray Serve (no session affinity)" in text
+
+
+def test_grpc_stream_answers_each_request_in_order(cluster, grpc_port, predictor):
+    name = served_name(cluster)
+    rng = np.random.default_rng(5)
+    xs = [rng.normal(size=(1 + k % 2, 3 + k, predictor.num_features)).astype(np.float32) for k in range(5)]
+
+    def send(c):
+        for k, x in enumerate(xs):
+            c.async_stream_infer(name, [x_input(x)], request_id=str(k))
+        bad = np.ones((1, 2, 1), np.float32)
+        c.async_stream_infer(name, [x_input(bad)], request_id="bad")
+        c.async_stream_infer(name, [x_input(xs[0])], request_id="after")
+        return len(xs) + 2
+
+    got = stream(grpc_port, send)
+    for k, x in enumerate(xs):
+        result, error = got[k]
+        assert error is None, error
+        assert result.get_response().id == str(k)
+        close(result.as_numpy("y"), predictor.predict(x))
+    assert got[len(xs)][0] is None and "input 'x'" in got[len(xs)][1].message()  # the bad one: its error
+    result, error = got[-1]  # and the stream went on
+    assert error is None and result.get_response().id == "after"
+    close(result.as_numpy("y"), predictor.predict(xs[0]))
+
+
+def test_grpc_sequences_live_within_one_stream(cluster, grpc_port, predictor):
+    name = served_name(cluster)
+    x = np.random.default_rng(6).normal(size=(2, 9, predictor.num_features)).astype(np.float32)
+    chunks = [(0, 2), (2, 5), (5, 9)]
+
+    def send(c):
+        for k, (a, b) in enumerate(chunks):  # two sequences interleaved, each over 3 requests
+            for sid in (1, 2):
+                c.async_stream_infer(name, [x_input(x[sid - 1:sid, a:b])], request_id=f"{sid}:{k}", sequence_id=sid,
+                                     sequence_start=k == 0, sequence_end=k == len(chunks) - 1)
+        c.async_stream_infer(name, [x_input(x[:1, :2])], request_id="ended", sequence_id=1)
+        for sid in (3, 4, 5):  # max_sessions=2 open sequences per stream
+            c.async_stream_infer(name, [x_input(x[:1, :2])], request_id=f"open{sid}", sequence_id=sid,
+                                 sequence_start=True)
+        return 2 * len(chunks) + 4
+
+    got = stream(grpc_port, send)
+    for n, (k, sid) in enumerate((k, sid) for k in range(len(chunks)) for sid in (1, 2)):
+        result, error = got[n]
+        assert error is None, error
+        assert result.get_response().id == f"{sid}:{k}"
+        close(result.as_numpy("y"), predictor.predict(x[sid - 1:sid, :chunks[k][1]]))  # = one pass over the prefix
+    assert "sequence 1 is not open on this stream" in got[6][1].message()
+    assert got[7][1] is None and got[8][1] is None
+    assert "this stream has 2 open sequences" in got[9][1].message()
+    # a new stream starts with none: the sequences were this stream's
+    again = stream(grpc_port, lambda c: c.async_stream_infer(name, [x_input(x[:1, :2])], sequence_id=3) or 1)
+    assert "sequence 3 is not open on this stream" in again[0][1].message()
