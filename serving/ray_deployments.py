@@ -3,7 +3,9 @@
 
 The ingress mounts the same protocol modules as our server (serving/protocols/), through one catch-all route
 that hands each request to the same router and hot-path code with RayCore as the core: the same checks, limits
-and error shapes. No `from __future__ import annotations`: FastAPI must see `Request` itself in the signature."""
+and error shapes. Ray's gRPC proxy calls the ingress's gRPC methods (serving/ray_grpc.py), which hand each call
+to the gRPC protocol module's Service over the same RayCore. No `from __future__ import annotations`: FastAPI
+must see `Request` itself in the signature."""
 
 import copy
 

@@ -78,8 +78,6 @@ class GrpcRoutes:
             self._service = Service(self.core)
         return self._service
 
-    locals().update({rpc: _unary(rpc) for rpc in UNARY})
-
     async def ModelStreamInfer(self, requests, grpc_context):
         try:
             async for reply in self.grpc_service().stream(requests, grpc_context.invocation_metadata()):
@@ -88,3 +86,7 @@ class GrpcRoutes:
             # a stream's status is sent when it ends: Ray keeps the code set here when the method raises
             _set_status(grpc_context, exc)
             raise
+
+
+for _rpc in UNARY:
+    setattr(GrpcRoutes, _rpc, _unary(_rpc))

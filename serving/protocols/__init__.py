@@ -2,8 +2,8 @@
 which both servers mount: the uvicorn app (serving/app.py) and Ray Serve's ingress (serving/ray_deployments.py).
 
 Adding a protocol over HTTP takes two places: its module (a `Protocol` with its routes, handlers over the request
-core, and error shape; serving/protocols/base.py) and its line in PROTOCOLS. v2 over gRPC is its own listener,
-started by the local server (serving/protocols/v2_grpc.py)."""
+core, and error shape; serving/protocols/base.py) and its line in PROTOCOLS. v2 over gRPC is its own listener
+(serving/protocols/v2_grpc.py), started by the local server and bound to Ray Serve's gRPC proxy."""
 from __future__ import annotations
 
 from functools import lru_cache

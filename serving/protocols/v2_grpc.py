@@ -1,13 +1,17 @@
 """The Open Inference Protocol over gRPC (KServe v2's inference.GRPCInferenceService, with the service classes
-tritonclient ships), beside the HTTP routes on the same event loop: requests go through the same request core
-and v2 model operations (serving/protocols/v2_rest.py: check_model, execute, metadata), so the range check,
-batcher, sequences and statistics are those of /v1 and v2 HTTP. Not in the HTTP registry
-(serving/protocols/__init__.py): it is its own listener, which the local server starts (serve --grpc-port).
+tritonclient ships): one module, two bindings. `Service` is the protocol: each RPC takes a request proto and gives
+a response proto or raises ApiError, over the request core and v2 model operations (serving/protocols/v2_rest.py:
+check_model, execute, metadata), so the range check, batcher, sequences and statistics are those of /v1 and v2
+HTTP; the bearer token comes from the `authorization` metadata (ServerLive/Ready open, as the HTTP probes). A
+binding only calls it and turns an ApiError into its transport's status (status_of): `Servicer` here for
+grpc.aio, which the local server starts (serve --grpc-port), and serving/ray_grpc.py for Ray Serve's gRPC
+proxy. Not in the HTTP registry (serving/protocols/__init__.py): it is its own listener.
 
 Tensors: x as FP32 [batch, steps, features] (raw_input_contents or fp32_contents), lengths as INT32 [batch]
 optional, y back in raw_output_contents. Sequences (parameters sequence_id / sequence_start / sequence_end) go
-over ModelInfer or ModelStreamInfer; a stream carries any number of sequences, interleaved, and an error in
-one request is that response's error_message, not the end of the stream."""
+over ModelInfer or ModelStreamInfer through the core's sequence_step (a stream's: RequestCore.for_stream); a
+stream carries any number of sequences, interleaved, and an error in one request is that response's
+error_message, not the end of the stream."""
 from __future__ import annotations
 
 import math
@@ -205,7 +209,7 @@ def _unary(rpc: str):
         except ApiError as exc:
             await context.abort(*status_of(exc))
 
-    method.__name__ = rpc
+    method.__name__ = method.__qualname__ = rpc
     return method
 
 
@@ -215,14 +219,16 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, core):
         self.service = Service(core)
 
-    locals().update({rpc: _unary(rpc) for rpc in UNARY})
-
     async def ModelStreamInfer(self, request_iterator, context):
         try:
             async for reply in self.service.stream(request_iterator, context.invocation_metadata()):
                 yield reply
         except ApiError as exc:  # only the token check: a request's error is its response's error_message
             await context.abort(*status_of(exc))
+
+
+for _rpc in UNARY:
+    setattr(Servicer, _rpc, _unary(_rpc))
 
 
 async def start(core, host: str, port: int, max_message_bytes: int) -> tuple[grpc.aio.Server, int]:
