@@ -176,7 +176,7 @@ class HotRoutes:
                 raise ApiError(405, "method_not_allowed", f"{scope['method']} is not allowed on {route}", "POST",
                                {"Allow": "POST"})
             body = lambda: read_body(scope, receive, self.limit)  # noqa: E731
-            params["headers"] = scope["headers"]
+            params["headers"], params["client"] = scope["headers"], (scope.get("client") or ("",))[0]
             reply = await self.handlers[route](body, params, media_type(scope))
             return (200, *reply) if isinstance(reply, tuple) else (200, reply, None)
         except ApiError as exc:

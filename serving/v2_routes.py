@@ -66,18 +66,19 @@ class V2:
         head = header_length(params["headers"])
         req = await srv.parser.run(parse_infer, await body(), head, srv.predictor.num_features, s.max_items,
                                    s.max_seq_len)
-        return encode_infer(self.name, VERSION, req.id, req.outputs, {"y": await self.execute(req)})
+        return encode_infer(self.name, VERSION, req.id, req.outputs, {"y": await self.execute(req, params["client"])})
 
-    async def execute(self, req) -> np.ndarray:
-        """A parsed infer request (any v2 transport: HTTP or gRPC) -> y, batch-major."""
+    async def execute(self, req, client: str = "") -> np.ndarray:
+        """A parsed infer request (any v2 transport: HTTP or gRPC) -> y, batch-major; `client`: its peer address
+        (the session quota's key)."""
         srv = self.srv
         srv.check_range(req.x, "input 'x'")
         lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
         xs = [x[:n] for x, n in zip(req.x, lengths)]
-        results = await (self.sequence_step(req.sequence, xs) if req.sequence else srv.run([Item(x) for x in xs]))
+        results = await (self.sequence_step(req.sequence, xs, client) if req.sequence else srv.run([Item(x) for x in xs]))
         return stack([r["y"] for r in results], req.x.shape[1], srv.predictor.head == "sequence")
 
-    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
+    async def sequence_step(self, sequence: tuple, xs: list, client: str = "") -> list[dict]:
         srv = self.srv
         key, start, end = sequence
         if srv.sessions is None:
@@ -86,7 +87,7 @@ class V2:
             raise bad(f"a sequence request carries one stream, got a batch of {len(xs)}", "x shaped [1, steps, F]")
         shown = key.split("/", 2)[2]
         if start:
-            session = srv.new_session(key)
+            session = srv.new_session(key, client)
         else:
             try:
                 session = srv.sessions.get(key)
