@@ -6,21 +6,22 @@ import contextlib
 import logging
 import time
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.serving import openapi
 from lstm_onnx.serving.auth import BearerCheck
-from lstm_onnx.serving.batcher import Batcher, Item, QueueFull
+from lstm_onnx.serving.admission import ABUSE_LIMITS
+from lstm_onnx.serving.batcher import Batcher, Item, QueueFull, QueueTimeout
 from lstm_onnx.serving.bodies import predict_arrays, step_array
 from lstm_onnx.serving.hotpath import PREDICT, STEP, V2_INFER, HotRoutes, respond, route_of
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.metrics import Metrics
 from lstm_onnx.serving.model_stats import ModelStats
 from lstm_onnx.serving.parse_pool import ParsePool
-from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
+from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import error_body
 from lstm_onnx.serving.v2_routes import install as install_v2
@@ -46,12 +47,13 @@ class Server:
         self.stats = ModelStats()
         self.batcher = Batcher(predictor, self.batching["max_batch"], settings.max_wait_ms, settings.max_queue,
                                settings.workers, on_batch=lambda n: self.metrics.batch_size.observe(n),
-                               on_run=self.stats.run)
-        self.parser = ParsePool()
+                               on_run=self.stats.run, timeout_s=settings.queue_timeout_s)
+        self.parser = ParsePool(settings.max_parse_queue)
         if "why" in self.batching and settings.max_batch > 1:
             log.info("batching: %s", self.batching["why"])
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,
-                                      settings.max_sessions) if predictor.stateful else None)
+                                      settings.max_sessions, max_per_client=settings.max_sessions_per_client)
+                         if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
         self.v2, self.grpc_port = None, 0  # the v2 routes (create_app), the gRPC port once started
         self.machine = fingerprint()  # what /v1/model reports; it does not change while the process runs
@@ -85,6 +87,10 @@ class Server:
             self.metrics.rejected.inc(reason="queue_full")
             raise ApiError(503, "overloaded", str(exc), "retry after the Retry-After header's seconds",
                            {"Retry-After": RETRY_AFTER_S}) from None
+        except QueueTimeout as exc:
+            self.metrics.rejected.inc(reason="queue_timeout")
+            raise ApiError(503, "queue_timeout", str(exc), "retry after the Retry-After header's seconds, or a "
+                           "less loaded server", {"Retry-After": RETRY_AFTER_S}) from None
         finally:
             self.stats.request(len(items), time.perf_counter_ns() - start, ok)
 
@@ -132,15 +138,20 @@ class Server:
         return result
 
     # -- the FastAPI routes
-    async def open_session(self):
+    async def open_session(self, request: Request):
         if self.sessions is None:
             self.session("")  # raises the 409
-        session = self.new_session()
+        session = self.new_session(client=request.client.host if request.client else "")
         return {"session_id": session.id, "ttl_s": self.settings.session_ttl_s}
 
-    def new_session(self, sid: str | None = None):
+    def new_session(self, sid: str | None = None, client: str = ""):
         try:
-            return self.sessions.create(sid)
+            return self.sessions.create(sid, client)
+        except ClientSessionLimit as exc:
+            self.metrics.rejected.inc(reason="client_session_quota")
+            raise ApiError(429, "too_many_sessions_for_client", str(exc), f"at most "
+                           f"{self.settings.max_sessions_per_client} open sessions per client",
+                           {"Retry-After": RETRY_AFTER_S}) from None
         except SessionLimit as exc:
             self.metrics.rejected.inc(reason="session_limit")
             raise ApiError(503, "too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
@@ -179,7 +190,7 @@ class Server:
                                                          "max_seq_len", "max_body_bytes", "session_ttl_s",
                                                          "max_sessions", "workers", "max_header_bytes",
                                                          "header_timeout_s", "body_timeout_s",
-                                                         "graceful_timeout_s")}}
+                                                         "graceful_timeout_s", *ABUSE_LIMITS)}}
 
 
 def batching_policy(predictor, max_batch: int) -> dict:
