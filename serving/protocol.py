@@ -36,6 +36,10 @@ SHUTTING_DOWN = ApiError(503, "shutting_down", "the server is shutting down", "r
 # race no server can close: a request sent at the very moment the connection closes (after this window, or on
 # any idle close) is lost with the connection, and the client must retry it (for an idempotent request it may).
 SHUTDOWN_LINGER_S = 0.5
+# After a refusal the server stops sending and reads on, dropping what comes, for up to this long (nginx's
+# lingering close): a client still sending its body would otherwise get a reset, which can destroy the refusal
+# before the client reads it.
+REFUSAL_LINGER_S = 2.0
 
 
 def refusal(error: ApiError, path: str = "") -> bytes:
@@ -59,7 +63,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.reading_head, self.head_bytes = True, 0
-        self.admitted, self.draining = False, False
+        self.admitted, self.draining, self.discarding = False, False, 0  # discarding: bytes dropped after a refusal
         self.reserved = self.body_bytes = 0  # body bytes reserved in the admission budget / arrived
         self.timer = self.loop.call_later(self.head_timeout, self.head_timed_out)  # a silent connection too
 
@@ -86,6 +90,11 @@ class LimitedProtocol(HttpToolsProtocol):
             self.timer = None
 
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            self.discarding += len(data)
+            if self.discarding > self.max_body + self.max_head:
+                self.transport.close()
+            return
         self._unset_keepalive_if_required()
         if self.reading_head:
             if self.timer is None:  # the first bytes of a request on a kept-alive connection
@@ -197,7 +206,16 @@ class LimitedProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
-        self.transport.close()
+        self.release_body()
+        if self.admitted:
+            self.admitted = False
+            self.admission.leave()
+        if self.transport.is_closing() or not self.transport.can_write_eof():
+            return self.transport.close()
+        self.discarding = 1
+        self.transport.write_eof()  # after the refusal: the client reads it, then sees the end
+        self.flow.resume_reading()
+        self.timer = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
 
 
 def protocol_for(settings) -> type[LimitedProtocol]:

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from lstm_onnx.serving.settings import ServeSettings
 from tests.harness import record
-from tests.serving.harness_tools import Live, read_reply, request
+from tests.serving.harness_tools import Live, Reply, read_reply, request
 
 pytestmark = pytest.mark.harness
-PER_CLIENT, CONNECTIONS, BODY, BUDGET = 3, 6, 96 << 10, 192 << 10
+PER_CLIENT, CONNECTIONS, BODY, BUDGET = 3, 6, 4 << 20, 8 << 20
+WHOLE = request("POST", "/v1/predict", b'{"inputs": [[' + b", ".join([b"[1.25, 2.5, 3.75]"] * 200_000) + b"]]}")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,22 @@ def test_one_client_cannot_hold_more_than_its_session_quota(live):
     assert live.exchange(request("POST", "/v1/sessions")).status == 201  # all freed by DELETE
 
 
+def whole_bodies(live, clients: int = 12) -> list:
+    """Replies to `clients` at once each sending a 3.8 MB body in one go. A server that closes right after its
+    refusal resets connections still sending, and a client whose send fails (as most HTTP clients do) reads no
+    answer."""
+    def send(_):
+        with live.connect(timeout=10) as s:
+            try:
+                s.sendall(WHOLE)
+            except OSError as exc:
+                return Reply(None, {}, repr(exc).encode(), 0.0)
+            return read_reply(s)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(send, range(clients)))
+
+
 def wait_for(check, seconds: float = 3.0) -> bool:
     deadline = time.monotonic() + seconds
     while not check():
@@ -84,6 +102,8 @@ def test_a_request_on_one_connection_too_many_is_503_before_its_body(live):
             extra.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 90000\r\n\r\n")
             reply = read_reply(extra)
         refused(reply, 503, "too_many_connections", "one connection too many")
+        for reply in whole_bodies(live):  # the refusal must reach clients that send their body at once
+            refused(reply, 503, "too_many_connections", "one connection too many, body sent")
         assert reply.headers.get("connection") == "close"
         probe = live.exchange(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")  # liveness is not load
         record("abuse", probe.status == 200, f"/healthz at the connection cap: {probe.status}")
@@ -112,6 +132,8 @@ def test_bodies_past_the_buffered_bytes_budget_are_503_and_their_bytes_come_back
             third.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 60000\r\n\r\n")
             reply = read_reply(third)
         refused(reply, 503, "body_budget_full", "a body past the budget")
+        for reply in whole_bodies(live):
+            refused(reply, 503, "body_budget_full", "a body past the budget, sent whole")
         chunked = (b"POST /v2/models/serve/infer HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                    b"ea60\r\n" + b" " * 60000 + b"\r\n")  # no length declared: refused as its bytes arrive
         refused(live.exchange(chunked), 503, "", "a chunked body past the budget", v2=True)

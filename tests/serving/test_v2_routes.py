@@ -25,8 +25,8 @@ class HeldServer:
         self.sessions = SessionStore(1, 2, ttl_s=300.0, max_sessions=8)
         self.release = None  # an asyncio.Event made inside the running loop
 
-    def new_session(self, key):
-        return self.sessions.create(key)
+    def new_session(self, key, client=""):
+        return self.sessions.create(key, client)
 
     async def advance(self, session, x):
         if self.release is not None:
