@@ -650,7 +650,8 @@ SERVE_OPTIONS = (
     ("--max-buffered-bytes", "max_buffered_bytes", "Bytes of request bodies held at once, all connections "
                                                    "together; a body beyond it gets 503."),
     ("--max-parse-queue", "max_parse_queue", "Big bodies (> 64 KiB) waiting for the parse process; beyond it 503."),
-    ("--queue-timeout", "queue_timeout_s", "Seconds a sequence may wait in the batch queue; then 503, unrun (0: none)."),
+    ("--queue-timeout", "queue_timeout_s", "Seconds a sequence may wait in the batch queue; then 503, not run "
+                                           "(0: no deadline)."),
     ("--graceful-timeout", "graceful_timeout_s", "Seconds in-flight requests get to finish on SIGTERM."),
     ("--grpc-port", "grpc_port", "Also serve the Open Inference Protocol over gRPC on this port (0: no gRPC; "
                                  "needs the triton extra)."),

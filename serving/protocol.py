@@ -221,5 +221,6 @@ class LimitedProtocol(HttpToolsProtocol):
 def protocol_for(settings) -> type[LimitedProtocol]:
     return type("LimitedProtocol", (LimitedProtocol,), {
         "admission": Admission(settings.max_connections, settings.max_buffered_bytes),
-        "max_body": settings.max_body_bytes, "max_head": settings.max_header_bytes, "head_timeout": settings.header_timeout_s,
+        "max_body": settings.max_body_bytes, "max_head": settings.max_header_bytes,
+        "head_timeout": settings.header_timeout_s,
         "body_timeout": settings.body_timeout_s})

@@ -75,7 +75,8 @@ class V2:
         srv.check_range(req.x, "input 'x'")
         lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
         xs = [x[:n] for x, n in zip(req.x, lengths)]
-        results = await (self.sequence_step(req.sequence, xs, client) if req.sequence else srv.run([Item(x) for x in xs]))
+        results = await (self.sequence_step(req.sequence, xs, client) if req.sequence
+                         else srv.run([Item(x) for x in xs]))
         return stack([r["y"] for r in results], req.x.shape[1], srv.predictor.head == "sequence")
 
     async def sequence_step(self, sequence: tuple, xs: list, client: str = "") -> list[dict]:
