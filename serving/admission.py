@@ -29,8 +29,10 @@ log = logging.getLogger("uvicorn.error")
 class Admission:
     """The counts one server's connections share (one event loop: no locks)."""
 
-    def __init__(self, max_connections: int, max_buffered_bytes: int):
+    def __init__(self, max_connections: int, max_buffered_bytes: int, on_refused=None):
+        """on_refused(reason=...): told of each refusal (the server's lstm_rejected_total)."""
         self.max_connections, self.max_buffered = max_connections, max_buffered_bytes
+        self.on_refused = on_refused or (lambda **reason: None)
         self.connections = 0  # connections that have been let in (at their first request)
         self.buffered = 0  # body bytes reserved by requests still running
         self.freed = 0  # body bytes released since the last trim
@@ -61,11 +63,13 @@ class Admission:
             loop.call_later(0.5, loop.run_in_executor, None, self.trim, 0)
 
     def too_many_connections(self) -> ApiError:
+        self.on_refused(reason="connection_limit")
         return ApiError(503, "too_many_connections", f"the server has {self.max_connections} connections open, "
                         "its limit", "retry after the Retry-After header's seconds, or reuse an open connection",
                         RETRY)
 
     def budget_full(self, size: int) -> ApiError:
+        self.on_refused(reason="body_budget")
         return ApiError(503, "body_budget_full", f"request bodies being read hold {self.buffered} bytes; this "
                         f"one's {size} would pass the server's budget of {self.max_buffered}",
                         "retry after the Retry-After header's seconds", RETRY)

@@ -48,7 +48,7 @@ class Server:
         self.batcher = Batcher(predictor, self.batching["max_batch"], settings.max_wait_ms, settings.max_queue,
                                settings.workers, on_batch=lambda n: self.metrics.batch_size.observe(n),
                                on_run=self.stats.run, timeout_s=settings.queue_timeout_s)
-        self.parser = ParsePool(settings.max_parse_queue)
+        self.parser = ParsePool(settings.max_parse_queue, lambda: self.metrics.rejected.inc(reason="parse_queue_full"))
         if "why" in self.batching and settings.max_batch > 1:
             log.info("batching: %s", self.batching["why"])
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,

@@ -28,15 +28,17 @@ class ParsePool:
     """`max_queue`: big bodies waiting for or in the parse process; one more is refused (503), since its wait
     would only grow with the backlog while its bytes stay in the server."""
 
-    def __init__(self, max_queue: int = 32):
+    def __init__(self, max_queue: int = 32, on_refused=None):
         self.pool: ProcessPoolExecutor | None = None  # started with the first big body
         self.max_queue, self.queued = max_queue, 0
+        self.on_refused = on_refused or (lambda: None)
 
     async def run(self, convert, raw: bytes, *args):
         """convert(raw, *args): on the event loop for small bodies, in the parse process for big ones."""
         if len(raw) <= BIG_BODY_BYTES:
             return convert(raw, *args)
         if self.queued >= self.max_queue:
+            self.on_refused()
             raise ApiError(503, "parse_queue_full", f"{self.queued} big bodies are waiting to be parsed, the "
                            f"server's limit", "retry after the Retry-After header's seconds", {"Retry-After": "1"})
         self.queued += 1

@@ -218,9 +218,10 @@ class LimitedProtocol(HttpToolsProtocol):
         self.timer = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
 
 
-def protocol_for(settings) -> type[LimitedProtocol]:
+def protocol_for(settings, on_refused=None) -> type[LimitedProtocol]:
+    """on_refused(reason=...): told of each connection-cap and body-budget refusal."""
     return type("LimitedProtocol", (LimitedProtocol,), {
-        "admission": Admission(settings.max_connections, settings.max_buffered_bytes),
+        "admission": Admission(settings.max_connections, settings.max_buffered_bytes, on_refused),
         "max_body": settings.max_body_bytes, "max_head": settings.max_header_bytes,
         "head_timeout": settings.header_timeout_s,
         "body_timeout": settings.body_timeout_s})

@@ -114,6 +114,7 @@ def test_a_request_on_one_connection_too_many_is_503_before_its_body(live):
     ok = wait_for(lambda: live.exchange(request("POST", "/v1/predict", b'{"inputs": [[[1, 2, 3]]]}')).status == 200)
     record("abuse", ok, "a request once the held connections closed")
     assert ok
+    assert 'lstm_rejected_total{reason="connection_limit"}' in live.exchange(request("GET", "/metrics")).body.decode()
 
 
 def body_of(steps: int) -> bytes:
@@ -145,6 +146,7 @@ def test_bodies_past_the_buffered_bytes_budget_are_503_and_their_bytes_come_back
     ok = wait_for(lambda: live.exchange(request("POST", "/v1/predict", body)).status == 200)
     record("abuse", ok, "a big body once the stalled ones ended")
     assert ok
+    assert 'lstm_rejected_total{reason="body_budget"}' in live.exchange(request("GET", "/metrics")).body.decode()
 
 
 def test_a_sequence_past_its_queue_deadline_is_503_unrun(serve_model):
