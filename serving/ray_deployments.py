@@ -100,7 +100,7 @@ class RayCore(RequestCore):
         facts = await self.require_stateful()
         return state_token.decode(self.key, sid, facts["num_states"], facts["hidden_size"])  # 404 for a bad one
 
-    async def open_stream(self) -> dict:
+    async def open_stream(self, client: str = "") -> dict:  # no server-side streams: no per-client quota
         facts = await self.require_stateful()
         zeros = np.zeros((facts["num_states"], facts["hidden_size"]), np.float32)
         return {"session_id": state_token.encode(self.key, zeros, zeros, 0), "state": "client", "ttl_s": None}
@@ -114,7 +114,7 @@ class RayCore(RequestCore):
     async def end_stream(self, sid: str) -> None:
         await self.stream(sid)  # nothing to delete: the state lives in the token
 
-    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
+    async def sequence_step(self, sequence: tuple, xs: list, client: str = "") -> list[dict]:
         raise bad("the sequence extension is not served on Ray Serve (no session affinity)",
                   "no sequence_id; stream through /v1/sessions, whose session_id carries the state")
 

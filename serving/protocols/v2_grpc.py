@@ -39,7 +39,15 @@ from lstm_onnx.serving.protocols.v2_rest import PLATFORM, VERSION
 # HTTP status of an ApiError -> gRPC status, as Triton maps its errors
 CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
          409: grpc.StatusCode.FAILED_PRECONDITION, 413: grpc.StatusCode.INVALID_ARGUMENT,
+         429: grpc.StatusCode.RESOURCE_EXHAUSTED,
          422: grpc.StatusCode.INVALID_ARGUMENT, 503: grpc.StatusCode.UNAVAILABLE}
+
+
+def peer_host(peer: str) -> str:
+    """grpc's peer ("ipv4:10.0.0.1:5000", "ipv6:[::1]:5000") -> its address, the session quota's key."""
+    return peer.rpartition(":")[0].partition(":")[2]
+
+
 CONTENTS = {"FP32": "fp32_contents", "INT32": "int_contents"}
 
 
@@ -108,25 +116,25 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def _abort(self, context, exc: ApiError):
         await context.abort(CODES.get(exc.status, grpc.StatusCode.INTERNAL), message(exc))
 
-    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def infer(self, request: pb.ModelInferRequest, client: str = "") -> pb.ModelInferResponse:
         core, s = self.core, self.core.settings
         v2_rest.check_model(core, request.model_name, request.model_version)
         facts = await core.facts()
         # no parse process here: grpc has decoded the message already, and raw contents are one frombuffer
         req = parse_request(request, facts["num_features"], s.max_items, s.max_seq_len)
-        y, _ = await v2_rest.execute(core, req)
+        y, _ = await v2_rest.execute(core, req, client)
         return response(core.name, req.id, y)
 
     async def ModelInfer(self, request, context):
         try:
-            return await self.infer(request)
+            return await self.infer(request, peer_host(context.peer()))
         except ApiError as exc:
             await self._abort(context, exc)
 
     async def ModelStreamInfer(self, request_iterator, context):
         async for request in request_iterator:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await self.infer(request))
+                yield pb.ModelStreamInferResponse(infer_response=await self.infer(request, peer_host(context.peer())))
             except ApiError as exc:
                 yield pb.ModelStreamInferResponse(error_message=message(exc),
                                                   infer_response=pb.ModelInferResponse(id=request.id))

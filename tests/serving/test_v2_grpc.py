@@ -187,3 +187,15 @@ def test_a_bad_request_on_a_stream_is_its_error_and_the_stream_goes_on(live, pre
     assert error is not None and "sequence 4242 is not open" in error.message()
     assert ok is None and result.get_response().id == "b"
     close(result.as_numpy("y"), predictor.predict(x))
+
+
+def test_a_grpc_sequence_counts_against_its_peer_s_session_quota(live, client):
+    from lstm_onnx.serving.protocols.v2_grpc import peer_host
+
+    assert [peer_host(p) for p in ("ipv4:10.0.0.1:5000", "ipv6:[::1]:5000")] == ["10.0.0.1", "[::1]"]
+    x = np.zeros((1, 2, 3), np.float32)
+    client.infer(NAME, [x_input(x)], sequence_id=9191, sequence_start=True)
+    sessions = live.server.config.app.state.server.sessions
+    assert sessions.sessions["v2/int/9191"].client == "127.0.0.1"
+    client.infer(NAME, [x_input(x)], sequence_id=9191, sequence_end=True)
+    assert "v2/int/9191" not in sessions.sessions
