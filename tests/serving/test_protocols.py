@@ -58,7 +58,8 @@ def test_the_error_shape_is_the_paths_protocols(path, v2):
                                                                          "expected": "yes"}})
 
 
-@pytest.mark.parametrize("status, code", [(408, "header_timeout"), (431, "headers_too_large")])
+@pytest.mark.parametrize("status, code", [(408, "header_timeout"), (431, "headers_too_large"),
+                                          (503, "too_many_connections"), (503, "body_budget_full")])
 def test_refusals_before_any_route_are_in_the_paths_shape(status, code):
     def body(path):
         return json.loads(refusal(ApiError(status, code, "refused"), path).partition(b"\r\n\r\n")[2])
