@@ -30,6 +30,7 @@ help:
 	@echo "make bench-contention  default threads vs 1/2 x active/passive waiting, idle and with a busy process"
 	@echo "make bench-ddp    data-parallel training: 1 process x 2 threads vs 2 processes x 1 thread"
 	@echo "make bench-data   check-data on a 1M-row and a 20,000-column CSV (goal: 30 s each)"
+	@echo "make bench-abuse  server RSS through session-id and 4 MiB body floods, /healthz p50/p99 under 200 clients"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: lstm-pipeline loadtest against it"
 	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, Triton, Ray x1 and x2: one run"
@@ -135,6 +136,12 @@ serve: $(RUN_DIR)/model-serve.onnx
 LOADTEST_ARGS ?= --concurrency 1,16,64 --seconds 10
 loadtest: $(RUN_DIR)/model-serve.onnx
 	$(CLI) loadtest --start $< $(LOADTEST_ARGS)
+
+# benchmarks/abuse_figures.py: server RSS through session-id and 4 MiB body floods, /healthz under 200 clients.
+ABUSE_ARGS ?=
+.PHONY: bench-abuse
+bench-abuse: $(RUN_DIR)/model-serve.onnx
+	$(PY) benchmarks/abuse_figures.py $< $(ABUSE_ARGS)
 
 # benchmarks/loadtest.py: servers in several modes and engines side by side (batching on vs off, Triton, Ray).
 BENCH_LOAD_ARGS ?= --clients 64 --seconds 10

@@ -641,9 +641,17 @@ SERVE_OPTIONS = (
     ("--max-seq-len", "max_seq_len", "Steps per sequence (and per session step) a request may send; beyond it 422."),
     ("--session-ttl", "session_ttl_s", "Idle seconds before a session expires."),
     ("--max-sessions", "max_sessions", "Open streaming sessions at once; beyond it 503."),
+    ("--max-sessions-per-client", "max_sessions_per_client", "Open sessions/sequences one client address may hold; "
+                                                             "beyond it 429 (behind a proxy, all clients share one)."),
     ("--max-header-bytes", "max_header_bytes", "Request line + headers; beyond it 431."),
     ("--header-timeout", "header_timeout_s", "Seconds for a request's headers to arrive, else 408."),
     ("--body-timeout", "body_timeout_s", "Seconds for a body to arrive after its headers, else 408."),
+    ("--max-connections", "max_connections", "Open connections; a request on one more gets 503 (probes excepted)."),
+    ("--max-buffered-bytes", "max_buffered_bytes", "Bytes of request bodies held at once, all connections "
+                                                   "together; a body beyond it gets 503."),
+    ("--max-parse-queue", "max_parse_queue", "Big bodies (> 64 KiB) waiting for the parse process; beyond it 503."),
+    ("--queue-timeout", "queue_timeout_s", "Seconds a sequence may wait in the batch queue; then 503, not run "
+                                           "(0: no deadline)."),
     ("--graceful-timeout", "graceful_timeout_s", "Seconds in-flight requests get to finish on SIGTERM."),
     ("--grpc-port", "grpc_port", "Also serve the Open Inference Protocol over gRPC on this port (0: no gRPC; "
                                  "needs the triton extra)."),

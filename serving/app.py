@@ -13,8 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lstm_onnx.core.machine import fingerprint
 from lstm_onnx.serving import openapi, protocols
+from lstm_onnx.serving.admission import ABUSE_LIMITS
 from lstm_onnx.serving.auth import UNAUTHORIZED, BearerCheck
-from lstm_onnx.serving.batcher import Batcher, Item, QueueFull
+from lstm_onnx.serving.batcher import Batcher, Item, QueueFull, QueueTimeout
 from lstm_onnx.serving.hotpath import HotRoutes, call_of, encoded, respond
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.metrics import Metrics
@@ -30,7 +31,7 @@ from lstm_onnx.serving.request_core import (
     model_name,
     overloaded,
 )
-from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
+from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import bad
 
@@ -55,12 +56,13 @@ class Server(RequestCore):
         self.model_stats = ModelStats()
         self.batcher = Batcher(predictor, self.batching["max_batch"], settings.max_wait_ms, settings.max_queue,
                                settings.workers, on_batch=lambda n: self.metrics.batch_size.observe(n),
-                               on_run=self.model_stats.run)
-        self.parser = ParsePool()
+                               on_run=self.model_stats.run, timeout_s=settings.queue_timeout_s)
+        self.parser = ParsePool(settings.max_parse_queue, lambda: self.metrics.rejected.inc(reason="parse_queue_full"))
         if "why" in self.batching and settings.max_batch > 1:
             log.info("batching: %s", self.batching["why"])
         self.sessions = (SessionStore(predictor.num_states, predictor.hidden_size, settings.session_ttl_s,
-                                      settings.max_sessions) if predictor.stateful else None)
+                                      settings.max_sessions, max_per_client=settings.max_sessions_per_client)
+                         if predictor.stateful else None)
         self.metrics = Metrics(lambda: self.batcher.depth, lambda: len(self.sessions or ()))
         self.grpc_port = 0  # once started
         self.machine = fingerprint()  # what /v1/model reports; it does not change while the process runs
@@ -104,6 +106,10 @@ class Server(RequestCore):
         except QueueFull as exc:
             self.metrics.rejected.inc(reason="queue_full")
             raise overloaded(str(exc)) from None
+        except QueueTimeout as exc:
+            self.metrics.rejected.inc(reason="queue_timeout")
+            raise ApiError(503, "queue_timeout", str(exc), "retry after the Retry-After header's seconds, or a "
+                           "less loaded server", {"Retry-After": RETRY_AFTER_S}) from None
         finally:
             self.model_stats.request(len(items), time.perf_counter_ns() - start, ok)
 
@@ -132,15 +138,20 @@ class Server(RequestCore):
             session.last_used = self.sessions.clock()
         return result
 
-    async def open_stream(self) -> dict:
+    async def open_stream(self, client: str = "") -> dict:
         if self.sessions is None:
             raise NOT_STATEFUL
-        session = self.new_session()
+        session = self.new_session(client=client)
         return {"session_id": session.id, "ttl_s": self.settings.session_ttl_s}
 
-    def new_session(self, sid: str | None = None):
+    def new_session(self, sid: str | None = None, client: str = ""):
         try:
-            return self.sessions.create(sid)
+            return self.sessions.create(sid, client)
+        except ClientSessionLimit as exc:
+            self.metrics.rejected.inc(reason="client_session_quota")
+            raise ApiError(429, "too_many_sessions_for_client", str(exc), f"at most "
+                           f"{self.settings.max_sessions_per_client} open sessions per client",
+                           {"Retry-After": RETRY_AFTER_S}) from None
         except SessionLimit as exc:
             self.metrics.rejected.inc(reason="session_limit")
             raise ApiError(503, "too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
@@ -150,13 +161,14 @@ class Server(RequestCore):
         self.session(sid)
         self.sessions.delete(sid)
 
-    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
-        """v2 sequence ids are session keys `v2/<int|str>/<id>` in the one SessionStore (v1 ids never hold "/")."""
+    async def sequence_step(self, sequence: tuple, xs: list, client: str = "") -> list[dict]:
+        """v2 sequence ids are session keys `v2/<int|str>/<id>` in the one SessionStore (v1 ids never hold "/"),
+        so a client's sequences and sessions count against one quota."""
         key, start, end = sequence
         check_sequence(self.sessions is not None, xs)
         shown = key.split("/", 2)[2]
         if start:
-            session = self.new_session(key)
+            session = self.new_session(key, client)
         else:
             try:
                 session = self.sessions.get(key)
@@ -196,7 +208,7 @@ class Server(RequestCore):
                                                          "max_seq_len", "max_body_bytes", "session_ttl_s",
                                                          "max_sessions", "workers", "max_header_bytes",
                                                          "header_timeout_s", "body_timeout_s",
-                                                         "graceful_timeout_s")}}
+                                                         "graceful_timeout_s", *ABUSE_LIMITS)}}
 
     async def render_metrics(self):
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -20,6 +20,10 @@ class QueueFull(RuntimeError):
     pass
 
 
+class QueueTimeout(RuntimeError):
+    """The sequence waited in the queue past the deadline, and was not run (Triton's queue policy timeout)."""
+
+
 @dataclass
 class Item:
     x: np.ndarray  # raw [S, F]
@@ -30,10 +34,11 @@ class Item:
 
 class Batcher:
     def __init__(self, predictor, max_batch: int, max_wait_ms: float, max_queue: int, workers: int,
-                 on_batch=None, on_run=None):
+                 on_batch=None, on_run=None, timeout_s: float = 0.0):
         self.predictor = predictor
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1e3, max_queue
         self.workers = workers
+        self.timeout_ns = round(timeout_s * 1e9)  # 0: no deadline
         self.on_batch = on_batch or (lambda n: None)
         self.on_run = on_run or (lambda n, queued_ns, compute_ns: None)  # after a run that succeeded
         self.pending: deque[Item] = deque()
@@ -96,7 +101,18 @@ class Batcher:
         batch = [self.pending.popleft() for _ in range(min(self.max_batch, len(self.pending)))]
         if len(self.pending) < self.max_batch:
             self.full.clear()
+        if self.timeout_ns:
+            self.expire(batch)
         return [item for item in batch if not item.future.done()]  # skip callers that went away
+
+    def expire(self, batch: list[Item]) -> None:
+        now = time.perf_counter_ns()
+        for item in batch:
+            waited = now - item.queued_ns
+            if waited > self.timeout_ns and not item.future.done():
+                item.future.set_exception(QueueTimeout(
+                    f"Request timeout expired: waited {waited / 1e9:.2f} s in the queue, past the deadline of "
+                    f"{self.timeout_ns / 1e9:g} s"))
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()

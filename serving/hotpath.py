@@ -135,7 +135,8 @@ async def read_body(scope, receive, limit: int) -> bytes:
 
 
 def call_of(scope, receive, params: dict, limit: int) -> Call:
-    return Call(scope["method"], params, scope["headers"], media_type(scope), lambda: read_body(scope, receive, limit))
+    return Call(scope["method"], params, scope["headers"], media_type(scope),
+                lambda: read_body(scope, receive, limit), (scope.get("client") or ("",))[0])
 
 
 async def answer(router, core, scope, receive, route, params: dict, limit: int) -> tuple | None:

@@ -18,11 +18,12 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "expected": {"type": "string"}}}}}
 REASONS = {400: "Malformed body (JSON or .npy)", 401: "Missing or wrong bearer token", 404: "Unknown session",
            405: "Method not allowed", 409: "The model has no h0/c0 inputs", 413: "Body or batch over the limits",
-           422: "Body well-formed but not the model's inputs", 503: "Overloaded, not ready or shutting down"}
+           422: "Body well-formed but not the model's inputs", 429: "The client holds its quota of sessions",
+           503: "Overloaded, not ready or shutting down"}
 # What each route can refuse with (all in the ERROR shape); 401 is added everywhere but the probes with a token.
 REFUSALS = {(PREDICT, "post"): (400, 405, 413, 422, 503),
             (STEP, "post"): (400, 404, 405, 409, 413, 422, 503),
-            ("/v1/sessions", "post"): (409, 503), ("/v1/sessions/{sid}", "delete"): (404, 409),
+            ("/v1/sessions", "post"): (409, 429, 503), ("/v1/sessions/{sid}", "delete"): (404, 409),
             ("/readyz", "get"): (503,)}
 
 

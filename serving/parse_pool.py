@@ -14,6 +14,9 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from lstm_onnx.serving.inputs import ApiError
+from lstm_onnx.serving.request_core import RETRY_AFTER_S
+
 BIG_BODY_BYTES = 64 << 10  # bodies up to this parse on the loop (about 1 ms); the child costs ~1 ms a trip
 log = logging.getLogger("uvicorn.error")
 
@@ -23,13 +26,30 @@ def _ignore_sigint() -> None:  # Ctrl-C reaches the whole process group; the ser
 
 
 class ParsePool:
-    def __init__(self):
+    """`max_queue`: big bodies waiting for or in the parse process; one more is refused (503), since its wait
+    would only grow with the backlog while its bytes stay in the server."""
+
+    def __init__(self, max_queue: int = 32, on_refused=None):
         self.pool: ProcessPoolExecutor | None = None  # started with the first big body
+        self.max_queue, self.queued = max_queue, 0
+        self.on_refused = on_refused or (lambda: None)
 
     async def run(self, convert, raw: bytes, *args):
         """convert(raw, *args): on the event loop for small bodies, in the parse process for big ones."""
         if len(raw) <= BIG_BODY_BYTES:
             return convert(raw, *args)
+        if self.queued >= self.max_queue:
+            self.on_refused()
+            raise ApiError(503, "parse_queue_full", f"{self.queued} big bodies are waiting to be parsed, the "
+                           f"server's limit", "retry after the Retry-After header's seconds",
+                           {"Retry-After": RETRY_AFTER_S})
+        self.queued += 1
+        try:
+            return await self._parse(convert, raw, *args)
+        finally:
+            self.queued -= 1
+
+    async def _parse(self, convert, raw: bytes, *args):
         if self.pool is None:
             self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
         try:

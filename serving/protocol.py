@@ -1,5 +1,6 @@
 """uvicorn's httptools protocol with the limits it lacks: a size limit on the request head, read timeouts for
-the head and the body, and a shutdown that refuses a request still sending its body instead of waiting for it.
+the head and the body, caps on connections and on buffered body bytes (serving/admission.py), and a shutdown
+that answers every request instead of waiting for a body or closing a kept-alive connection under a request.
 
 uvicorn keeps growing a header while it arrives (four 128 MiB headers cost the server 560 MiB) and waits for a
 stalled body forever, so these limits have to sit where the bytes arrive, before the ASGI app sees a request.
@@ -10,13 +11,36 @@ from __future__ import annotations
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from lstm_onnx.serving.admission import PROBES, Admission
 from lstm_onnx.serving.hotpath import dumps
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.protocols import error_body
+from lstm_onnx.serving.request_core import RETRY_AFTER_S
 
 
 class HeadTooLarge(Exception):
     pass
+
+
+class Refused(Exception):
+    """Raised in a parser callback: httptools stops parsing, and data_received answers `error`."""
+
+    def __init__(self, error: ApiError):
+        super().__init__(error.message)
+        self.error = error
+
+
+SHUTTING_DOWN = ApiError(503, "shutting_down", "the server is shutting down", "retry on a running server",
+                         {"Retry-After": RETRY_AFTER_S})
+# How long an idle kept-alive connection stays open once shutdown starts. A request its client sent just before
+# it saw the shutdown arrives in this window and is answered 503 instead of meeting a close. HTTP/1.1 leaves a
+# race no server can close: a request sent at the very moment the connection closes (after this window, or on
+# any idle close) is lost with the connection, and the client must retry it (for an idempotent request it may).
+SHUTDOWN_LINGER_S = 0.5
+# After a refusal the server stops sending and reads on, dropping what comes, for up to this long (nginx's
+# lingering close): a client still sending its body would otherwise get a reset, which can destroy the refusal
+# before the client reads it.
+REFUSAL_LINGER_S = 2.0
 
 
 def refusal(error: ApiError, path: str = "") -> bytes:
@@ -29,20 +53,37 @@ def refusal(error: ApiError, path: str = "") -> bytes:
 
 
 class LimitedProtocol(HttpToolsProtocol):
-    """Subclassed per server by `protocol_for(settings)`, which sets the three limits."""
+    """Subclassed per server by `protocol_for(settings)`, which sets the limits and the server's Admission."""
 
     max_head = 64 << 10
+    max_body = 4 << 20
     head_timeout = 10.0
     body_timeout = 30.0
+    admission: Admission
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.reading_head, self.head_bytes = True, 0
+        self.admitted, self.draining, self.discarding = False, False, 0  # discarding: bytes dropped after a refusal
+        self.reserved = self.body_bytes = 0  # body bytes reserved in the admission budget / arrived
         self.timer = self.loop.call_later(self.head_timeout, self.head_timed_out)  # a silent connection too
 
     def connection_lost(self, exc) -> None:
         self.cancel_timer()
+        self.release_body()
+        if self.admitted:
+            self.admitted = False
+            self.admission.leave()
         super().connection_lost(exc)
+
+    def release_body(self) -> None:
+        if self.reserved:
+            self.admission.release(self.reserved, self.loop)
+        self.reserved = self.body_bytes = 0
+
+    def on_response_complete(self) -> None:
+        self.release_body()  # the request's task ends with its response, and its body with it
+        super().on_response_complete()
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -50,6 +91,11 @@ class LimitedProtocol(HttpToolsProtocol):
             self.timer = None
 
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            self.discarding += len(data)
+            if self.discarding > self.max_body + self.max_head:
+                self.transport.close()
+            return
         self._unset_keepalive_if_required()
         if self.reading_head:
             if self.timer is None:  # the first bytes of a request on a kept-alive connection
@@ -65,6 +111,8 @@ class LimitedProtocol(HttpToolsProtocol):
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, HeadTooLarge):
                 return self.refuse_head()
+            if isinstance(exc.__context__, Refused):
+                return self.refuse(exc.__context__.error)
             self.logger.warning("Invalid HTTP request received.")
             return self.refuse(ApiError(400, "bad_request", f"not a valid HTTP/1.1 request ({exc})",
                                         "an HTTP/1.1 request"))
@@ -76,10 +124,41 @@ class LimitedProtocol(HttpToolsProtocol):
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.max_head:
             raise HeadTooLarge  # httptools stops parsing and raises HttpParserCallbackError from it
+        self.admit()
         self.reading_head = False
         self.cancel_timer()
         super().on_headers_complete()
+        if not self.admitted:  # a probe past the connection cap: answered, then the connection closes
+            self.cycle.keep_alive = False
         self.timer = self.loop.call_later(self.body_timeout, self.body_timed_out)
+
+    def admit(self) -> None:
+        """Refuse (raise Refused) a request the server will not take on: after shutdown began, on one connection
+        too many, or whose declared body would pass the buffered-bytes budget. Nothing of its body is read."""
+        if self.draining:
+            raise Refused(SHUTTING_DOWN)
+        if not self.admitted:
+            self.admitted = self.admission.admit()
+            probe = self.url.partition(b"?")[0] in PROBES and self.parser.get_method() in (b"GET", b"HEAD")
+            if not self.admitted and not probe:
+                raise Refused(self.admission.too_many_connections())
+        declared = next((v for k, v in self.headers if k == b"content-length"), b"")
+        # a declared size over max_body is refused (413) by the route before it reads; on_body counts what comes
+        size = int(declared) if declared.isdigit() and int(declared) <= self.max_body else 0
+        if size:
+            if not self.admission.reserve(size):
+                raise Refused(self.admission.budget_full(size))
+            self.reserved = size
+
+    def on_body(self, body: bytes) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.body_bytes += len(body)
+            if self.body_bytes > self.reserved:  # chunked, or more than declared
+                more = self.body_bytes - self.reserved
+                if not self.admission.reserve(more):
+                    raise Refused(self.admission.budget_full(self.body_bytes))
+                self.reserved += more
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -106,9 +185,16 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         if not self.reading_head:  # headers in, body still coming: no work has started, so don't wait for it
-            return self.refuse(ApiError(503, "shutting_down", "the server is shutting down",
-                                        "retry on a running server", {"Retry-After": "1"}))
-        super().shutdown()
+            return self.refuse(SHUTTING_DOWN)
+        if self.cycle is not None and not self.cycle.response_complete:
+            return super().shutdown()  # its response goes out with Connection: close
+        # idle, or a request head arriving: uvicorn would close it now, under a request already on its way
+        self.draining = True
+        self.loop.call_later(SHUTDOWN_LINGER_S, self.close_idle)
+
+    def close_idle(self) -> None:
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self.transport.close()
 
     def refuse(self, error: ApiError) -> None:
         """Answer `error` unless a response is already under way on this connection, then close it. A request
@@ -121,10 +207,22 @@ class LimitedProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
-        self.transport.close()
+        self.release_body()
+        if self.admitted:
+            self.admitted = False
+            self.admission.leave()
+        if self.transport.is_closing() or not self.transport.can_write_eof():
+            return self.transport.close()
+        self.discarding = 1
+        self.transport.write_eof()  # after the refusal: the client reads it, then sees the end
+        self.flow.resume_reading()
+        self.timer = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
 
 
-def protocol_for(settings) -> type[LimitedProtocol]:
+def protocol_for(settings, on_refused=None) -> type[LimitedProtocol]:
+    """on_refused(reason=...): told of each connection-cap and body-budget refusal."""
     return type("LimitedProtocol", (LimitedProtocol,), {
-        "max_head": settings.max_header_bytes, "head_timeout": settings.header_timeout_s,
+        "admission": Admission(settings.max_connections, settings.max_buffered_bytes, on_refused),
+        "max_body": settings.max_body_bytes, "max_head": settings.max_header_bytes,
+        "head_timeout": settings.header_timeout_s,
         "body_timeout": settings.body_timeout_s})

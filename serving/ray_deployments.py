@@ -113,7 +113,7 @@ class RayCore(RequestCore):
         facts = await self.require_stateful()
         return state_token.decode(self.key, sid, facts["num_states"], facts["hidden_size"])  # 404 for a bad one
 
-    async def open_stream(self) -> dict:
+    async def open_stream(self, client: str = "") -> dict:  # no server-side streams: no per-client quota
         facts = await self.require_stateful()
         zeros = np.zeros((facts["num_states"], facts["hidden_size"]), np.float32)
         return {"session_id": state_token.encode(self.key, zeros, zeros, 0), "state": "client", "ttl_s": None}
@@ -132,7 +132,7 @@ class RayCore(RequestCore):
         core.sequences = {}
         return core
 
-    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
+    async def sequence_step(self, sequence: tuple, xs: list, client: str = "") -> list[dict]:
         """As app.Server's, with the stream's sequences in place of the SessionStore, at most --max-sessions."""
         if self.sequences is None:
             raise NO_AFFINITY

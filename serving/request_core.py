@@ -12,7 +12,8 @@ from pathlib import Path
 from lstm_onnx.runtimes.embed import range_problem
 from lstm_onnx.serving.inputs import ApiError
 
-RETRY_AFTER_S = "1"  # every refusal that asks for a retry: overload, session cap, shutdown, a replica gone
+RETRY_AFTER_S = "1"  # every refusal that asks for a retry: overload, session cap and quota, queue deadline,
+# connection cap, body budget, parse backlog, shutdown, a replica gone
 
 
 def overloaded(message: str) -> ApiError:
@@ -94,8 +95,8 @@ class RequestCore:
         """The v1 stream `sid` (409 for a model without state, 404 for an unknown one)."""
         raise NotImplementedError
 
-    async def open_stream(self) -> dict:
-        """A new v1 stream: the POST /v1/sessions reply."""
+    async def open_stream(self, client: str = "") -> dict:
+        """A new v1 stream for `client` (Call.client: its peer address): the POST /v1/sessions reply."""
         raise NotImplementedError
 
     async def step_stream(self, stream, x) -> tuple[dict, dict]:
@@ -105,8 +106,9 @@ class RequestCore:
     async def end_stream(self, sid: str) -> None:
         raise NotImplementedError
 
-    async def sequence_step(self, sequence: tuple, xs: list) -> list[dict]:
-        """A v2 sequence request: (key, start, end) from v2_protocol.sequence_of, one stream in xs."""
+    async def sequence_step(self, sequence: tuple, xs: list, client: str = "") -> list[dict]:
+        """A v2 sequence request: (key, start, end) from v2_protocol.sequence_of, one stream in xs, from `client`
+        (as in open_stream)."""
         raise NotImplementedError
 
     def for_stream(self) -> "RequestCore":

@@ -14,10 +14,12 @@ def config_for(settings: ServeSettings, app, log_level: str = "info"):
 
     from lstm_onnx.serving.protocol import protocol_for
 
-    # No route reads the client's address or scheme, so X-Forwarded-* handling would be a layer for nothing.
+    # X-Forwarded-For is not trusted: the session quota's client is the peer address, which a client cannot forge.
+    srv = getattr(getattr(app, "state", None), "server", None)
+    http = protocol_for(settings, srv.metrics.rejected.inc if srv is not None else None)
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
                           timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
-                          proxy_headers=False, http=protocol_for(settings), ws="none")
+                          proxy_headers=False, http=http, ws="none")
 
 
 def serve(settings: ServeSettings, log_level: str = "info") -> None:

@@ -1,4 +1,5 @@
-"""Streaming sessions: the server holds each stream's h/c between steps, with an idle TTL and a cap."""
+"""Streaming sessions: the server holds each stream's h/c between steps, with an idle TTL, a cap, and a quota per
+client (its peer address), so that one client cannot take every session."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,10 @@ class SessionLimit(RuntimeError):
     pass
 
 
+class ClientSessionLimit(SessionLimit):
+    """The client holds its quota of open sessions; others may still open theirs."""
+
+
 class UnknownSession(KeyError):
     pass
 
@@ -24,14 +29,26 @@ class Session:
     c: np.ndarray
     last_used: float
     steps: int = 0
+    client: str = ""  # who opened it, for the per-client quota
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one step at a time per stream
 
 
 class SessionStore:
-    def __init__(self, num_states: int, hidden: int, ttl_s: float, max_sessions: int, clock=time.monotonic):
+    def __init__(self, num_states: int, hidden: int, ttl_s: float, max_sessions: int, clock=time.monotonic,
+                 max_per_client: int | None = None):
         self.shape = (num_states, hidden)
         self.ttl, self.max_sessions, self.clock = ttl_s, max_sessions, clock
+        self.max_per_client = max_per_client if max_per_client is not None else max_sessions
         self.sessions: dict[str, Session] = {}
+        self.per_client: dict[str, int] = {}
+
+    def _drop(self, sid: str) -> None:
+        client = self.sessions.pop(sid).client
+        left = self.per_client[client] - 1
+        if left:
+            self.per_client[client] = left
+        else:
+            del self.per_client[client]
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -41,26 +58,34 @@ class SessionStore:
         now = self.clock()
         expired = [sid for sid, s in self.sessions.items() if now - s.last_used > self.ttl]
         for sid in expired:
-            del self.sessions[sid]
+            self._drop(sid)
         return len(expired)
 
-    def create(self, sid: str | None = None) -> Session:
-        """A new session with zero state, under `sid` if given (one already there under it is replaced)."""
+    def create(self, sid: str | None = None, client: str = "") -> Session:
+        """A new session with zero state for `client`, under `sid` if given (one already there under it is
+        replaced)."""
         self.sweep()
         if sid in self.sessions:
-            del self.sessions[sid]
+            self._drop(sid)
+        if self.per_client.get(client, 0) >= self.max_per_client:
+            raise ClientSessionLimit(f"this client ({client or 'unknown address'}) holds {self.max_per_client} "
+                                     f"open sessions, its quota; end finished ones or wait for idle ones to expire "
+                                     f"({self.ttl:g} s)")
         if len(self.sessions) >= self.max_sessions:
             raise SessionLimit(f"session limit reached ({self.max_sessions} open); DELETE finished sessions "
                                f"or wait for idle ones to expire ({self.ttl:g} s)")
         sid = sid if sid is not None else secrets.token_urlsafe(12)
-        session = Session(sid, np.zeros(self.shape, np.float32), np.zeros(self.shape, np.float32), self.clock())
+        session = Session(sid, np.zeros(self.shape, np.float32), np.zeros(self.shape, np.float32), self.clock(),
+                          client=client)
         self.sessions[sid] = session
+        self.per_client[client] = self.per_client.get(client, 0) + 1
         return session
 
     def get(self, sid: str) -> Session:
         session = self.sessions.get(sid)
         if session is None or self.clock() - session.last_used > self.ttl:
-            self.sessions.pop(sid, None)
+            if session is not None:
+                self._drop(sid)
             raise UnknownSession(sid)
         session.last_used = self.clock()
         return session
@@ -71,7 +96,7 @@ class SessionStore:
         stored = self.sessions.get(sid)
         if stored is None or (session is not None and stored is not session):
             raise UnknownSession(sid)
-        del self.sessions[sid]
+        self._drop(sid)
 
     async def sweep_forever(self) -> None:
         while True:

@@ -26,10 +26,15 @@ class ServeSettings:
     max_body_bytes: int = 4 << 20
     session_ttl_s: float = 300.0  # idle time after which a session is dropped
     max_sessions: int = 1000
+    max_sessions_per_client: int = 100  # open sessions/sequences one peer address may hold; beyond it 429
     graceful_timeout_s: float = 30.0  # in-flight requests get this long to finish on shutdown
     max_header_bytes: int = 64 << 10  # request line and headers; beyond it 431
     header_timeout_s: float = 10.0  # a request's headers must arrive within this of its first byte, else 408
     body_timeout_s: float = 30.0  # and its whole body within this of its headers, else 408
+    max_connections: int = 512  # open connections; a request on one more gets 503 + Retry-After (probes excepted)
+    max_buffered_bytes: int = 128 << 20  # request bodies being read or handled, all together; beyond it 503
+    max_parse_queue: int = 32  # big bodies waiting for or in the parse process; beyond it 503
+    queue_timeout_s: float = 10.0  # a sequence waiting longer in the batch queue gets 503, unrun; 0: no deadline
     engine: str = "uvicorn"  # "ray": Ray Serve replicas (serving/ray_app.py)
     replicas: int = 1  # --engine ray: model replicas (the autoscaler's minimum with max_replicas)
     max_replicas: int = 0  # --engine ray: above `replicas`, autoscale between the two
@@ -40,15 +45,19 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads", "max_batch", "max_queue", "max_items", "max_seq_len",
-                     "max_body_bytes", "max_sessions", "max_header_bytes"):
+                     "max_body_bytes", "max_sessions", "max_header_bytes", "max_sessions_per_client",
+                     "max_connections", "max_buffered_bytes", "max_parse_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_wait_ms", "session_ttl_s", "graceful_timeout_s"):
+        for name in ("max_wait_ms", "session_ttl_s", "graceful_timeout_s", "queue_timeout_s"):
             if not getattr(self, name) >= 0:  # NaN too
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("header_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise ValueError(f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least max_body_bytes "
+                             f"({self.max_body_bytes}), or no body of the largest size could ever be read")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.replicas < 1 or self.max_replicas < 0 or not self.target_ongoing > 0:

@@ -47,6 +47,7 @@ class Call:
     headers: list  # ASGI's: (lower-case name, value) bytes pairs
     media: str  # the Content-Type without parameters, lower case ("" when absent)
     read: Callable[[], Awaitable[bytes]]  # the body, within the body limit and with its Content-Encoding undone
+    client: str = ""  # the peer's address (never X-Forwarded-For, which a client can forge): the session quota's key
 
     async def body(self) -> bytes:
         return await self.read()

@@ -29,7 +29,7 @@ async def step(core, call):
 
 
 async def open_session(core, call):
-    return await core.open_stream()
+    return await core.open_stream(call.client)
 
 
 async def end_session(core, call):

@@ -45,7 +45,15 @@ from lstm_onnx.serving.protocols.v2_rest import PLATFORM, VERSION
 CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
          404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.FAILED_PRECONDITION,
          413: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+         429: grpc.StatusCode.RESOURCE_EXHAUSTED,
          501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE}
+
+
+def peer_host(peer: str) -> str:
+    """grpc's peer ("ipv4:10.0.0.1:5000", "ipv6:[::1]:5000") -> its address, the session quota's key."""
+    return peer.rpartition(":")[0].partition(":")[2]
+
+
 CONTENTS = {"FP32": "fp32_contents", "INT32": "int_contents"}
 
 
@@ -126,7 +134,7 @@ def check_token(auth: BearerCheck | None, rpc: str, metadata) -> None:
         raise UNAUTHORIZED
 
 
-async def infer(core, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+async def infer(core, request: pb.ModelInferRequest, client: str = "") -> pb.ModelInferResponse:
     s = core.settings
     # the HTTP body limit; a binding's transport may hold the message to it already (grpc.aio does)
     if request.ByteSize() > s.max_body_bytes:
@@ -136,7 +144,7 @@ async def infer(core, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
     facts = await core.facts()
     # no parse process here: grpc has decoded the message already, and raw contents are one frombuffer
     req = parse_request(request, facts["num_features"], s.max_items, s.max_seq_len)
-    y, _ = await v2_rest.execute(core, req)
+    y, _ = await v2_rest.execute(core, req, client)
     return response(core.name, req.id, y)
 
 
@@ -150,18 +158,21 @@ class Service:
         token = core.settings.auth_token
         self.auth = BearerCheck(token) if token is not None else None
 
-    async def unary(self, rpc: str, request, metadata):
+    async def unary(self, rpc: str, request, metadata, client: str = ""):
+        """`client`: the caller's address, whose session quota a sequence it starts counts against."""
         check_token(self.auth, rpc, metadata)
+        if rpc == "ModelInfer":
+            return await infer(self.core, request, client)
         return await getattr(self, rpc)(request)
 
-    async def stream(self, requests, metadata):
+    async def stream(self, requests, metadata, client: str = ""):
         """Each request's ModelStreamInferResponse, in order; a failed request is its response's
         error_message and the stream goes on. Sequences go through the core's stream core (for_stream)."""
         check_token(self.auth, "ModelStreamInfer", metadata)
         core = self.core.for_stream()
         async for request in requests:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await infer(core, request))
+                yield pb.ModelStreamInferResponse(infer_response=await infer(core, request, client))
             except ApiError as exc:
                 yield pb.ModelStreamInferResponse(error_message=message(exc),
                                                   infer_response=pb.ModelInferResponse(id=request.id))
@@ -205,7 +216,8 @@ class Service:
 def _unary(rpc: str):
     async def method(self, request, context):
         try:
-            return await self.service.unary(rpc, request, context.invocation_metadata())
+            metadata, client = context.invocation_metadata(), peer_host(context.peer())
+            return await self.service.unary(rpc, request, metadata, client)
         except ApiError as exc:
             await context.abort(*status_of(exc))
 
@@ -221,7 +233,8 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStreamInfer(self, request_iterator, context):
         try:
-            async for reply in self.service.stream(request_iterator, context.invocation_metadata()):
+            metadata, client = context.invocation_metadata(), peer_host(context.peer())
+            async for reply in self.service.stream(request_iterator, metadata, client):
                 yield reply
         except ApiError as exc:  # only the token check: a request's error is its response's error_message
             await context.abort(*status_of(exc))

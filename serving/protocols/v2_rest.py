@@ -43,13 +43,14 @@ async def metadata(core) -> dict:
     return model_metadata(core.name, facts["num_features"], facts["y_width"], facts["head"] == "sequence")
 
 
-async def execute(core, req) -> tuple[np.ndarray, list[dict]]:
-    """A parsed infer request (any v2 transport) -> (y batch-major, the runs' results)."""
+async def execute(core, req, client: str = "") -> tuple[np.ndarray, list[dict]]:
+    """A parsed infer request (any v2 transport) from `client` (its peer address) -> (y batch-major, the runs'
+    results)."""
     facts = await core.facts()
     core.check_range(req.x, "input 'x'")
     lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
     xs = [x[:n] for x, n in zip(req.x, lengths)]
-    results = await (core.sequence_step(req.sequence, xs) if req.sequence else core.run(xs))
+    results = await (core.sequence_step(req.sequence, xs, client) if req.sequence else core.run(xs))
     return stack([r["y"] for r in results], req.x.shape[1], facts["head"] == "sequence"), results
 
 
@@ -74,7 +75,7 @@ async def infer(core, call):
     facts, s = await core.facts(), core.settings
     head = header_length(call.headers)
     req = await core.parse(parse_infer, await call.body(), head, facts["num_features"], s.max_items, s.max_seq_len)
-    y, results = await execute(core, req)
+    y, results = await execute(core, req, call.client)
     payload, headers = encode_infer(core.name, VERSION, req.id, req.outputs, {"y": y})
     return Reply(payload, headers={**headers, **core.reply_headers(results)})
 

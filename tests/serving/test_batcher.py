@@ -110,3 +110,25 @@ def test_the_queue_is_bounded():
             await b.submit(items(65))
 
     run(go, Recorder())
+
+
+def test_a_sequence_past_its_queue_deadline_fails_unrun():
+    """Issue 21: no queue deadline. The first item holds the one worker for 0.4 s; the second waits past the
+    0.1 s deadline, so it gets QueueTimeout and never reaches the model."""
+    from lstm_onnx.serving.batcher import QueueTimeout
+
+    gate = threading.Event()
+    rec = Recorder(gate)
+
+    async def go(b):
+        first = asyncio.ensure_future(b.submit(items(1)))
+        await asyncio.sleep(0.05)
+        late = asyncio.ensure_future(b.submit(items(2)[1:]))
+        await asyncio.sleep(0.4)
+        gate.set()
+        return await first, await asyncio.gather(late, return_exceptions=True)
+
+    (first, (late,)) = run(go, rec, max_batch=1, max_wait_ms=0.0, timeout_s=0.1)
+    assert first[0]["y"][0] == 0
+    assert isinstance(late, QueueTimeout) and "timeout expired" in str(late), late
+    assert rec.batches == [1], rec.batches

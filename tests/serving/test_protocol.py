@@ -20,15 +20,16 @@ except ImportError:  # Python 3.10
 from packaging.requirements import Requirement  # noqa: E402
 from uvicorn.protocols.http import httptools_impl  # noqa: E402
 
+from lstm_onnx.serving import protocol as limited_protocol  # noqa: E402
 from lstm_onnx.serving.protocol import protocol_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-OVERRIDDEN = ("connection_made", "connection_lost", "data_received", "on_headers_complete", "on_message_complete",
-              "shutdown")
+OVERRIDDEN = ("connection_made", "connection_lost", "data_received", "on_headers_complete", "on_body",
+              "on_message_complete", "on_response_complete", "shutdown")
 CALLED = ("_unset_keepalive_if_required", "_should_upgrade", "handle_websocket_upgrade",
           "_unsupported_upgrade_warning")
 READ = ("parser", "loop", "logger", "transport", "flow", "url", "headers", "cycle")  # instance attributes
-CYCLE = ("response_started", "response_complete", "disconnected", "message_event")
+CYCLE = ("response_started", "response_complete", "disconnected", "message_event", "keep_alive")
 
 
 def changed(what: str) -> str:
@@ -54,7 +55,7 @@ def test_the_private_names_we_override_and_call_are_there():
 
 class Transport:
     def __init__(self):
-        self.written, self.closed = [], False
+        self.written, self.closed, self.eof = [], False, False
 
     def get_extra_info(self, name, default=None):
         return default
@@ -64,6 +65,12 @@ class Transport:
 
     def close(self):
         self.closed = True
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        self.eof = True
 
     def is_closing(self):
         return self.closed
@@ -75,13 +82,16 @@ class Transport:
         pass
 
 
-def test_a_request_still_sending_its_body_is_refused_at_shutdown_through_the_seam():
-    """Drives LimitedProtocol as uvicorn would: the attributes it reads exist, and its refusal is written."""
+def test_a_request_still_sending_its_body_is_refused_at_shutdown_through_the_seam(monkeypatch):
+    """Drives LimitedProtocol as uvicorn would: the attributes it reads exist, its refusal is written, and the
+    connection closes after the refusal's linger."""
+    monkeypatch.setattr(limited_protocol, "REFUSAL_LINGER_S", 0.02)
     async def app(scope, receive, send):
         await receive()  # waits for a body that never comes
 
     async def scenario():
-        settings = SimpleNamespace(max_header_bytes=4096, header_timeout_s=5.0, body_timeout_s=5.0)
+        settings = SimpleNamespace(max_header_bytes=4096, header_timeout_s=5.0, body_timeout_s=5.0,
+                                   max_body_bytes=1024, max_connections=4, max_buffered_bytes=4096)
         limited = protocol_for(settings)
         config = uvicorn.Config(app, http=limited, ws="none", lifespan="off", proxy_headers=False)
         protocol = limited(config=config, server_state=uvicorn.server.ServerState(), app_state={})
@@ -95,11 +105,15 @@ def test_a_request_still_sending_its_body_is_refused_at_shutdown_through_the_sea
             assert hasattr(protocol.cycle, name), changed(f"RequestResponseCycle's attribute {name!r}")
         protocol.shutdown()
         await asyncio.sleep(0.01)  # the app's task sees the disconnect and ends
+        assert transport.eof and not transport.closed  # lingering: what the client still sends is read and dropped
+        protocol.data_received(b"abcde")
+        await asyncio.sleep(0.05)
         protocol.connection_lost(None)
+        assert (limited.admission.connections, limited.admission.buffered) == (0, 0)  # the counts come back
         return transport
 
     transport = asyncio.run(scenario())
     reply = b"".join(transport.written)
-    assert reply.startswith(b"HTTP/1.1 503 ") and transport.closed, reply
+    assert reply.startswith(b"HTTP/1.1 503 ") and transport.closed and transport.eof, reply
     assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {"error": "the server is shutting down (expected retry "
                                                                      "on a running server)"}  # v2's shape

@@ -58,7 +58,8 @@ def test_the_error_shape_is_the_paths_protocols(path, v2):
                                                                          "expected": "yes"}})
 
 
-@pytest.mark.parametrize("status, code", [(408, "header_timeout"), (431, "headers_too_large")])
+@pytest.mark.parametrize("status, code", [(408, "header_timeout"), (431, "headers_too_large"),
+                                          (503, "too_many_connections"), (503, "body_budget_full")])
 def test_refusals_before_any_route_are_in_the_paths_shape(status, code):
     def body(path):
         return json.loads(refusal(ApiError(status, code, "refused"), path).partition(b"\r\n\r\n")[2])
@@ -110,3 +111,24 @@ def test_the_bearer_check_refuses_in_the_toy_protocols_shape(with_toy, serve_mod
             assert (r.status_code, r.json()) == (401, {"toy_error": "unauthorized", "status": 401})
         r = app.get("/toy/m", headers={"authorization": "Bearer t0ken"})
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("backend", ["serving.app:Server", "serving.ray_deployments:RayCore"])
+def test_every_backend_takes_the_request_cores_arguments(backend):
+    """A handler calls the interface's signature (a stream's client included) whatever backend it runs on."""
+    import importlib
+    import inspect
+
+    from lstm_onnx.serving.request_core import RequestCore
+
+    if "ray" in backend:
+        pytest.importorskip("ray")
+    module, name = backend.split(":")
+    core = getattr(importlib.import_module(f"lstm_onnx.{module}"), name)
+    for method, want in vars(RequestCore).items():
+        if callable(want) and not method.startswith("_"):
+            every = list(inspect.signature(want).parameters)  # its optional ones too, as handlers pass them
+            try:
+                inspect.signature(getattr(core, method)).bind(*every)
+            except TypeError as exc:
+                pytest.fail(f"{name}.{method} does not take RequestCore.{method}'s {every}: {exc}")

@@ -1,6 +1,6 @@
 import pytest
 
-from lstm_onnx.serving.sessions import SessionLimit, SessionStore, UnknownSession
+from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionStore, UnknownSession
 
 
 class Clock:
@@ -37,3 +37,21 @@ def test_delete_with_a_session_spares_a_newer_one_under_the_same_id():
     assert store.get("v2/int/7") is new
     store.delete("v2/int/7", new)
     assert len(store) == 0
+
+
+def test_a_client_holds_at_most_its_quota_and_gets_slots_back_however_sessions_end():
+    clock = Clock()
+    store = SessionStore(1, 4, ttl_s=10, max_sessions=10, clock=clock, max_per_client=2)
+    a, b = store.create(client="10.0.0.1"), store.create("v2/int/1", client="10.0.0.1")
+    with pytest.raises(ClientSessionLimit):
+        store.create(client="10.0.0.1")
+    store.create(client="10.0.0.2")  # another client is not held back
+    store.create("v2/int/1", client="10.0.0.1")  # a restart replaces b: still two
+    store.delete(a.id)
+    c = store.create(client="10.0.0.1")  # a's slot, freed by DELETE
+    clock.t = 20
+    with pytest.raises(UnknownSession):
+        store.get(c.id)  # expired on look-up
+    store.sweep()
+    assert store.per_client == {}
+    store.create(client="10.0.0.1"), store.create(client="10.0.0.1")

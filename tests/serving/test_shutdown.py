@@ -102,3 +102,74 @@ def test_sigterm_with_a_stalled_client_is_quick_and_clean(serve_model):
     assert reply.status == 503 and reply.json()["error"]["code"] == "shutting_down", reply.body
     assert code in (0, -signal.SIGTERM) and took < 4, (code, took)
     assert "Traceback" not in out and "ERROR" not in out, out
+
+
+def keep_alive_client(port: int, stop: threading.Event, tally: dict, lock: threading.Lock) -> None:
+    """Predict and model requests in a loop on one kept-alive connection, a new connection after each close, until
+    `stop`. Counts each request's fate: its status, "refused" (no connection), or "silent" (sent, then the
+    connection closed with no answer)."""
+    from tests.serving.harness_tools import read_reply, request
+
+    keep = lambda raw: raw.replace(b"Connection: close\r\n", b"")  # noqa: E731
+    raws = [keep(request("POST", "/v1/predict", b'{"inputs": [[[1.0, 2.0, 3.0]]]}')), keep(request("GET", "/healthz"))]
+    sent = 0
+    while not stop.is_set():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError:
+            fate = "refused"
+        else:
+            with s:
+                while not stop.is_set():
+                    try:
+                        s.sendall(raws[sent % 2])  # a batched route and a quick one
+                        sent += 1
+                    except OSError:
+                        fate = "silent"
+                        break
+                    reply = read_reply(s)
+                    fate = reply.status if reply.status is not None else "silent"
+                    if fate == "silent" or reply.headers.get("connection") == "close":
+                        break
+                    with lock:
+                        tally[fate] = tally.get(fate, 0) + 1
+        with lock:
+            tally[fate] = tally.get(fate, 0) + 1
+        if fate == "refused":
+            return
+
+
+@pytest.mark.slow
+@pytest.mark.harness
+def test_sigterm_answers_every_request_on_kept_alive_connections(serve_model):
+    """Issue 21: requests on kept-alive connections just after SIGTERM were closed with no answer (46 of them).
+    Every request sent must get a 200, or a 503 `shutting_down` with Connection: close; none may meet a
+    silent close."""
+    from tests.harness import record
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "lstm_onnx.cli", "serve", str(serve_model), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    tally, lock, stop = {}, threading.Lock(), threading.Event()
+    try:
+        wait_ready(proc, url)
+        clients = [threading.Thread(target=keep_alive_client, args=(port, stop, tally, lock)) for _ in range(48)]
+        for c in clients:
+            c.start()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        stop.set()
+        for c in clients:
+            c.join(15)
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        out = proc.stdout.read()
+    wrong = {k: v for k, v in tally.items() if k not in (200, 503, "refused")}
+    record("faults", not wrong, f"SIGTERM under 48 kept-alive clients: {tally}")
+    assert tally.get(200, 0) > 100, tally
+    assert not wrong, tally
+    assert code in (0, -signal.SIGTERM) and "Traceback" not in out, out

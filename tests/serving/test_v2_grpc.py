@@ -220,3 +220,15 @@ def test_a_token_guards_every_call_but_the_probes(guarded, predictor):
     result, error = q.get(timeout=10)
     assert result is None and "missing or wrong bearer token" in str(error)
     c.close()
+
+
+def test_a_grpc_sequence_counts_against_its_peer_s_session_quota(live, client):
+    from lstm_onnx.serving.protocols.v2_grpc import peer_host
+
+    assert [peer_host(p) for p in ("ipv4:10.0.0.1:5000", "ipv6:[::1]:5000")] == ["10.0.0.1", "[::1]"]
+    x = np.zeros((1, 2, 3), np.float32)
+    client.infer(NAME, [x_input(x)], sequence_id=9191, sequence_start=True)
+    sessions = live.server.config.app.state.server.sessions
+    assert sessions.sessions["v2/int/9191"].client == "127.0.0.1"
+    client.infer(NAME, [x_input(x)], sequence_id=9191, sequence_end=True)
+    assert "v2/int/9191" not in sessions.sessions

@@ -27,8 +27,8 @@ class HeldServer:
 
     sequence_step = Server.sequence_step
 
-    def new_session(self, key):
-        return self.sessions.create(key)
+    def new_session(self, key, client=""):
+        return self.sessions.create(key, client)
 
     async def advance(self, session, x):
         if self.release is not None:
