@@ -37,7 +37,7 @@ class Batcher:
         self.on_batch = on_batch or (lambda n: None)
         self.on_run = on_run or (lambda n, queued_ns, compute_ns: None)  # after a run that succeeded
         self.pending: deque[Item] = deque()
-        self.arrived = self.full = self.collecting = None  # made in start(), on the server's event loop
+        self.arrived = self.full = self.collecting = self.loop = None  # made in start(), on the server's event loop
         self.in_flight = 0  # batches handed to the pool
         self.closed = False
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="infer")
@@ -52,6 +52,8 @@ class Batcher:
         return bool(self.tasks) and not all(t.done() for t in self.tasks)
 
     def start(self) -> None:
+        # kept: asyncio.get_running_loop() makes a getpid() system call each time (CPython 3.11), once a request
+        self.loop = asyncio.get_running_loop()
         self.arrived, self.full = asyncio.Event(), asyncio.Event()  # something / a whole batch is pending
         self.collecting = asyncio.Lock()  # one batch forms at a time, whatever the number of workers
         self.tasks = [asyncio.create_task(self._loop()) for _ in range(self.workers)]
@@ -72,9 +74,9 @@ class Batcher:
             raise QueueFull("the batcher is not running (the server is starting or stopping)")
         if len(self.pending) + len(items) > self.max_queue:
             raise QueueFull(f"queue full ({len(self.pending)} of {self.max_queue} sequences waiting)")
-        loop, now = asyncio.get_running_loop(), time.perf_counter_ns()
+        create, now = self.loop.create_future, time.perf_counter_ns()
         for item in items:
-            item.future, item.queued_ns = loop.create_future(), now
+            item.future, item.queued_ns = create(), now
         self.pending.extend(items)
         self.arrived.set()
         if len(self.pending) >= self.max_batch:
@@ -99,7 +101,7 @@ class Batcher:
         return [item for item in batch if not item.future.done()]  # skip callers that went away
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         while True:
             async with self.collecting:
                 batch = await self._collect()
