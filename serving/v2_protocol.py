@@ -9,7 +9,7 @@ from itertools import chain
 
 import numpy as np
 
-from lstm_onnx.serving.inputs import ApiError, finite_float32, parse_json
+from lstm_onnx.serving.inputs import FLOAT32_ROUNDS_TO_INF, ApiError, finite_float32, parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES = {"FP32": np.dtype("<f4"), "INT32": np.dtype("<i4")}
@@ -35,6 +35,7 @@ class InferRequest:
     lengths: np.ndarray | None  # int32 [B], each 1..S
     outputs: dict  # requested output name -> whether it goes back binary
     sequence: tuple | None  # (key, start, end) for the sequence extension, None without a sequence_id
+    largest: float | None = None  # max |x| where decoding measured it (binary FP32), for the range check
 
 
 def header_length(headers) -> int | None:
@@ -57,12 +58,12 @@ def parse_infer(raw: bytes, head_len: int | None, num_features: int, max_items: 
         head, binary = raw[:head_len], memoryview(raw)[head_len:]
     data = parse_json(head)
     params = _dict(data.get("parameters"), "parameters")
-    tensors = _inputs(data.get("inputs"), binary, num_features, max_items, max_steps)
+    tensors, largest = _inputs(data.get("inputs"), binary, num_features, max_items, max_steps)
     x, lengths = tensors["x"], tensors.get("lengths")
     check_lengths(x, lengths)
     rid = data.get("id")
     return InferRequest(None if rid is None else str(rid), x, lengths, _outputs(data.get("outputs"), params),
-                        sequence_of(params))
+                        sequence_of(params), largest)
 
 
 def check_lengths(x: np.ndarray, lengths: np.ndarray | None) -> None:
@@ -82,7 +83,7 @@ def _dict(value, where: str) -> dict:
 def _inputs(entries, binary, num_features: int, max_items: int, max_steps: int) -> dict:
     if not isinstance(entries, list) or not entries:
         raise bad('missing "inputs" list', 'an "inputs" list with a tensor named "x"')
-    tensors, offset = {}, 0
+    tensors, offset, largest = {}, 0, {}
     for k, entry in enumerate(entries):
         entry = _dict(entry, f"inputs[{k}]")
         name = entry.get("name")
@@ -101,6 +102,8 @@ def _inputs(entries, binary, num_features: int, max_items: int, max_steps: int) 
         size = params.get("binary_data_size")
         if size is not None:
             offset, values = _binary(binary, offset, size, shape, want, name)
+            if want == "FP32":
+                largest[name] = finite_max(values, name)
         else:
             values = _json_values(entry.get("data"), shape, want, name)
         tensors[name] = values.reshape(shape)
@@ -109,7 +112,7 @@ def _inputs(entries, binary, num_features: int, max_items: int, max_steps: int) 
                   f"up to {offset}")
     if "x" not in tensors:
         raise bad('missing input "x"', "FP32 x shaped [batch, steps, features]")
-    return tensors
+    return tensors, largest.get("x")
 
 
 def check_shape(shape, name: str, num_features: int, max_items: int, max_steps: int) -> tuple:
@@ -139,7 +142,7 @@ def _binary(binary, offset: int, size, shape: tuple, datatype: str, name: str) -
         raise bad(f"input {name!r} needs bytes {offset}..{offset + size} after the JSON header; the body has "
                   f"{len(binary)}")
     values = np.frombuffer(binary[offset:offset + size], dtype)
-    return offset + size, checked(values, datatype, name)
+    return offset + size, values if datatype == "FP32" else checked(values, datatype, name)
 
 
 def _json_values(data, shape: tuple, datatype: str, name: str) -> np.ndarray:
@@ -167,6 +170,15 @@ def _json_values(data, shape: tuple, datatype: str, name: str) -> np.ndarray:
     if datatype == "INT32" and count and (values.min() < -2**31 or values.max() >= 2**31):
         raise bad(f"input {name!r} holds values beyond INT32")
     return checked(values, datatype, name)
+
+
+def finite_max(values: np.ndarray, name: str) -> float:
+    """max |value| of float32 values, refused as finite_float32 refuses NaN and Infinity (0 for none). One pass
+    serves the range check too, where finite_float32 then range_problem would take two."""
+    largest = float(np.abs(values).max()) if values.size else 0.0  # NaN if any value is NaN
+    if not largest < FLOAT32_ROUNDS_TO_INF:
+        raise ApiError(422, "non_finite", f"input {name!r} holds NaN or Infinity", "finite float32 numbers")
+    return largest
 
 
 def checked(values: np.ndarray, datatype: str, name: str) -> np.ndarray:
