@@ -2,6 +2,7 @@
 a request still sending its body is answered 503 at once (serving/protocol.py)."""
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 
@@ -37,6 +38,9 @@ def serve(settings: ServeSettings, log_level: str = "info") -> None:
     warning = exposure_warning(settings.host, settings.auth_token)
     if warning:
         logging.getLogger("uvicorn.error").warning(warning)
+    # What is loaded by now (model, modules, app) lives as long as the process: frozen, the collector's full
+    # passes no longer walk its ~60k objects (12 ms a pass) in the middle of requests.
+    gc.freeze()
     uvicorn.Server(config).run(sockets=[sock])
 
 
