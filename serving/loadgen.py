@@ -8,6 +8,7 @@ tritonclient ships (no per-request wrapper objects)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import signal
@@ -26,6 +27,12 @@ except ImportError:  # pragma: no cover - orjson comes with the serve extra
     _loads = json.loads
 
 
+REQUEST_TIMEOUT_S = 30
+# asyncio.timeout (3.11) arms a timer on the running task; wait_for wraps each request in a task of its own,
+# which the generator pays for on the cores it shares with the server
+TIMEOUT = getattr(asyncio, "timeout", None)
+
+
 class LoadTestError(RuntimeError):
     """The load test cannot run as asked (no server, unknown model, bad option); one line saying why."""
 
@@ -36,6 +43,7 @@ class LoadSpec:
     model_name: str = "lstm"
     protocol: str = "http"  # http | grpc
     encoding: str = "binary"  # HTTP only: json | binary (Triton's binary tensor extension)
+    streaming: bool = False  # gRPC: a client's requests over one ModelStreamInfer stream (perf_analyzer --streaming)
     steps: int = 50  # steps per sequence in a request
     batch: int = 1  # sequences per request
     chunks: int = 0  # > 0: sequences of this many requests each (sequence_id/start/end); 0: stateless requests
@@ -199,6 +207,11 @@ class HttpClient:
 
 
 class GrpcClient:
+    """ModelInfer calls, or with spec.streaming one ModelStreamInfer stream carrying this client's requests one
+    after another. Requests go out as bytes serialized once per x (the multicallables take bytes as they are)."""
+
+    SERVICE = "/inference.GRPCInferenceService/"
+
     def __init__(self, spec: LoadSpec):
         import grpc
         from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -206,8 +219,16 @@ class GrpcClient:
         self.grpc, self.pb, self.spec = grpc, service_pb2, spec
         self.channel = grpc.aio.insecure_channel(spec.url.split("//")[-1])
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        self.bodies: dict = {}  # id(x) -> serialized request: a stateless request's x comes from a fixed pool
+        self.stream = None
+        if spec.streaming:
+            self.open = self.channel.stream_stream(self.SERVICE + "ModelStreamInfer", request_serializer=None,
+                                                   response_deserializer=service_pb2.ModelStreamInferResponse.FromString)
+        else:
+            self.call = self.channel.unary_unary(self.SERVICE + "ModelInfer", request_serializer=None,
+                                                 response_deserializer=service_pb2.ModelInferResponse.FromString)
 
-    async def infer(self, x: np.ndarray, sequence: dict | None) -> np.ndarray:
+    def request(self, x: np.ndarray, sequence: dict | None) -> bytes:
         pb = self.pb
         x = np.ascontiguousarray(x, np.float32)
         request = pb.ModelInferRequest(model_name=self.spec.model_name, raw_input_contents=[x.tobytes()],
@@ -219,13 +240,43 @@ class GrpcClient:
                 param.bool_param = value
             else:
                 param.int64_param = value
+        return request.SerializeToString()
+
+    async def infer(self, x: np.ndarray, sequence: dict | None) -> np.ndarray:
+        request = self.bodies.get(id(x)) if sequence is None else None
+        if request is None:
+            request = self.request(x, sequence)
+            if sequence is None:
+                self.bodies[id(x)] = request
         try:
-            reply = await self.stub.ModelInfer(request)
+            reply = await (self._streamed(request) if self.spec.streaming else self.call(request))
         except self.grpc.aio.AioRpcError as exc:
+            self.stream = None
             raise ConnectionError(f"{exc.code().name}: {exc.details()}") from None
+        except asyncio.CancelledError:  # a timed-out request: its late answer must not answer the next one
+            if self.stream is not None:
+                self.stream.cancel()
+                self.stream = None
+            raise
         return np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(list(reply.outputs[0].shape))
 
+    async def _streamed(self, request: bytes):
+        if self.stream is None:
+            self.stream = self.open()
+        await self.stream.write(request)
+        reply = await self.stream.read()
+        if reply is self.grpc.aio.EOF:
+            self.stream = None
+            raise ConnectionError("the server ended the stream")
+        if reply.error_message:
+            raise ConnectionError(reply.error_message)
+        return reply.infer_response
+
     async def aclose(self) -> None:
+        if self.stream is not None:
+            with contextlib.suppress(Exception):  # the server may be gone already
+                await self.stream.done_writing()
+            self.stream = None
         await self.channel.close()
 
 
@@ -277,7 +328,11 @@ async def run_step(spec: LoadSpec, features: int, concurrency: int | None = None
     async def one_request(client, x, sequence) -> np.ndarray | None:
         t0 = time.perf_counter()
         try:
-            y = await asyncio.wait_for(client.infer(x, sequence), 30)
+            if TIMEOUT is None:  # Python 3.10
+                y = await asyncio.wait_for(client.infer(x, sequence), REQUEST_TIMEOUT_S)
+            else:
+                async with TIMEOUT(REQUEST_TIMEOUT_S):
+                    y = await client.infer(x, sequence)
         except (ConnectionError, asyncio.TimeoutError) as exc:
             step.errors += 1
             step.first_error = step.first_error or str(exc) or type(exc).__name__
@@ -370,6 +425,8 @@ def _run(coro, spec: LoadSpec):
 
 def sweep(spec: LoadSpec, concurrencies=(), rates=(), predictor=None, progress=None) -> dict:
     """Every step of the sweep: {"spec", "steps": [summary (+ check)]}."""
+    if spec.streaming and spec.protocol != "grpc":
+        raise LoadTestError("streaming is a gRPC option (ModelStreamInfer): use it with protocol grpc")
     if spec.protocol not in CLIENTS or spec.encoding not in ("json", "binary"):
         raise LoadTestError(f"protocol {spec.protocol!r} / encoding {spec.encoding!r}: choose http or grpc, "
                             "json or binary")
