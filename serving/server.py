@@ -14,11 +14,12 @@ def config_for(settings: ServeSettings, app, log_level: str = "info"):
     import uvicorn
 
     from lstm_onnx.serving.protocol import protocol_for
+    from lstm_onnx.serving.wire import coalescing
 
     # No route reads the client's address or scheme, so X-Forwarded-* handling would be a layer for nothing.
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
                           timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
-                          proxy_headers=False, http=protocol_for(settings), ws="none")
+                          proxy_headers=False, http=coalescing(protocol_for(settings)), ws="none")
 
 
 def serve(settings: ServeSettings, log_level: str = "info") -> None:
