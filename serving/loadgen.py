@@ -417,10 +417,10 @@ def check(samples: list, predictor) -> dict:
 def _run(coro, spec: LoadSpec):
     """uvloop where it is installed (the server's loop too): the generator's own CPU is the server's loss."""
     try:
-        import uvloop
-    except ImportError:
+        from uvloop import run
+    except ImportError:  # no uvloop, or one older than 0.18
         return asyncio.run(coro)
-    return uvloop.run(coro)
+    return run(coro)
 
 
 def sweep(spec: LoadSpec, concurrencies=(), rates=(), predictor=None, progress=None) -> dict:
