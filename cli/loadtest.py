@@ -28,6 +28,8 @@ def _numbers(text: str, kind, what: str) -> list:
               help="HTTP/REST or gRPC (URL is then host:port of the gRPC endpoint).")
 @click.option("--encoding", type=click.Choice(["binary", "json"]), default="binary", show_default=True,
               help="HTTP tensors: Triton's binary extension, or JSON numbers.")
+@click.option("--streaming", is_flag=True, help="gRPC: send each client's requests over one ModelStreamInfer "
+              "stream (perf_analyzer's --streaming) instead of a ModelInfer call each.")
 @click.option("--concurrency", default="1,8,64", show_default=True,
               help="Comma-separated concurrency sweep: clients in a closed loop.")
 @click.option("--rate", default=None, help="Comma-separated request-rate sweep (requests/s, open loop) instead "
@@ -42,8 +44,8 @@ def _numbers(text: str, kind, what: str) -> list:
               help="Check a sample of the answers against a local Predictor of this model file (--start: its "
                    "model by default).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results to this file.")
-def loadtest(url, start_model, serve_args, model_name, protocol, encoding, concurrency, rate, seconds, steps, batch,
-             sequence_chunks, check_model, json_out):
+def loadtest(url, start_model, serve_args, model_name, protocol, encoding, streaming, concurrency, rate, seconds,
+             steps, batch, sequence_chunks, check_model, json_out):
     """Throughput and latency of a v2 server (perf_analyzer-style), with answers checked on a sample."""
     from lstm_onnx.core.fileio import ArtifactWriteError, atomic_path
     from lstm_onnx.serving.loadgen import LoadTestError, StartedServer, table
@@ -68,7 +70,7 @@ def loadtest(url, start_model, serve_args, model_name, protocol, encoding, concu
                 srv = stack.enter_context(StartedServer(start_model, [*serve_args, "--model-name", model_name],
                                                         grpc=protocol == "grpc"))
                 where = f"127.0.0.1:{srv.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{srv.port}"
-            result = _run(where, model_name, protocol, encoding, steps, batch, sequence_chunks, seconds,
+            result = _run(where, model_name, protocol, encoding, streaming, steps, batch, sequence_chunks, seconds,
                           concurrencies, rates, predictor)
     except LoadTestError as exc:
         raise click.ClickException(str(exc)) from None
@@ -84,12 +86,14 @@ def loadtest(url, start_model, serve_args, model_name, protocol, encoding, concu
         raise click.ClickException(f"{wrong} answer(s) differ from the local Predictor beyond the tolerance")
 
 
-def _run(url, model_name, protocol, encoding, steps, batch, chunks, seconds, concurrencies, rates, predictor):
+def _run(url, model_name, protocol, encoding, streaming, steps, batch, chunks, seconds, concurrencies, rates,
+         predictor):
     from lstm_onnx.serving.loadgen import LoadSpec, sweep
 
     spec = LoadSpec(url=url, model_name=model_name, protocol=protocol, encoding=encoding, steps=steps, batch=batch,
-                    chunks=chunks, seconds=seconds)
-    click.echo(f"{protocol} {encoding if protocol == 'http' else ''} {url} model {model_name!r}: {batch} x "
+                    chunks=chunks, seconds=seconds, streaming=streaming)
+    how = encoding if protocol == "http" else "streaming" if streaming else ""
+    click.echo(f"{protocol} {how} {url} model {model_name!r}: {batch} x "
                f"{steps} steps per request{f', sequences of {chunks} requests' if chunks else ''}, {seconds:g} s a step",
                err=True)
     return sweep(spec, concurrencies, rates, predictor)

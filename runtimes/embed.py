@@ -318,11 +318,12 @@ class Predictor:
                 out[idx] = y
         return out
 
-    def run_ragged(self, xs: list[np.ndarray], states: list | None = None) -> list[dict]:
+    def run_ragged(self, xs: list[np.ndarray], states: list | None = None, keep_state=True) -> list[dict]:
         """Items of different lengths in as few runs as the model allows; what a server batches.
 
         xs: raw [S_k, F] per item (already checked). states: per item None or (h [L, H], c [L, H]).
         Returns per item {"y": [O] or [S_k, O] in raw units, and for stateful models "hn", "cn" [L, H]}.
+        keep_state: False, or per item a bool, leaves out the hn/cn of the items that will not go on.
         With a `lengths` input the items are padded into one run; otherwise each equal-length group runs
         alone. For float models an item's result equals running it by itself. For int8 models it does not:
         dynamic quantization takes one activation range per run, so batch-mates change it (demo model, 8
@@ -333,18 +334,23 @@ class Predictor:
             raise PredictorError("this model normalizes each series with its own statistics, which a request of "
                                  "bare windows does not name: use Predictor.forecast or predict(x, series=...)")
         states = states or [None] * len(xs)
+        if not isinstance(keep_state, list):
+            keep_state = [keep_state] * len(xs)
         lens = np.array([len(x) for x in xs], np.int32)
         groups = [np.arange(len(xs))] if self.has_lengths else [np.flatnonzero(lens == n) for n in np.unique(lens)]
         results: list[dict] = [None] * len(xs)  # type: ignore[list-item]
         for idx in groups:
-            self._run_group(xs, states, lens, idx, results)
+            self._run_group(xs, states, keep_state, lens, idx, results)
         return results
 
-    def _run_group(self, xs, states, lens, idx, results) -> None:
+    def _run_group(self, xs, states, keep_state, lens, idx, results) -> None:
         seq = int(lens[idx].max())
-        x = np.zeros((len(idx), seq, self.num_features), np.float32)
-        for row, k in enumerate(idx):
-            x[row, :lens[k]] = xs[k]
+        if int(lens[idx].min()) == seq:  # no padding: one copy in C instead of one per item
+            x = np.stack([xs[k] for k in idx]).astype(np.float32, copy=False)
+        else:
+            x = np.zeros((len(idx), seq, self.num_features), np.float32)
+            for row, k in enumerate(idx):
+                x[row, :lens[k]] = xs[k]
         xn = self.normalize(x)
         feeds = {"x": xn if self.batch_first else np.ascontiguousarray(xn.transpose(1, 0, 2))}
         if self.has_lengths:
@@ -359,7 +365,7 @@ class Predictor:
         y = self.denormalize(self._batch_major_y(out["y"]))
         for row, k in enumerate(idx):
             item = {"y": y[row, :lens[k]] if self.head == "sequence" else y[row]}
-            if self.stateful:
+            if self.stateful and keep_state[k]:
                 item.update(hn=out["hn"][:, row].copy(), cn=out["cn"][:, row].copy())
             results[k] = item
 

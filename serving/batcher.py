@@ -27,7 +27,7 @@ class QueueTimeout(RuntimeError):
 @dataclass
 class Item:
     x: np.ndarray  # raw [S, F]
-    state: tuple | None = None  # (h [L, H], c [L, H]) for a session step
+    state: tuple | None = None  # (h [L, H], c [L, H]) for a session step, which alone gets hn/cn back
     future: asyncio.Future = field(default=None)  # type: ignore[assignment]
     queued_ns: int = 0  # perf_counter_ns() when it was queued
 
@@ -42,7 +42,7 @@ class Batcher:
         self.on_batch = on_batch or (lambda n: None)
         self.on_run = on_run or (lambda n, queued_ns, compute_ns: None)  # after a run that succeeded
         self.pending: deque[Item] = deque()
-        self.arrived = self.full = self.collecting = None  # made in start(), on the server's event loop
+        self.arrived = self.full = self.collecting = self.loop = None  # made in start(), on the server's event loop
         self.in_flight = 0  # batches handed to the pool
         self.closed = False
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="infer")
@@ -54,9 +54,14 @@ class Batcher:
 
     @property
     def running(self) -> bool:
-        return bool(self.tasks) and not all(t.done() for t in self.tasks)
+        for task in self.tasks:
+            if not task.done():
+                return True
+        return False
 
     def start(self) -> None:
+        # kept: asyncio.get_running_loop() makes a getpid() system call each time (CPython 3.11), once a request
+        self.loop = asyncio.get_running_loop()
         self.arrived, self.full = asyncio.Event(), asyncio.Event()  # something / a whole batch is pending
         self.collecting = asyncio.Lock()  # one batch forms at a time, whatever the number of workers
         self.tasks = [asyncio.create_task(self._loop()) for _ in range(self.workers)]
@@ -77,9 +82,9 @@ class Batcher:
             raise QueueFull("the batcher is not running (the server is starting or stopping)")
         if len(self.pending) + len(items) > self.max_queue:
             raise QueueFull(f"queue full ({len(self.pending)} of {self.max_queue} sequences waiting)")
-        loop, now = asyncio.get_running_loop(), time.perf_counter_ns()
+        create, now = self.loop.create_future, time.perf_counter_ns()
         for item in items:
-            item.future, item.queued_ns = loop.create_future(), now
+            item.future, item.queued_ns = create(), now
         self.pending.extend(items)
         self.arrived.set()
         if len(self.pending) >= self.max_batch:
@@ -115,7 +120,7 @@ class Batcher:
                     f"{self.timeout_ns / 1e9:g} s"))
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         while True:
             async with self.collecting:
                 batch = await self._collect()
@@ -125,8 +130,10 @@ class Batcher:
             self.in_flight += 1
             began = time.perf_counter_ns()
             try:
-                results = await loop.run_in_executor(self.pool, self.predictor.run_ragged,
-                                                     [i.x for i in batch], [i.state for i in batch])
+                states = [i.state for i in batch]
+                # a stateless request has no use for its h/c: copying them out costs the GIL ~1 us a sequence
+                results = await loop.run_in_executor(self.pool, self.predictor.run_ragged, [i.x for i in batch],
+                                                     states, [s is not None for s in states])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for item in batch:
                     if not item.future.done():

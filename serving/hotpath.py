@@ -24,25 +24,33 @@ def dumps(payload: dict) -> bytes:
     return orjson.dumps(payload) if orjson is not None else json.dumps(payload).encode()
 
 
-async def respond(send, status: int, payload, headers: dict | None = None, encoding: str = "") -> None:
+async def respond(send, status: int, payload, headers: dict | None = None, encoding="") -> None:
     """`payload`: a dict sent as JSON, or bytes sent as they are (application/octet-stream); `encoding`: gzip or
-    deflate to compress the body with (see accepted_encoding), "" for none."""
-    body, media = encoded(payload)
-    raw = []
-    if encoding and len(body) >= COMPRESS_MIN_BYTES:
+    deflate to compress the body with (see accepted_encoding), "" for none, or a function giving it, called only
+    for a body long enough to compress."""
+    if isinstance(payload, bytes):
+        body, media = payload, OCTET_STREAM
+    else:
+        body, media = dumps(payload), JSON
+    if len(body) >= COMPRESS_MIN_BYTES and (encoding := encoding() if callable(encoding) else encoding):
         body = compress(body, encoding)
-        raw.append((b"content-encoding", encoding.encode()))
-    raw += [(b"content-type", media), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
+        raw = [(b"content-encoding", encoding.encode()), media, (b"content-length", b"%d" % len(body))]
+    else:
+        raw = [media, (b"content-length", b"%d" % len(body))]
+    if headers:
+        raw += [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+OCTET_STREAM, JSON = (b"content-type", b"application/octet-stream"), (b"content-type", b"application/json")
 
 
 def encoded(payload) -> tuple[bytes, bytes]:
     """(body, media type): bytes go as they are, anything else as JSON."""
     if isinstance(payload, bytes):
-        return payload, b"application/octet-stream"
-    return dumps(payload), b"application/json"
+        return payload, OCTET_STREAM[1]
+    return dumps(payload), JSON[1]
 
 
 SHUT_DOWN = ApiError(503, "shutting_down", "the server stopped before this request finished",
@@ -179,7 +187,7 @@ class HotRoutes:
             reply = await answer(self.router, self.core, scope, receive, route, params, self.limit)
             if reply is not None:
                 status = reply[0]
-                await respond(send, *reply, accepted_encoding(scope))
+                await respond(send, *reply, lambda: accepted_encoding(scope))
         except BaseException:
             status = 500  # the send itself failed; the ASGI server closes the connection and logs it
             raise

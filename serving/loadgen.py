@@ -8,6 +8,7 @@ tritonclient ships (no per-request wrapper objects)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import signal
@@ -20,6 +21,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson comes with the serve extra
+    _loads = json.loads
+
+
+REQUEST_TIMEOUT_S = 30
+# asyncio.timeout (3.11) arms a timer on the running task; wait_for wraps each request in a task of its own,
+# which the generator pays for on the cores it shares with the server
+TIMEOUT = getattr(asyncio, "timeout", None)
+
 
 class LoadTestError(RuntimeError):
     """The load test cannot run as asked (no server, unknown model, bad option); one line saying why."""
@@ -31,6 +43,7 @@ class LoadSpec:
     model_name: str = "lstm"
     protocol: str = "http"  # http | grpc
     encoding: str = "binary"  # HTTP only: json | binary (Triton's binary tensor extension)
+    streaming: bool = False  # gRPC: a client's requests over one ModelStreamInfer stream (perf_analyzer --streaming)
     steps: int = 50  # steps per sequence in a request
     batch: int = 1  # sequences per request
     chunks: int = 0  # > 0: sequences of this many requests each (sequence_id/start/end); 0: stateless requests
@@ -77,41 +90,92 @@ def v2_http_body(x: np.ndarray, name: str, binary: bool, sequence: dict | None =
 
 
 def y_of_http(body: bytes, header_length: int | None) -> np.ndarray:
-    head = json.loads(body[:header_length] if header_length else body)
+    head = _loads(body[:header_length] if header_length else body)
     out = next(o for o in head["outputs"] if o["name"] == "y")
     if header_length:
         return np.frombuffer(body[header_length:], np.float32).reshape(out["shape"])
     return np.asarray(out["data"], np.float32).reshape(out["shape"])
 
 
+class _Reply(asyncio.Protocol):
+    """One keep-alive connection's bytes: complete responses are handed to the waiting post()."""
+
+    def __init__(self):
+        self.transport, self.buf, self.waiter, self.lost = None, bytearray(), None, None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.waiter is not None and not self.waiter.done():
+            reply = self.complete()
+            if reply is not None:
+                self.waiter.set_result(reply)
+
+    def connection_lost(self, exc) -> None:
+        self.lost = exc or ConnectionResetError("the server closed the connection")
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(self.lost)
+
+    def complete(self) -> tuple | None:
+        """(status, headers, body) once a whole response is buffered (and taken off the buffer), else None."""
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        got = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            got[name.strip().lower()] = value.strip()
+        size = int(got.get("content-length", 0))
+        if len(self.buf) < end + 4 + size:
+            return None
+        body = bytes(self.buf[end + 4:end + 4 + size])
+        del self.buf[:end + 4 + size]
+        return int(lines[0].split()[1]), got, body
+
+
 class Connection:
-    """A keep-alive HTTP/1.1 connection on asyncio streams: post() -> (status, headers, body)."""
+    """A keep-alive HTTP/1.1 connection: post() -> (status, headers, body). An asyncio Protocol that parses a
+    response from one buffer, since the generator's CPU is taken from the server it measures (a StreamReader
+    costs a readline per header)."""
 
     def __init__(self, host: str, port: int):
-        self.host, self.port, self.reader, self.writer = host, port, None, None
+        self.host, self.port, self.proto = host, port, None
+
+    def request(self, path: str, body: bytes, headers: dict) -> bytes:
+        """A POST's bytes on the wire, for exchange()."""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        return (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
     async def post(self, path: str, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
-        self.writer.write(head + body)
-        status_line = await self.reader.readline()
-        got, close = {}, False
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            got[name.strip().lower()] = value.strip()
-        close = "close" in got.get("connection", "").lower()
-        payload = await self.reader.readexactly(int(got.get("content-length", 0)))
-        if close:
+        return await self.exchange(self.request(path, body, headers))
+
+    async def exchange(self, request: bytes) -> tuple[int, dict, bytes]:
+        """Send a whole request; (status, headers, body) of its response."""
+        loop = asyncio.get_running_loop()
+        if self.proto is None or self.proto.lost is not None:
+            _, self.proto = await loop.create_connection(_Reply, self.host, self.port)
+        proto = self.proto
+        proto.waiter = loop.create_future()
+        proto.transport.write(request)
+        try:
+            status, got, payload = await proto.waiter
+        except asyncio.CancelledError:  # a timed-out request: its late response must not answer the next one
             await self.aclose()
-        return int(status_line.split()[1]), got, payload
+            raise
+        finally:
+            proto.waiter = None
+        if "close" in got.get("connection", "").lower():
+            await self.aclose()
+        return status, got, payload
 
     async def aclose(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.reader = self.writer = None
+        if self.proto is not None:
+            self.proto.transport.close()
+            self.proto = None
 
 
 class HttpClient:
@@ -119,11 +183,17 @@ class HttpClient:
         parts = urlsplit(spec.url if "//" in spec.url else f"http://{spec.url}")
         self.host, self.port, self.spec = parts.hostname or "127.0.0.1", parts.port or 80, spec
         self.conn = Connection(self.host, self.port)
+        self.bodies: dict = {}  # id(x) -> request bytes: a stateless request's x comes from a fixed pool
 
     async def infer(self, x: np.ndarray, sequence: dict | None) -> np.ndarray:
-        path, body, headers = v2_http_body(x, self.spec.model_name, self.spec.encoding == "binary", sequence)
+        request = self.bodies.get(id(x)) if sequence is None else None
+        if request is None:
+            request = self.conn.request(*v2_http_body(x, self.spec.model_name, self.spec.encoding == "binary",
+                                                      sequence))
+            if sequence is None:
+                self.bodies[id(x)] = request
         try:
-            status, got, payload = await self.conn.post(path, body, headers)
+            status, got, payload = await self.conn.exchange(request)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             await self.conn.aclose()
             raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
@@ -137,6 +207,11 @@ class HttpClient:
 
 
 class GrpcClient:
+    """ModelInfer calls, or with spec.streaming one ModelStreamInfer stream carrying this client's requests one
+    after another. Requests go out as bytes serialized once per x (the multicallables take bytes as they are)."""
+
+    SERVICE = "/inference.GRPCInferenceService/"
+
     def __init__(self, spec: LoadSpec):
         import grpc
         from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -144,8 +219,16 @@ class GrpcClient:
         self.grpc, self.pb, self.spec = grpc, service_pb2, spec
         self.channel = grpc.aio.insecure_channel(spec.url.split("//")[-1])
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        self.bodies: dict = {}  # id(x) -> serialized request: a stateless request's x comes from a fixed pool
+        self.stream = None
+        if spec.streaming:
+            self.open = self.channel.stream_stream(self.SERVICE + "ModelStreamInfer", request_serializer=None,
+                                                   response_deserializer=service_pb2.ModelStreamInferResponse.FromString)
+        else:
+            self.call = self.channel.unary_unary(self.SERVICE + "ModelInfer", request_serializer=None,
+                                                 response_deserializer=service_pb2.ModelInferResponse.FromString)
 
-    async def infer(self, x: np.ndarray, sequence: dict | None) -> np.ndarray:
+    def request(self, x: np.ndarray, sequence: dict | None) -> bytes:
         pb = self.pb
         x = np.ascontiguousarray(x, np.float32)
         request = pb.ModelInferRequest(model_name=self.spec.model_name, raw_input_contents=[x.tobytes()],
@@ -157,13 +240,43 @@ class GrpcClient:
                 param.bool_param = value
             else:
                 param.int64_param = value
+        return request.SerializeToString()
+
+    async def infer(self, x: np.ndarray, sequence: dict | None) -> np.ndarray:
+        request = self.bodies.get(id(x)) if sequence is None else None
+        if request is None:
+            request = self.request(x, sequence)
+            if sequence is None:
+                self.bodies[id(x)] = request
         try:
-            reply = await self.stub.ModelInfer(request)
+            reply = await (self._streamed(request) if self.spec.streaming else self.call(request))
         except self.grpc.aio.AioRpcError as exc:
+            self.stream = None
             raise ConnectionError(f"{exc.code().name}: {exc.details()}") from None
+        except asyncio.CancelledError:  # a timed-out request: its late answer must not answer the next one
+            if self.stream is not None:
+                self.stream.cancel()
+                self.stream = None
+            raise
         return np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(list(reply.outputs[0].shape))
 
+    async def _streamed(self, request: bytes):
+        if self.stream is None:
+            self.stream = self.open()
+        await self.stream.write(request)
+        reply = await self.stream.read()
+        if reply is self.grpc.aio.EOF:
+            self.stream = None
+            raise ConnectionError("the server ended the stream")
+        if reply.error_message:
+            raise ConnectionError(reply.error_message)
+        return reply.infer_response
+
     async def aclose(self) -> None:
+        if self.stream is not None:
+            with contextlib.suppress(Exception):  # the server may be gone already
+                await self.stream.done_writing()
+            self.stream = None
         await self.channel.close()
 
 
@@ -215,7 +328,11 @@ async def run_step(spec: LoadSpec, features: int, concurrency: int | None = None
     async def one_request(client, x, sequence) -> np.ndarray | None:
         t0 = time.perf_counter()
         try:
-            y = await asyncio.wait_for(client.infer(x, sequence), 30)
+            if TIMEOUT is None:  # Python 3.10
+                y = await asyncio.wait_for(client.infer(x, sequence), REQUEST_TIMEOUT_S)
+            else:
+                async with TIMEOUT(REQUEST_TIMEOUT_S):
+                    y = await client.infer(x, sequence)
         except (ConnectionError, asyncio.TimeoutError) as exc:
             step.errors += 1
             step.first_error = step.first_error or str(exc) or type(exc).__name__
@@ -297,8 +414,19 @@ def check(samples: list, predictor) -> dict:
     return {"checked": len(samples), "wrong": wrong, "max_abs": worst}
 
 
+def _run(coro, spec: LoadSpec):
+    """uvloop where it is installed (the server's loop too): the generator's own CPU is the server's loss."""
+    try:
+        from uvloop import run
+    except ImportError:  # no uvloop, or one older than 0.18
+        return asyncio.run(coro)
+    return run(coro)
+
+
 def sweep(spec: LoadSpec, concurrencies=(), rates=(), predictor=None, progress=None) -> dict:
     """Every step of the sweep: {"spec", "steps": [summary (+ check)]}."""
+    if spec.streaming and spec.protocol != "grpc":
+        raise LoadTestError("streaming is a gRPC option (ModelStreamInfer): use it with protocol grpc")
     if spec.protocol not in CLIENTS or spec.encoding not in ("json", "binary"):
         raise LoadTestError(f"protocol {spec.protocol!r} / encoding {spec.encoding!r}: choose http or grpc, "
                             "json or binary")
@@ -311,13 +439,13 @@ def sweep(spec: LoadSpec, concurrencies=(), rates=(), predictor=None, progress=N
         except ImportError as exc:
             raise LoadTestError(f"--protocol grpc needs tritonclient[grpc] ({exc.name} missing): pip install "
                                 "'lstm-onnx-pipeline[triton]'") from None
-    features = asyncio.run(num_features(spec))
+    features = _run(num_features(spec), spec)
     if predictor is not None and predictor.num_features != features:
         raise LoadTestError(f"the server's model takes {features} features, the --check model "
                             f"{predictor.num_features}: check against the model the server serves")
     out = []
     for concurrency, rate in [(c, None) for c in concurrencies] + [(None, r) for r in rates]:
-        step = asyncio.run(run_step(spec, features, concurrency, rate))
+        step = _run(run_step(spec, features, concurrency, rate), spec)
         summary = step.summary()
         if predictor is not None:
             summary.update(check(step.samples, predictor))

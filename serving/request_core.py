@@ -75,9 +75,13 @@ class RequestCore:
         """parse(*args), off the event loop where the backend has a place for it."""
         return parse(*args)
 
-    def check_range(self, x, where: str) -> None:
-        """Per request, before batching: one request's overflow must not fail its batch-mates. After facts()."""
-        problem = range_problem(x, self._facts["safe_abs"])
+    def check_range(self, x, where: str, largest: float | None = None) -> None:
+        """Per request, before batching: one request's overflow must not fail its batch-mates. After facts().
+        `largest`: max |x| where decoding already measured it (v2 binary FP32), which spares a pass over x."""
+        bound = self._facts["safe_abs"]
+        if bound is None or (largest is not None and largest <= bound):
+            return
+        problem = range_problem(x, bound)
         if problem:
             raise ApiError(422, "out_of_range", f"{where}: {problem}", "values the model can normalize")
 

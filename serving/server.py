@@ -2,6 +2,7 @@
 a request still sending its body is answered 503 at once (serving/protocol.py)."""
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 
@@ -13,13 +14,14 @@ def config_for(settings: ServeSettings, app, log_level: str = "info"):
     import uvicorn
 
     from lstm_onnx.serving.protocol import protocol_for
+    from lstm_onnx.serving.wire import coalescing
 
     # X-Forwarded-For is not trusted: the session quota's client is the peer address, which a client cannot forge.
     srv = getattr(getattr(app, "state", None), "server", None)
     http = protocol_for(settings, srv.metrics.rejected.inc if srv is not None else None)
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
                           timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
-                          proxy_headers=False, http=http, ws="none")
+                          proxy_headers=False, http=coalescing(http), ws="none")
 
 
 def serve(settings: ServeSettings, log_level: str = "info") -> None:
@@ -42,6 +44,9 @@ def serve(settings: ServeSettings, log_level: str = "info") -> None:
     warning = exposure_warning(settings.host, settings.auth_token)
     if warning:
         logging.getLogger("uvicorn.error").warning(warning)
+    # What is loaded by now (model, modules, app) lives as long as the process: frozen, the collector's full
+    # passes no longer walk its ~60k objects (12 ms a pass) in the middle of requests.
+    gc.freeze()
     uvicorn.Server(config).run(sockets=[sock])
 
 

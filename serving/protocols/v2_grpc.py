@@ -36,6 +36,7 @@ from lstm_onnx.serving.v2_protocol import (
     check_shape,
     checked,
     error_body,
+    finite_max,
     sequence_of,
 )
 from lstm_onnx.serving.protocols import v2_rest
@@ -62,7 +63,7 @@ def parse_request(request: pb.ModelInferRequest, num_features: int, max_items: i
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise bad(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs", "one per input, in order")
-    tensors = {}
+    tensors, largest = {}, None
     for k, tensor in enumerate(request.inputs):
         name, want = tensor.name, INPUTS.get(tensor.name)
         if want is None:
@@ -80,6 +81,10 @@ def parse_request(request: pb.ModelInferRequest, num_features: int, max_items: i
                 raise bad(f"input {name!r} has {len(raw[k])} raw bytes; shape {list(shape)} of {want} is "
                           f"{count * DTYPES[want].itemsize}")
             values = np.frombuffer(raw[k], DTYPES[want])
+            if want == "FP32":  # float32 already: checked in one pass that the range check reuses
+                largest = finite_max(values, name)  # x is the one FP32 input
+                tensors[name] = values.reshape(shape)
+                continue
         else:
             values = np.asarray(getattr(tensor.contents, CONTENTS[want]), DTYPES[want])
             if values.size != count:
@@ -92,7 +97,8 @@ def parse_request(request: pb.ModelInferRequest, num_features: int, max_items: i
         if out.name not in OUTPUTS:
             raise bad(f"unknown output {out.name!r}", f"outputs named {', '.join(OUTPUTS)}")
     params = {key: _value(p) for key, p in request.parameters.items()}
-    return InferRequest(request.id or None, tensors["x"], tensors.get("lengths"), {"y": True}, sequence_of(params))
+    return InferRequest(request.id or None, tensors["x"], tensors.get("lengths"), {"y": True}, sequence_of(params),
+                        largest)
 
 
 def _value(param: pb.InferParameter):

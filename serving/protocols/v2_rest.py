@@ -47,9 +47,8 @@ async def execute(core, req, client: str = "") -> tuple[np.ndarray, list[dict]]:
     """A parsed infer request (any v2 transport) from `client` (its peer address) -> (y batch-major, the runs'
     results)."""
     facts = await core.facts()
-    core.check_range(req.x, "input 'x'")
-    lengths = req.lengths if req.lengths is not None else np.full(len(req.x), req.x.shape[1], np.int32)
-    xs = [x[:n] for x, n in zip(req.x, lengths)]
+    core.check_range(req.x, "input 'x'", req.largest)
+    xs = list(req.x) if req.lengths is None else [x[:n] for x, n in zip(req.x, req.lengths)]
     results = await (core.sequence_step(req.sequence, xs, client) if req.sequence else core.run(xs))
     return stack([r["y"] for r in results], req.x.shape[1], facts["head"] == "sequence"), results
 
@@ -58,7 +57,9 @@ def stack(ys: list, steps: int, sequence_head: bool) -> np.ndarray:
     """Per-item y -> one batch-major array; a sequence head's steps past an item's length are 0, as
     Predictor.predict(x, lengths) gives them."""
     if not sequence_head:
-        return np.stack(ys)
+        return ys[0][None] if len(ys) == 1 else np.stack(ys)
+    if len(ys) == 1 and len(ys[0]) == steps:
+        return ys[0][None]
     out = np.zeros((len(ys), steps, ys[0].shape[-1]), np.float32)
     for k, y in enumerate(ys):
         out[k, :len(y)] = y

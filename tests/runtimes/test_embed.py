@@ -51,6 +51,18 @@ def test_run_ragged_carries_states(paths):
     close(second[1]["y"], p.predict(x[None, :2])[0])
 
 
+def test_run_ragged_leaves_out_the_states_not_kept(paths):
+    p = Predictor.load(paths["serve"])
+    xs = models.raw_inputs(np.random.default_rng(4), [5, 5, 3])
+    full = p.run_ragged(xs)
+    some = p.run_ragged(xs, None, [True, False, False])
+    assert "hn" in some[0] and "hn" not in some[1] and "cn" not in some[2]
+    close(some[0]["hn"], full[0]["hn"])
+    for a, b in zip(some, full):
+        close(a["y"], b["y"])
+    assert all(set(r) == {"y"} for r in p.run_ragged(xs, None, False))
+
+
 @pytest.mark.parametrize("kind", ["serve", "stateful"])
 def test_stream_in_chunks_equals_one_pass(ckpt, paths, kind):
     x = np.stack(models.raw_inputs(np.random.default_rng(3), [10, 10]))

@@ -17,7 +17,7 @@ class Recorder:
     def __init__(self, gate: threading.Event | None = None):
         self.batches, self.gate = [], gate
 
-    def run_ragged(self, xs, states):
+    def run_ragged(self, xs, states, keep_state=True):
         if self.gate is not None:
             self.gate.wait(5)
         self.batches.append(len(xs))

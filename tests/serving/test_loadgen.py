@@ -28,14 +28,14 @@ def predictor(serve_model):
     return Predictor.load(serve_model)
 
 
-@pytest.mark.parametrize("protocol, encoding, chunks", [("http", "binary", 0), ("http", "json", 0),
-                                                        ("grpc", "binary", 0), ("http", "binary", 3),
-                                                        ("grpc", "binary", 3)])
-def test_each_protocol_runs_and_its_answers_check(live, predictor, protocol, encoding, chunks):
+@pytest.mark.parametrize("protocol, encoding, chunks, streaming", [
+    ("http", "binary", 0, False), ("http", "json", 0, False), ("grpc", "binary", 0, False),
+    ("http", "binary", 3, False), ("grpc", "binary", 3, False), ("grpc", "binary", 0, True),
+    ("grpc", "binary", 3, True)])
+def test_each_protocol_runs_and_its_answers_check(live, predictor, protocol, encoding, chunks, streaming):
     url = f"127.0.0.1:{live.settings.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{live.port}"
     spec = LoadSpec(url=url, model_name="m", protocol=protocol, encoding=encoding, steps=6, batch=1 if chunks else 2,
-                    chunks=chunks,
-                    seconds=0.4, check_every=3)
+                    chunks=chunks, streaming=streaming, seconds=0.4, check_every=3)
     result = sweep(spec, concurrencies=[1, 4], predictor=predictor)
     for step in result["steps"]:
         assert step["requests"] > 0 and step["errors"] == 0, step
@@ -47,13 +47,42 @@ def test_a_wrong_answer_is_caught(live, predictor, monkeypatch):
     """The check must be able to fail: the server's y shifted by 1e-3 (ten times the float32 tolerance)."""
     original = Predictor.run_ragged
 
-    def shifted(self, xs, states=None):
-        return [dict(r, y=r["y"] + 1e-3) for r in original(self, xs, states)]
+    def shifted(self, xs, states=None, keep_state=True):
+        return [dict(r, y=r["y"] + 1e-3) for r in original(self, xs, states, keep_state)]
 
     monkeypatch.setattr(Predictor, "run_ragged", shifted)
     spec = LoadSpec(url=f"http://127.0.0.1:{live.port}", model_name="m", steps=5, seconds=0.3, check_every=1)
     (step,) = sweep(spec, concurrencies=[2], predictor=predictor)["steps"]
     assert step["checked"] > 0 and step["wrong"] == step["checked"]
+
+
+def test_a_stream_error_fails_its_request_not_the_stream(live, predictor):
+    """An error on a ModelStreamInfer stream is that response's error_message: the client raises it, and the
+    stream stays usable for its next request (an unknown model here, so that one fails the same way)."""
+    import asyncio
+
+    from lstm_onnx.serving.loadgen import GrpcClient
+
+    async def main():
+        client = GrpcClient(LoadSpec(url=f"127.0.0.1:{live.settings.grpc_port}", model_name="nope", streaming=True))
+        x = np.zeros((1, 3, predictor.num_features), np.float32)
+        try:
+            errors = []
+            for _ in range(2):
+                with pytest.raises(ConnectionError) as info:
+                    await client.infer(x, None)
+                errors.append(str(info.value))
+            return errors
+        finally:
+            await client.aclose()
+
+    assert all("unknown model" in e for e in asyncio.run(main()))
+
+
+def test_streaming_is_a_grpc_option(live):
+    with pytest.raises(LoadTestError, match="gRPC option"):
+        sweep(LoadSpec(url=f"http://127.0.0.1:{live.port}", model_name="m", streaming=True, seconds=0.1),
+              concurrencies=[1])
 
 
 def test_a_rate_step(live):

@@ -22,6 +22,7 @@ from uvicorn.protocols.http import httptools_impl  # noqa: E402
 
 from lstm_onnx.serving import protocol as limited_protocol  # noqa: E402
 from lstm_onnx.serving.protocol import protocol_for  # noqa: E402
+from lstm_onnx.serving.wire import coalescing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERRIDDEN = ("connection_made", "connection_lost", "data_received", "on_headers_complete", "on_body",
@@ -61,6 +62,7 @@ class Transport:
         return default
 
     def write(self, data):
+        assert not self.eof, "a write after write_eof(), which asyncio's transports refuse"
         self.written.append(data)
 
     def close(self):
@@ -82,9 +84,11 @@ class Transport:
         pass
 
 
-def test_a_request_still_sending_its_body_is_refused_at_shutdown_through_the_seam(monkeypatch):
-    """Drives LimitedProtocol as uvicorn would: the attributes it reads exist, its refusal is written, and the
-    connection closes after the refusal's linger."""
+@pytest.mark.parametrize("wrap", [lambda cls: cls, coalescing], ids=["limited", "limited+coalescing"])
+def test_a_request_still_sending_its_body_is_refused_at_shutdown_through_the_seam(monkeypatch, wrap):
+    """Drives LimitedProtocol as uvicorn would, alone and as the server composes it (serving/wire.py around it):
+    the attributes it reads exist, its refusal is written before the end of the stream, and the connection closes
+    after the refusal's linger."""
     monkeypatch.setattr(limited_protocol, "REFUSAL_LINGER_S", 0.02)
     async def app(scope, receive, send):
         await receive()  # waits for a body that never comes
@@ -92,7 +96,7 @@ def test_a_request_still_sending_its_body_is_refused_at_shutdown_through_the_sea
     async def scenario():
         settings = SimpleNamespace(max_header_bytes=4096, header_timeout_s=5.0, body_timeout_s=5.0,
                                    max_body_bytes=1024, max_connections=4, max_buffered_bytes=4096)
-        limited = protocol_for(settings)
+        limited = wrap(protocol_for(settings))
         config = uvicorn.Config(app, http=limited, ws="none", lifespan="off", proxy_headers=False)
         protocol = limited(config=config, server_state=uvicorn.server.ServerState(), app_state={})
         transport = Transport()
