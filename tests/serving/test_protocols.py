@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from lstm_onnx.runtimes.embed import Predictor
 from lstm_onnx.runtimes.tolerances import default_tolerance
 from lstm_onnx.serving import protocols
+from lstm_onnx.serving.protocols import base
 from lstm_onnx.serving.app import create_app
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.protocol import refusal
@@ -132,3 +133,20 @@ def test_every_backend_takes_the_request_cores_arguments(backend):
                 inspect.signature(getattr(core, method)).bind(*every)
             except TypeError as exc:
                 pytest.fail(f"{name}.{method} does not take RequestCore.{method}'s {every}: {exc}")
+
+
+def test_a_remembered_match_is_the_same_match_and_its_params_are_the_requests_own():
+    router = protocols.router(LOCAL)
+    first = router.match("/v2/models/m/versions/1/infer")
+    first[1]["name"] = "changed by a handler"
+    again = router.match("/v2/models/m/versions/1/infer")
+    assert again == (first[0], {"name": "m", "version": "1"}) and first[0].path.endswith("/infer")
+    assert router.match("/v2/models/other/infer")[1] == {"name": "other"}
+    assert router.match("/v2/models/m/nothing") is None
+
+
+def test_the_remembered_paths_stay_bounded():
+    router = protocols.router(LOCAL)
+    for k in range(base.MAX_SEEN + 10):
+        assert router.match(f"/v1/sessions/s{k}/step")[1] == {"sid": f"s{k}"}
+    assert 0 < len(router.seen) <= base.MAX_SEEN
