@@ -33,7 +33,7 @@ help:
 	@echo "make bench-abuse  server RSS through session-id and 4 MiB body floods, /healthz p50/p99 under 200 clients"
 	@echo "make forms-report  nodes, file size, ORT CPU latency, fp16/int8 accuracy of every export form"
 	@echo "make serve    HTTP server on 127.0.0.1:8000 (SERVE_ARGS=...); make loadtest: lstm-pipeline loadtest against it"
-	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON and v2 binary, Triton, Ray x1 and x2: one run"
+	@echo "make loadtest-protocols  our server over v1 JSON, v2 JSON, v2 binary, gRPC and gRPC streaming, Triton, Ray x1 and x2, each next to Predictor's own throughput (served/model): one run"
 	@echo "make test-web  the page in examples/web in headless Chromium (onnxruntime-web), and the Node.js example"
 	@echo "make docs-embedding  one parity table for Predictor, .ort, Node.js and the browser -> docs/embedding.md"
 	@echo "make triton-venv | test-triton  tritonserver (nvidia-pytriton, CPU) in $(TRITON_VENV); a real run of our python-backend repository"
@@ -146,10 +146,12 @@ bench-abuse: $(RUN_DIR)/model-serve.onnx
 # benchmarks/loadtest.py: servers in several modes and engines side by side (batching on vs off, Triton, Ray).
 BENCH_LOAD_ARGS ?= --clients 64 --seconds 10
 
-# docs/deploy.md's table: our server, Triton (python backend, its own venv) and Ray Serve, on one machine in one run.
+# docs/deploy.md's table: our server, Triton (python backend, its own venv) and Ray Serve, on one machine in one run,
+# every row's throughput over Predictor's own at batch 64 (measured at the start and the end of the run).
 loadtest-protocols: $(RUN_DIR)/model-serve.onnx triton-venv
 	LSTM_TRITON_VENV=$(abspath $(TRITON_VENV)) $(PY) benchmarks/loadtest.py $< --target v1 --target v2 \
-	    --target v2-binary --target triton --target ray --modes "batching on" $(BENCH_LOAD_ARGS)
+	    --target v2-binary --target grpc --target grpc-stream --target triton --target ray --modes "batching on" \
+	    --json $(RUN_DIR)/loadtest-protocols.json $(BENCH_LOAD_ARGS)
 
 # Triton: the tritonserver binary nvidia-pytriton bundles (CPU), in its own venv (about 30 s, 445 MB); the python
 # backend's stub runs this venv's Python, so numpy < 2 and onnxruntime go in it too. test-triton starts it on
