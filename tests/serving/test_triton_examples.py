@@ -14,24 +14,12 @@ import numpy as np
 import pytest
 
 from lstm_onnx.runtimes.embed import Predictor
-from lstm_onnx.serving.settings import ServeSettings
-from lstm_onnx.serving.tritonserver import free_port
-from tests.serving.harness_tools import Live
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the triton extra)")
 pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the triton extra)")
 
 EXAMPLES = Path(__file__).parent / "triton_examples"
 NAME = "lstm"  # the model name the examples were changed to
-
-
-@pytest.fixture(scope="module")
-def live(serve_model):
-    settings = ServeSettings(model=str(serve_model), model_name=NAME, grpc_port=free_port(), max_wait_ms=5.0,
-                             max_items=8, max_seq_len=60, max_sessions=16)
-    with Live(settings) as server:
-        yield server
-    assert not server.log.tracebacks(), server.log.tracebacks()
 
 
 @pytest.fixture(scope="module")
@@ -65,54 +53,54 @@ def sequence_expected(predictor) -> dict[str, np.ndarray]:
     return out
 
 
-def http_url(live) -> str:
-    return f"127.0.0.1:{live.port}"
+def http_url(grpc_live) -> str:
+    return f"127.0.0.1:{grpc_live.port}"
 
 
-def grpc_url(live) -> str:
-    return f"127.0.0.1:{live.settings.grpc_port}"
+def grpc_url(grpc_live) -> str:
+    return f"127.0.0.1:{grpc_live.settings.grpc_port}"
 
 
-def test_simple_http_infer_client(live, predictor, tmp_path):
-    rc, out = run_example("simple_http_infer_client.py", http_url(live), infer_expected(predictor), tmp_path)
+def test_simple_http_infer_client(grpc_live, predictor, tmp_path):
+    rc, out = run_example("simple_http_infer_client.py", http_url(grpc_live), infer_expected(predictor), tmp_path)
     assert rc == 0, out
     # The example prints no PASS line: it ends on the unknown-model error it expects.
     assert out.count("y = ") == 2 and "Request for unknown model" in out.rstrip().splitlines()[-1], out
 
 
-def test_simple_grpc_infer_client(live, predictor, tmp_path):
-    rc, out = run_example("simple_grpc_infer_client.py", grpc_url(live), infer_expected(predictor), tmp_path)
+def test_simple_grpc_infer_client(grpc_live, predictor, tmp_path):
+    rc, out = run_example("simple_grpc_infer_client.py", grpc_url(grpc_live), infer_expected(predictor), tmp_path)
     assert rc == 0 and out.count("y = ") == 2 and "PASS: infer" in out, out
 
 
-def test_simple_grpc_async_infer_client(live, predictor, tmp_path):
-    rc, out = run_example("simple_grpc_async_infer_client.py", grpc_url(live), infer_expected(predictor), tmp_path)
+def test_simple_grpc_async_infer_client(grpc_live, predictor, tmp_path):
+    rc, out = run_example("simple_grpc_async_infer_client.py", grpc_url(grpc_live), infer_expected(predictor), tmp_path)
     # Without an answer in 10 s it exits 0 saying nothing: the PASS line is the verdict.
     assert rc == 0 and out.count("y = ") == 1 and "PASS: Async infer" in out, out
 
 
-def test_simple_http_async_infer_client(live, predictor, tmp_path):
-    rc, out = run_example("simple_http_async_infer_client.py", http_url(live), infer_expected(predictor), tmp_path)
+def test_simple_http_async_infer_client(grpc_live, predictor, tmp_path):
+    rc, out = run_example("simple_http_async_infer_client.py", http_url(grpc_live), infer_expected(predictor), tmp_path)
     assert rc == 0 and out.count("y = ") == 2, out  # no PASS line: both requests' checks ran
 
 
-def test_simple_http_health_metadata(live, tmp_path):
-    rc, out = run_example("simple_http_health_metadata.py", http_url(live), {}, tmp_path)
+def test_simple_http_health_metadata(grpc_live, tmp_path):
+    rc, out = run_example("simple_http_health_metadata.py", http_url(grpc_live), {}, tmp_path)
     # It prints no PASS line (and exits 0 when it cannot connect): its last line is the model's metadata.
     assert rc == 0, out
     server, model = (ast.literal_eval(line) for line in out.rstrip().splitlines()[-2:])
     assert "sequence" in server["extensions"] and model["name"] == NAME, out
 
 
-def test_simple_grpc_sequence_stream_infer_client(live, predictor, tmp_path):
-    rc, out = run_example("simple_grpc_sequence_stream_infer_client.py", grpc_url(live),
+def test_simple_grpc_sequence_stream_infer_client(grpc_live, predictor, tmp_path):
+    rc, out = run_example("simple_grpc_sequence_stream_infer_client.py", grpc_url(grpc_live),
                           sequence_expected(predictor), tmp_path)
     assert rc == 0 and "PASS: Sequence" in out, out
     assert len(re.findall(r"^\[\d\] ", out, re.MULTILINE)) == 8, out  # every step was compared
 
 
-def test_the_stream_example_fails_on_a_wrong_step(live, predictor, tmp_path):
+def test_the_stream_example_fails_on_a_wrong_step(grpc_live, predictor, tmp_path):
     expected = sequence_expected(predictor)
     expected["string0"][5] += 1e-3  # past the examples' float32 tolerance (1e-5 + 1e-5 * |y|)
-    rc, out = run_example("simple_grpc_sequence_stream_infer_client.py", grpc_url(live), expected, tmp_path)
+    rc, out = run_example("simple_grpc_sequence_stream_infer_client.py", grpc_url(grpc_live), expected, tmp_path)
     assert rc == 1 and "[ expected ]" in out and "PASS" not in out, out

@@ -29,17 +29,8 @@ def close(a, b):
 
 
 @pytest.fixture(scope="module")
-def live(serve_model):
-    settings = ServeSettings(model=str(serve_model), model_name=NAME, grpc_port=free_port(), max_wait_ms=5.0,
-                             max_items=8, max_seq_len=60, max_sessions=16)
-    with Live(settings) as server:
-        yield server
-    assert not server.log.tracebacks(), server.log.tracebacks()
-
-
-@pytest.fixture(scope="module")
-def client(live):
-    c = grpcclient.InferenceServerClient(f"127.0.0.1:{live.settings.grpc_port}")
+def client(grpc_live):
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_live.settings.grpc_port}")
     yield c
     c.close()
 
@@ -72,7 +63,7 @@ def test_health_metadata_config_statistics_index(client, predictor):
                                                                          "state": "READY"}]
 
 
-def test_infer_equals_predictor_with_raw_and_typed_contents(live, client, predictor):
+def test_infer_equals_predictor_with_raw_and_typed_contents(grpc_live, client, predictor):
     x = np.stack(models.raw_inputs(np.random.default_rng(1), [7, 7, 7]))
     close(client.infer(NAME, [x_input(x)]).as_numpy("y"), predictor.predict(x))
     # typed contents (fp32_contents), as other clients send them
@@ -83,7 +74,7 @@ def test_infer_equals_predictor_with_raw_and_typed_contents(live, client, predic
 
     tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=list(x.shape))
     tensor.contents.fp32_contents.extend(x.ravel().tolist())
-    with grpc.insecure_channel(f"127.0.0.1:{live.settings.grpc_port}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_live.settings.grpc_port}") as channel:
         reply = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
             pb.ModelInferRequest(model_name=NAME, id="typed", inputs=[tensor]))
     assert reply.id == "typed" and list(reply.outputs[0].shape) == [3, models.O]
@@ -112,7 +103,7 @@ def test_sequences_over_model_infer_equal_one_pass(client, predictor):
 
 
 @pytest.mark.parametrize("streams", [1, 3])
-def test_interleaved_sequences_over_streams_equal_one_pass_over_each_prefix(live, predictor, streams):
+def test_interleaved_sequences_over_streams_equal_one_pass_over_each_prefix(grpc_live, predictor, streams):
     """Three sequences (int and string ids), chunked differently, interleaved on one stream or spread over
     several: each response equals one pass over that sequence's prefix."""
     rng = np.random.default_rng(4)
@@ -120,7 +111,7 @@ def test_interleaved_sequences_over_streams_equal_one_pass_over_each_prefix(live
     xs = {sid: np.stack(models.raw_inputs(rng, [sum(sizes)])) for sid, sizes in seqs.items()}
     clients, results = [], [queue.Queue() for _ in range(streams)]
     for k in range(streams):
-        c = grpcclient.InferenceServerClient(f"127.0.0.1:{live.settings.grpc_port}")
+        c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_live.settings.grpc_port}")
         c.start_stream(callback=lambda result, error, q=results[k]: q.put((result, error)))
         clients.append(c)
     sent = []  # (sid, prefix steps); a sequence keeps to one stream, where its requests stay in order
@@ -174,9 +165,9 @@ def test_bad_messages_get_a_status_with_a_reason(client, case):
 
 
 @pytest.mark.harness
-def test_a_bad_request_on_a_stream_is_its_error_and_the_stream_goes_on(live, predictor):
+def test_a_bad_request_on_a_stream_is_its_error_and_the_stream_goes_on(grpc_live, predictor):
     q = queue.Queue()
-    c = grpcclient.InferenceServerClient(f"127.0.0.1:{live.settings.grpc_port}")
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_live.settings.grpc_port}")
     c.start_stream(callback=lambda result, error: q.put((result, error)))
     x = np.stack(models.raw_inputs(np.random.default_rng(6), [4]))
     c.async_stream_infer(NAME, [x_input(x)], request_id="a", sequence_id=4242)  # never started
@@ -222,13 +213,13 @@ def test_a_token_guards_every_call_but_the_probes(guarded, predictor):
     c.close()
 
 
-def test_a_grpc_sequence_counts_against_its_peer_s_session_quota(live, client):
+def test_a_grpc_sequence_counts_against_its_peer_s_session_quota(grpc_live, client):
     from lstm_onnx.serving.protocols.v2_grpc import peer_host
 
     assert [peer_host(p) for p in ("ipv4:10.0.0.1:5000", "ipv6:[::1]:5000")] == ["10.0.0.1", "[::1]"]
     x = np.zeros((1, 2, 3), np.float32)
     client.infer(NAME, [x_input(x)], sequence_id=9191, sequence_start=True)
-    sessions = live.server.config.app.state.server.sessions
+    sessions = grpc_live.server.config.app.state.server.sessions
     assert sessions.sessions["v2/int/9191"].client == "127.0.0.1"
     client.infer(NAME, [x_input(x)], sequence_id=9191, sequence_end=True)
     assert "v2/int/9191" not in sessions.sessions
