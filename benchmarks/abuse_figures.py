@@ -23,7 +23,7 @@ import time
 import httpx
 import numpy as np
 
-from lstm_onnx.core.machine import fingerprint
+from lstm_onnx.core.machine import fingerprint, summary
 
 MiB = 1 << 20
 
@@ -239,6 +239,7 @@ def main() -> None:
     a = ap.parse_args()
     parts = a.only or ["sessions", "bodies", "healthz"]
     result = {"machine": fingerprint()}
+    print(summary(result["machine"]), flush=True)
     if "sessions" in parts:
         result["sessions"] = sessions_flood(a.model, a.sessions)
         print("sessions:", json.dumps(result["sessions"]), flush=True)
