@@ -31,7 +31,7 @@ from lstm_onnx.serving.request_core import (
     model_name,
     overloaded,
 )
-from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionStore, UnknownSession
+from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionOwned, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import bad
 
@@ -152,6 +152,8 @@ class Server(RequestCore):
             raise ApiError(429, "too_many_sessions_for_client", str(exc), f"at most "
                            f"{self.settings.max_sessions_per_client} open sessions per client",
                            {"Retry-After": RETRY_AFTER_S}) from None
+        except SessionOwned as exc:
+            raise sequence_owned(exc) from None
         except SessionLimit as exc:
             self.metrics.rejected.inc(reason="session_limit")
             raise ApiError(503, "too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
@@ -171,7 +173,9 @@ class Server(RequestCore):
             session = self.new_session(key, client)
         else:
             try:
-                session = self.sessions.get(key)
+                session = self.sessions.get(key, client)
+            except SessionOwned as exc:
+                raise sequence_owned(exc) from None
             except UnknownSession:
                 raise bad(f"sequence {shown} is not open: start it with sequence_start (it may have ended, or "
                           f"expired after {self.settings.session_ttl_s:g} s idle)") from None
@@ -212,6 +216,12 @@ class Server(RequestCore):
 
     async def render_metrics(self):
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def sequence_owned(exc: SessionOwned) -> ApiError:
+    shown = exc.args[0].split("/", 2)[-1]  # the client's id, without the session key's "v2/<int|str>/"
+    return ApiError(409, "sequence_owned", f"sequence {shown} is open for another client",
+                    "a sequence_id no other client has open")
 
 
 def batching_policy(predictor, max_batch: int) -> dict:

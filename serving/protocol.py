@@ -65,7 +65,11 @@ class LimitedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.reading_head, self.head_bytes = True, 0
         self.admitted, self.draining, self.discarding = False, False, 0  # discarding: bytes dropped after a refusal
-        self.reserved = self.body_bytes = 0  # body bytes reserved in the admission budget / arrived
+        # per request (a pipelined one is parsed while an earlier one runs): cycle -> [bytes reserved in the
+        # admission budget, bytes arrived]; None: the request whose head is being read, before it has a cycle
+        self.bodies: dict = {}
+        self.running = None  # the cycle whose app task runs: the one whose response goes out next
+        self.deferred = None  # (error, path): a refusal that waits for the earlier responses on this connection
         self.timer = self.loop.call_later(self.head_timeout, self.head_timed_out)  # a silent connection too
 
     def connection_lost(self, exc) -> None:
@@ -76,14 +80,24 @@ class LimitedProtocol(HttpToolsProtocol):
             self.admission.leave()
         super().connection_lost(exc)
 
-    def release_body(self) -> None:
-        if self.reserved:
-            self.admission.release(self.reserved, self.loop)
-        self.reserved = self.body_bytes = 0
+    def release_body(self, cycle=...) -> None:
+        """Give back the budget of `cycle`'s body (every request's on this connection when not given)."""
+        for key in list(self.bodies) if cycle is ... else [cycle]:
+            reserved, _ = self.bodies.pop(key, (0, 0))
+            if reserved:
+                self.admission.release(reserved, self.loop)
+
+    def _start_asgi_task(self, cycle, app) -> None:
+        self.running = cycle
+        super()._start_asgi_task(cycle, app)
 
     def on_response_complete(self) -> None:
-        self.release_body()  # the request's task ends with its response, and its body with it
-        super().on_response_complete()
+        self.release_body(self.running)  # the request's task ends with its response, and its body with it
+        super().on_response_complete()  # starts the next pipelined request, if one waits
+        if self.deferred is not None and not self.pipeline and self.running.response_complete:
+            error, path = self.deferred
+            self.deferred = None
+            self.refuse(error, path)
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -124,17 +138,19 @@ class LimitedProtocol(HttpToolsProtocol):
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.max_head:
             raise HeadTooLarge  # httptools stops parsing and raises HttpParserCallbackError from it
-        self.admit()
+        reserved = self.admit()
         self.reading_head = False
         self.cancel_timer()
         super().on_headers_complete()
+        self.bodies[self.cycle] = [reserved, 0]
         if not self.admitted:  # a probe past the connection cap: answered, then the connection closes
             self.cycle.keep_alive = False
         self.timer = self.loop.call_later(self.body_timeout, self.body_timed_out)
 
-    def admit(self) -> None:
+    def admit(self) -> int:
         """Refuse (raise Refused) a request the server will not take on: after shutdown began, on one connection
-        too many, or whose declared body would pass the buffered-bytes budget. Nothing of its body is read."""
+        too many, or whose declared body would pass the buffered-bytes budget. Nothing of its body is read.
+        Returns the bytes reserved for its body."""
         if self.draining:
             raise Refused(SHUTTING_DOWN)
         if not self.admitted:
@@ -145,19 +161,19 @@ class LimitedProtocol(HttpToolsProtocol):
         declared = next((v for k, v in self.headers if k == b"content-length"), b"")
         # a declared size over max_body is refused (413) by the route before it reads; on_body counts what comes
         size = int(declared) if declared.isdigit() and int(declared) <= self.max_body else 0
-        if size:
-            if not self.admission.reserve(size):
-                raise Refused(self.admission.budget_full(size))
-            self.reserved = size
+        if size and not self.admission.reserve(size):
+            raise Refused(self.admission.budget_full(size))
+        return size
 
     def on_body(self, body: bytes) -> None:
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.body_bytes += len(body)
-            if self.body_bytes > self.reserved:  # chunked, or more than declared
-                more = self.body_bytes - self.reserved
+        counts = self.bodies.get(self.cycle)
+        if counts is not None and not self.cycle.response_complete:
+            counts[1] += len(body)
+            if counts[1] > counts[0]:  # chunked, or more than declared
+                more = counts[1] - counts[0]
                 if not self.admission.reserve(more):
-                    raise Refused(self.admission.budget_full(self.body_bytes))
-                self.reserved += more
+                    raise Refused(self.admission.budget_full(counts[1]))
+                counts[0] += more
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -192,18 +208,37 @@ class LimitedProtocol(HttpToolsProtocol):
         self.draining = True
         self.loop.call_later(SHUTDOWN_LINGER_S, self.close_idle)
 
+    def earlier_pending(self) -> bool:
+        """A response still owed, on this connection, to a request before the one being refused."""
+        running = self.running
+        if running is None or running.response_complete:
+            return False
+        return self.reading_head or running is not self.cycle
+
     def close_idle(self) -> None:
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             self.transport.close()
 
-    def refuse(self, error: ApiError) -> None:
+    def refuse(self, error: ApiError, path: str | None = None) -> None:
         """Answer `error` unless a response is already under way on this connection, then close it. A request
-        whose app task is waiting for its body is told the client went away, so the task ends quietly."""
+        whose app task is waiting for its body is told the client went away, so the task ends quietly. Behind
+        an earlier request still running (pipelining) the refusal waits for that response: HTTP/1.1 answers in
+        order, and a client would take a refusal sent first for the earlier request's answer."""
         self.cancel_timer()
+        if path is None:
+            url = getattr(self, "url", b"")  # as far as it has arrived: a stalled head may hold part of it
+            path = url.partition(b"?")[0].decode("latin-1")
+        if self.earlier_pending():
+            if not self.reading_head:  # the refused request is queued behind the running one: it never runs
+                for entry in [e for e in self.pipeline if e[0] is self.cycle]:
+                    self.pipeline.remove(entry)
+                self.release_body(self.cycle)
+            self.deferred = (error, path)
+            self.discarding = 1  # nothing more of this connection is parsed
+            return
         cycle = self.cycle
         if cycle is None or (cycle.response_complete if self.reading_head else not cycle.response_started):
-            url = getattr(self, "url", b"")  # as far as it has arrived: a stalled head may hold part of it
-            self.transport.write(refusal(error, url.partition(b"?")[0].decode("latin-1")))
+            self.transport.write(refusal(error, path))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()

@@ -22,6 +22,11 @@ class UnknownSession(KeyError):
     pass
 
 
+class SessionOwned(RuntimeError):
+    """The id names a session another client holds: v2 sequence ids are chosen by clients, and small integers
+    are easy to guess, so one client must not restart, continue or end another's."""
+
+
 @dataclass
 class Session:
     id: str
@@ -62,18 +67,21 @@ class SessionStore:
         return len(expired)
 
     def create(self, sid: str | None = None, client: str = "") -> Session:
-        """A new session with zero state for `client`, under `sid` if given (one already there under it is
-        replaced)."""
+        """A new session with zero state for `client`, under `sid` if given (one of the same client's already
+        there under it is replaced; a refused restart leaves it in place)."""
         self.sweep()
-        if sid in self.sessions:
-            self._drop(sid)
-        if self.per_client.get(client, 0) >= self.max_per_client:
+        old = self.sessions.get(sid) if sid is not None else None
+        if old is not None and old.client != client:
+            raise SessionOwned(sid)
+        if self.per_client.get(client, 0) - (old is not None) >= self.max_per_client:
             raise ClientSessionLimit(f"this client ({client or 'unknown address'}) holds {self.max_per_client} "
                                      f"open sessions, its quota; end finished ones or wait for idle ones to expire "
                                      f"({self.ttl:g} s)")
-        if len(self.sessions) >= self.max_sessions:
+        if old is None and len(self.sessions) >= self.max_sessions:
             raise SessionLimit(f"session limit reached ({self.max_sessions} open); DELETE finished sessions "
                                f"or wait for idle ones to expire ({self.ttl:g} s)")
+        if old is not None:
+            self._drop(sid)
         sid = sid if sid is not None else secrets.token_urlsafe(12)
         session = Session(sid, np.zeros(self.shape, np.float32), np.zeros(self.shape, np.float32), self.clock(),
                           client=client)
@@ -81,12 +89,15 @@ class SessionStore:
         self.per_client[client] = self.per_client.get(client, 0) + 1
         return session
 
-    def get(self, sid: str) -> Session:
+    def get(self, sid: str, client: str | None = None) -> Session:
+        """The open session `sid`; with `client`, only if that client holds it (SessionOwned otherwise)."""
         session = self.sessions.get(sid)
         if session is None or self.clock() - session.last_used > self.ttl:
             if session is not None:
                 self._drop(sid)
             raise UnknownSession(sid)
+        if client is not None and session.client != client:
+            raise SessionOwned(sid)
         session.last_used = self.clock()
         return session
 

@@ -12,12 +12,14 @@ class CoalescingTransport:
     """A transport whose small writes are joined into one per event-loop iteration; anything else goes to the
     wrapped transport."""
 
-    __slots__ = ("transport", "loop", "pending")
+    __slots__ = ("transport", "loop", "pending", "ended")
 
     def __init__(self, transport, loop):
-        self.transport, self.loop, self.pending = transport, loop, None
+        self.transport, self.loop, self.pending, self.ended = transport, loop, None, False
 
     def write(self, data) -> None:
+        if self.ended:  # asyncio refuses a write after write_eof(); nothing may follow a refusal's end anyway
+            return
         if len(data) >= LARGE:
             self.flush()
             self.transport.write(data)
@@ -38,6 +40,7 @@ class CoalescingTransport:
 
     def write_eof(self) -> None:
         self.flush()  # serving/protocol.py writes a refusal, then the end: the end must not overtake it
+        self.ended = True
         self.transport.write_eof()
 
     def abort(self) -> None:

@@ -54,6 +54,7 @@ class Call:
 
 
 MAX_SEEN = 1024
+MAX_SEEN_PATH = 256  # characters; with MAX_SEEN, what the remembered matches can hold is bounded (~0.5 MB)
 
 
 class Router:
@@ -86,9 +87,10 @@ class Router:
             found = self._template(path)
             if found is None:
                 return None
-            if len(self.seen) >= MAX_SEEN:  # session ids make paths unbounded: refilled by the paths in use
-                self.seen.clear()
-            self.seen[path] = found
+            if len(path) <= MAX_SEEN_PATH:  # a path may be as long as the head limit: those are not kept
+                if len(self.seen) >= MAX_SEEN:  # session ids make paths unbounded: refilled by the paths in use
+                    self.seen.clear()
+                self.seen[path] = found
         return found[0], dict(found[1])  # a copy: a handler's changes stay out of the next request's params
 
     def _template(self, path: str) -> tuple[Route, dict] | None:

@@ -52,7 +52,7 @@ CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTIC
 
 def peer_host(peer: str) -> str:
     """grpc's peer ("ipv4:10.0.0.1:5000", "ipv6:[::1]:5000") -> its address, the session quota's key."""
-    return peer.rpartition(":")[0].partition(":")[2]
+    return peer.rpartition(":")[0].partition(":")[2].strip("[]")  # "::1", as HTTP's scope gives it
 
 
 CONTENTS = {"FP32": "fp32_contents", "INT32": "int_contents"}

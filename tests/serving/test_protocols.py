@@ -150,3 +150,11 @@ def test_the_remembered_paths_stay_bounded():
     for k in range(base.MAX_SEEN + 10):
         assert router.match(f"/v1/sessions/s{k}/step")[1] == {"sid": f"s{k}"}
     assert 0 < len(router.seen) <= base.MAX_SEEN
+
+
+def test_a_long_path_is_matched_but_not_remembered():
+    """A path may be as long as the head limit (64 KiB): 1024 of them remembered held 127 MiB."""
+    router = protocols.router(LOCAL)
+    sid = "s" * (base.MAX_SEEN_PATH + 1)
+    assert router.match(f"/v1/sessions/{sid}/step")[1] == {"sid": sid}
+    assert not router.seen

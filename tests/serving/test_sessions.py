@@ -1,6 +1,6 @@
 import pytest
 
-from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionStore, UnknownSession
+from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionOwned, SessionStore, UnknownSession
 
 
 class Clock:
@@ -55,3 +55,21 @@ def test_a_client_holds_at_most_its_quota_and_gets_slots_back_however_sessions_e
     store.sweep()
     assert store.per_client == {}
     store.create(client="10.0.0.1"), store.create(client="10.0.0.1")
+
+
+def test_a_refused_restart_leaves_the_sequence_and_another_client_cannot_take_it():
+    """A client at its quota restarting an id: 429, and the sequence it named stays. Another client's open
+    sequence cannot be restarted or continued by a client that guesses its id."""
+    store = SessionStore(1, 2, ttl_s=60, max_sessions=10, max_per_client=1)
+    victim = store.create("v2/int/7", "10.0.0.1")
+    store.create("v2/int/8", "10.0.0.2")
+    with pytest.raises(SessionOwned):
+        store.create("v2/int/7", "10.0.0.2")
+    with pytest.raises(SessionOwned):
+        store.get("v2/int/7", "10.0.0.2")
+    assert store.get("v2/int/7", "10.0.0.1") is victim and store.per_client == {"10.0.0.1": 1, "10.0.0.2": 1}
+    mine = store.create("v2/int/8", "10.0.0.2")  # its own restart, at its quota: replaces, not refused
+    assert store.sessions["v2/int/8"] is mine and store.per_client["10.0.0.2"] == 1
+    with pytest.raises(ClientSessionLimit):
+        store.create("v2/int/9", "10.0.0.2")
+    assert set(store.sessions) == {"v2/int/7", "v2/int/8"}
