@@ -55,6 +55,9 @@ class ServeSettings:
         for name in ("header_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if 0 < self.queue_timeout_s <= self.max_wait_ms / 1000:
+            raise ValueError(f"queue_timeout_s ({self.queue_timeout_s:g}) must be more than max_wait_ms "
+                             f"({self.max_wait_ms:g} ms), or every batch that waits for company times out")
         if self.max_buffered_bytes < self.max_body_bytes:
             raise ValueError(f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least max_body_bytes "
                              f"({self.max_body_bytes}), or no body of the largest size could ever be read")

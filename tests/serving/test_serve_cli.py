@@ -92,6 +92,13 @@ def test_the_limits_reach_their_settings(serve_model, started):
     assert (s.max_header_bytes, s.header_timeout_s, s.body_timeout_s, s.graceful_timeout_s) == (1000, 2, 3, 4)
 
 
+def test_a_queue_deadline_within_the_batch_wait_is_one_line(serve_model, started):
+    """--queue-timeout 0.01 with --max-wait-ms 50: every batch that waits for company would time out."""
+    r = run(str(serve_model), "--queue-timeout", "0.01", "--max-wait-ms", "50")
+    assert r.exit_code == 1 and "queue_timeout_s (0.01) must be more than max_wait_ms (50 ms)" in r.output, r.output
+    assert r.output.count("\n") == 1 and not started
+
+
 @pytest.mark.parametrize("host, words", [("256.1.1.1", "cannot listen on 256.1.1.1:"),
                                          ("127.0.0.1", "Address already in use")])
 def test_an_address_it_cannot_listen_on_is_one_line(serve_model, monkeypatch, host, words):
