@@ -14,12 +14,13 @@ import ctypes.util
 import logging
 import sys
 
+from lstm_onnx.serving.auth import OPEN_PATHS
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.request_core import RETRY_AFTER_S
 
 ABUSE_LIMITS = ("max_sessions_per_client", "max_connections", "max_buffered_bytes", "max_parse_queue",
                 "queue_timeout_s")
-PROBES = frozenset({b"/healthz", b"/readyz", b"/v2/health/live", b"/v2/health/ready"})
+PROBES = frozenset(path.encode() for path in OPEN_PATHS)  # as the request line holds them
 # glibc keeps freed heap memory for reuse; after bodies of this many bytes were released the server hands the
 # free pages back (malloc_trim), else RSS stays at its peak after a body flood.
 TRIM_AFTER_BYTES = 32 << 20

@@ -28,6 +28,7 @@ from lstm_onnx.serving.request_core import (
     RequestCore,
     check_sequence,
     model_facts,
+    model_info,
     model_name,
     overloaded,
 )
@@ -39,6 +40,10 @@ from lstm_onnx.serving.v2_protocol import bad
 # batching, so that a request's numbers never depend on its batch-mates.
 BATCH_DEPENDENT = {"int8": "int8 dynamic quantization takes one activation scale for all the sequences in a run, "
                            "so a sequence's result would depend on the sequences sharing its batch"}
+# what /v1/model reports under "limits"
+LIMITS = ("max_batch", "max_wait_ms", "max_queue", "max_items", "max_seq_len", "max_body_bytes", "session_ttl_s",
+          "max_sessions", "workers", "max_header_bytes", "header_timeout_s", "body_timeout_s", "graceful_timeout_s",
+          *ABUSE_LIMITS)
 NOT_READY = ApiError(503, "not_ready", "batcher not running", "a started server")
 log = logging.getLogger("uvicorn.error")  # uvicorn's own log, where its startup lines go
 
@@ -197,22 +202,10 @@ class Server(RequestCore):
         return self.model_stats.json(name, version)
 
     async def model_info(self) -> dict:
-        p, s = self.predictor, self.settings
-        meta = p.meta
+        p = self.predictor
         io = lambda vs: [{"name": v.name, "shape": v.shape, "type": v.type} for v in vs]  # noqa: E731
-        return {"path": s.model, "form": meta.get("form"), "version": meta.get("version"),
-                "opset": meta.get("opset"), "head": p.head, "num_features": p.num_features,
-                "feature_names": meta.get("feature_names"), "target_names": meta.get("target_names"),
-                "stateful": p.stateful, "lengths_input": p.has_lengths,
-                "batching": self.batching,
-                "inputs": io(p.session.get_inputs()), "outputs": io(p.session.get_outputs()),
-                "io": meta.get("io"), "providers": p.session.get_providers(), "placement": p.placement,
-                "machine": self.machine,
-                "limits": {k: getattr(s, k) for k in ("max_batch", "max_wait_ms", "max_queue", "max_items",
-                                                         "max_seq_len", "max_body_bytes", "session_ttl_s",
-                                                         "max_sessions", "workers", "max_header_bytes",
-                                                         "header_timeout_s", "body_timeout_s",
-                                                         "graceful_timeout_s", *ABUSE_LIMITS)}}
+        return model_info(self._facts, self.settings, LIMITS, inputs=io(p.session.get_inputs()),
+                          outputs=io(p.session.get_outputs()), io=p.meta.get("io"), placement=p.placement)
 
     async def render_metrics(self):
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")

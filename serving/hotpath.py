@@ -15,7 +15,7 @@ import zlib
 
 from lstm_onnx.serving.inputs import ApiError, orjson
 from lstm_onnx.serving.protocols.base import Call, Reply
-from lstm_onnx.serving.request_core import RETRY_AFTER_S
+from lstm_onnx.serving.request_core import SHUTTING_DOWN
 
 log = logging.getLogger("uvicorn.error")
 
@@ -28,10 +28,7 @@ async def respond(send, status: int, payload, headers: dict | None = None, encod
     """`payload`: a dict sent as JSON, or bytes sent as they are (application/octet-stream); `encoding`: gzip or
     deflate to compress the body with (see accepted_encoding), "" for none, or a function giving it, called only
     for a body long enough to compress."""
-    if isinstance(payload, bytes):
-        body, media = payload, OCTET_STREAM
-    else:
-        body, media = dumps(payload), JSON
+    body, media = _encoded(payload)
     if len(body) >= COMPRESS_MIN_BYTES and (encoding := encoding() if callable(encoding) else encoding):
         body = compress(body, encoding)
         raw = [(b"content-encoding", encoding.encode()), media, (b"content-length", b"%d" % len(body))]
@@ -48,13 +45,12 @@ OCTET_STREAM, JSON = (b"content-type", b"application/octet-stream"), (b"content-
 
 def encoded(payload) -> tuple[bytes, bytes]:
     """(body, media type): bytes go as they are, anything else as JSON."""
-    if isinstance(payload, bytes):
-        return payload, OCTET_STREAM[1]
-    return dumps(payload), JSON[1]
+    body, media = _encoded(payload)
+    return body, media[1]
 
 
-SHUT_DOWN = ApiError(503, "shutting_down", "the server stopped before this request finished",
-                     "retry on a running server", {"Retry-After": RETRY_AFTER_S})
+def _encoded(payload) -> tuple[bytes, tuple]:
+    return (payload, OCTET_STREAM) if isinstance(payload, bytes) else (dumps(payload), JSON)
 
 
 class Disconnected(Exception):
@@ -165,7 +161,7 @@ async def answer(router, core, scope, receive, route, params: dict, limit: int) 
     except Disconnected:
         return None
     except asyncio.CancelledError:  # uvicorn cancels what still runs when the shutdown grace is over
-        return 503, shape(SHUT_DOWN), SHUT_DOWN.headers
+        return 503, shape(SHUTTING_DOWN), SHUTTING_DOWN.headers
     except Exception as exc:  # noqa: BLE001 - any bug becomes a JSON 500, and the log keeps the traceback
         log.exception("%s %s failed", scope["method"], scope["path"])
         return 500, shape(ApiError(500, "internal", f"{type(exc).__name__}: {exc}")), None

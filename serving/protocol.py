@@ -15,7 +15,7 @@ from lstm_onnx.serving.admission import PROBES, Admission
 from lstm_onnx.serving.hotpath import dumps
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.protocols import error_body
-from lstm_onnx.serving.request_core import RETRY_AFTER_S
+from lstm_onnx.serving.request_core import SHUTTING_DOWN
 
 
 class HeadTooLarge(Exception):
@@ -30,8 +30,6 @@ class Refused(Exception):
         self.error = error
 
 
-SHUTTING_DOWN = ApiError(503, "shutting_down", "the server is shutting down", "retry on a running server",
-                         {"Retry-After": RETRY_AFTER_S})
 # How long an idle kept-alive connection stays open once shutdown starts. A request its client sent just before
 # it saw the shutdown arrives in this window and is answered 503 instead of meeting a close. HTTP/1.1 leaves a
 # race no server can close: a request sent at the very moment the connection closes (after this window, or on

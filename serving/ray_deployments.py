@@ -25,11 +25,19 @@ from lstm_onnx.serving.hotpath import answer, encoded
 from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.protocols.base import Router
 from lstm_onnx.serving.ray_grpc import GrpcRoutes, register_protos
-from lstm_onnx.serving.request_core import RETRY_AFTER_S, RequestCore, check_sequence, model_facts, model_name
+from lstm_onnx.serving.request_core import (
+    RETRY_AFTER_S,
+    RequestCore,
+    check_sequence,
+    model_facts,
+    model_info,
+    model_name,
+)
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import bad
 
 REPLICA_HEADER = "X-Replica-Id"
+LIMITS = ("max_batch", "max_wait_ms", "max_items", "max_seq_len", "max_body_bytes")  # the ones Ray's ingress keeps
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 GONE = (ActorDiedError, ActorUnavailableError, RayActorError)
 # a unary sequence request, over HTTP or gRPC: its sequence_id names state that replicas without affinity do not share
@@ -172,14 +180,8 @@ class RayCore(RequestCore):
         return {REPLICA_HEADER: ",".join(dict.fromkeys(r["replica"] for r in results))}
 
     async def model_info(self) -> dict:
-        facts = await self.facts()
-        return {"path": self.settings.model, **facts["meta"], "head": facts["head"],
-                "num_features": facts["num_features"], "stateful": facts["stateful"],
-                "lengths_input": facts["lengths_input"], "batching": facts["batching"],
-                "providers": facts["providers"], "machine": facts["machine"], "engine": "ray",
-                "sessions": "state travels in session_id",
-                "limits": {k: getattr(self.settings, k) for k in ("max_batch", "max_wait_ms", "max_items",
-                                                                   "max_seq_len", "max_body_bytes")}}
+        return model_info(await self.facts(), self.settings, LIMITS, engine="ray",
+                          sessions="state travels in session_id")
 
 
 @serve.deployment

@@ -21,6 +21,8 @@ def overloaded(message: str) -> ApiError:
                     {"Retry-After": RETRY_AFTER_S})
 
 
+SHUTTING_DOWN = ApiError(503, "shutting_down", "the server is shutting down", "retry on a running server",
+                         {"Retry-After": RETRY_AFTER_S})
 NOT_STATEFUL = ApiError(409, "not_stateful", "this model has no h0/c0 inputs, so it cannot stream",
                         "a model exported with --stateful")
 
@@ -55,6 +57,15 @@ def model_facts(predictor, batching: dict, machine: dict) -> dict:
             "meta": {k: p.meta.get(k) for k in ("form", "version", "opset", "feature_names", "target_names")},
             "safe_abs": p.safe_abs, "batching": batching, "providers": p.session.get_providers(),
             "machine": machine, "y_width": y_width(p)}
+
+
+def model_info(facts: dict, settings, limits, **extra) -> dict:
+    """GET /v1/model from the model's facts, on every backend: `limits` names the settings it reports, `extra`
+    what only that backend knows."""
+    return {"path": settings.model, **facts["meta"], "head": facts["head"], "num_features": facts["num_features"],
+            "stateful": facts["stateful"], "lengths_input": facts["lengths_input"], "batching": facts["batching"],
+            "providers": facts["providers"], "machine": facts["machine"], **extra,
+            "limits": {k: getattr(settings, k) for k in limits}}
 
 
 class RequestCore:
