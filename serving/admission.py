@@ -16,7 +16,7 @@ import sys
 
 from lstm_onnx.serving.auth import OPEN_PATHS
 from lstm_onnx.serving.inputs import ApiError
-from lstm_onnx.serving.request_core import RETRY_AFTER_S
+from lstm_onnx.serving.request_core import retry_later
 
 ABUSE_LIMITS = ("max_sessions_per_client", "max_connections", "max_buffered_bytes", "max_parse_queue",
                 "queue_timeout_s")
@@ -65,15 +65,13 @@ class Admission:
 
     def too_many_connections(self) -> ApiError:
         self.on_refused(reason="connection_limit")
-        return ApiError(503, "too_many_connections", f"the server has {self.max_connections} connections open, "
-                        "its limit", "retry after the Retry-After header's seconds, or reuse an open connection",
-                        {"Retry-After": RETRY_AFTER_S})
+        return retry_later("too_many_connections", f"the server has {self.max_connections} connections open, its "
+                           "limit", "retry after the Retry-After header's seconds, or reuse an open connection")
 
     def budget_full(self, size: int) -> ApiError:
         self.on_refused(reason="body_budget")
-        return ApiError(503, "body_budget_full", f"request bodies being read hold {self.buffered} bytes; this "
-                        f"one's {size} would pass the server's budget of {self.max_buffered}",
-                        "retry after the Retry-After header's seconds", {"Retry-After": RETRY_AFTER_S})
+        return retry_later("body_budget_full", f"request bodies being read hold {self.buffered} bytes; this "
+                           f"one's {size} would pass the server's budget of {self.max_buffered}")
 
 
 def malloc_trim():

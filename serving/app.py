@@ -24,13 +24,13 @@ from lstm_onnx.serving.parse_pool import ParsePool
 from lstm_onnx.serving.protocols.base import Reply
 from lstm_onnx.serving.request_core import (
     NOT_STATEFUL,
-    RETRY_AFTER_S,
     RequestCore,
     check_sequence,
     model_facts,
     model_info,
     model_name,
     overloaded,
+    retry_later,
 )
 from lstm_onnx.serving.sessions import ClientSessionLimit, SessionLimit, SessionOwned, SessionStore, UnknownSession
 from lstm_onnx.serving.settings import ServeSettings
@@ -113,8 +113,8 @@ class Server(RequestCore):
             raise overloaded(str(exc)) from None
         except QueueTimeout as exc:
             self.metrics.rejected.inc(reason="queue_timeout")
-            raise ApiError(503, "queue_timeout", str(exc), "retry after the Retry-After header's seconds, or a "
-                           "less loaded server", {"Retry-After": RETRY_AFTER_S}) from None
+            raise retry_later("queue_timeout", str(exc), "retry after the Retry-After header's seconds, or a less "
+                              "loaded server") from None
         finally:
             self.model_stats.request(len(items), time.perf_counter_ns() - start, ok)
 
@@ -154,15 +154,14 @@ class Server(RequestCore):
             return self.sessions.create(sid, client)
         except ClientSessionLimit as exc:
             self.metrics.rejected.inc(reason="client_session_quota")
-            raise ApiError(429, "too_many_sessions_for_client", str(exc), f"at most "
-                           f"{self.settings.max_sessions_per_client} open sessions per client",
-                           {"Retry-After": RETRY_AFTER_S}) from None
+            raise retry_later("too_many_sessions_for_client", str(exc), f"at most "
+                              f"{self.settings.max_sessions_per_client} open sessions per client", 429) from None
         except SessionOwned as exc:
             raise sequence_owned(exc) from None
         except SessionLimit as exc:
             self.metrics.rejected.inc(reason="session_limit")
-            raise ApiError(503, "too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
-                           f"sessions", {"Retry-After": RETRY_AFTER_S}) from None
+            raise retry_later("too_many_sessions", str(exc), f"at most {self.settings.max_sessions} open "
+                              "sessions") from None
 
     async def end_stream(self, sid: str) -> None:
         self.session(sid)

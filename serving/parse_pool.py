@@ -14,8 +14,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from lstm_onnx.serving.inputs import ApiError
-from lstm_onnx.serving.request_core import RETRY_AFTER_S
+from lstm_onnx.serving.request_core import retry_later
 
 BIG_BODY_BYTES = 64 << 10  # bodies up to this parse on the loop (about 1 ms); the child costs ~1 ms a trip
 log = logging.getLogger("uvicorn.error")
@@ -40,9 +39,8 @@ class ParsePool:
             return convert(raw, *args)
         if self.queued >= self.max_queue:
             self.on_refused()
-            raise ApiError(503, "parse_queue_full", f"{self.queued} big bodies are waiting to be parsed, the "
-                           f"server's limit", "retry after the Retry-After header's seconds",
-                           {"Retry-After": RETRY_AFTER_S})
+            raise retry_later("parse_queue_full", f"{self.queued} big bodies are waiting to be parsed, the "
+                              "server's limit")
         self.queued += 1
         try:
             return await self._parse(convert, raw, *args)

@@ -26,12 +26,12 @@ from lstm_onnx.serving.inputs import ApiError
 from lstm_onnx.serving.protocols.base import Router
 from lstm_onnx.serving.ray_grpc import GrpcRoutes, register_protos
 from lstm_onnx.serving.request_core import (
-    RETRY_AFTER_S,
     RequestCore,
     check_sequence,
     model_facts,
     model_info,
     model_name,
+    retry_later,
 )
 from lstm_onnx.serving.settings import ServeSettings
 from lstm_onnx.serving.v2_protocol import bad
@@ -47,9 +47,8 @@ NO_AFFINITY = bad("the sequence extension is not served on Ray Serve (no session
 
 
 def replica_unavailable(why: str) -> ApiError:
-    return ApiError(503, "replica_unavailable", f"the model replica serving this request went away ({why})",
-                    "retry after the Retry-After header's seconds: Ray restarts the replica",
-                    {"Retry-After": RETRY_AFTER_S})
+    return retry_later("replica_unavailable", f"the model replica serving this request went away ({why})",
+                       "retry after the Retry-After header's seconds: Ray restarts the replica")
 
 
 api = FastAPI(title="lstm-onnx-pipeline (Ray Serve)", docs_url=None, redoc_url=None)

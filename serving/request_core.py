@@ -16,13 +16,17 @@ RETRY_AFTER_S = "1"  # every refusal that asks for a retry: overload, session ca
 # connection cap, body budget, parse backlog, shutdown, a replica gone
 
 
+def retry_later(code: str, message: str, expected: str = "retry after the Retry-After header's seconds",
+                status: int = 503) -> ApiError:
+    """A refusal the client may retry: back-pressure, limits, shutdown."""
+    return ApiError(status, code, message, expected, {"Retry-After": RETRY_AFTER_S})
+
+
 def overloaded(message: str) -> ApiError:
-    return ApiError(503, "overloaded", message, "retry after the Retry-After header's seconds",
-                    {"Retry-After": RETRY_AFTER_S})
+    return retry_later("overloaded", message)
 
 
-SHUTTING_DOWN = ApiError(503, "shutting_down", "the server is shutting down", "retry on a running server",
-                         {"Retry-After": RETRY_AFTER_S})
+SHUTTING_DOWN = retry_later("shutting_down", "the server is shutting down", "retry on a running server")
 NOT_STATEFUL = ApiError(409, "not_stateful", "this model has no h0/c0 inputs, so it cannot stream",
                         "a model exported with --stateful")
 
